@@ -1,0 +1,532 @@
+"""The ``wirewatch`` command line. The only place (with :mod:`monitor.runtime`) that
+builds the engine, the HTTP client and the notifiers.
+
+Exit codes: 0 ok; 1 could not run (database unreachable, internal error);
+2 invalid configuration or usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Coroutine
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from monitor import __version__
+from monitor.config import AppConfig, ConfigError, load_config, parse_duration
+from monitor.deliver.console import ConsoleNotifier
+from monitor.store.db import sqlite_path
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Wirewatch: watch news feeds, fold wire copies into stories, alert Slack once per story.",
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+ConfigDir = Annotated[
+    Path, typer.Option("--config", help="Config directory (settings/feeds/watchlists YAML).")
+]
+FeedsFile = Annotated[
+    Path | None,
+    typer.Option("--feeds", help="Feeds file: feeds YAML, OPML, or a plain list of URLs."),
+]
+WatchFile = Annotated[Path | None, typer.Option("--watchlists", help="Watchlists YAML file.")]
+LogLevel = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")]
+
+log = logging.getLogger("wirewatch")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("apscheduler", "aiosqlite", "asyncio", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(config: Path, feeds: Path | None, watchlists: Path | None) -> AppConfig:
+    try:
+        return load_config(config, feeds_file=feeds, watchlists_file=watchlists)
+    except ConfigError as exc:
+        typer.echo("configuration errors:", err=True)
+        for problem in exc.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except (OSError, ConnectionError) as exc:
+        typer.echo(f"error: cannot run: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:
+        if type(exc).__module__.startswith(("sqlalchemy", "asyncpg", "sqlite3", "aiosqlite")):
+            typer.echo(f"error: database unavailable: {exc}", err=True)
+            raise typer.Exit(1) from None
+        raise
+
+
+def _max_age(value: str | None, cfg: AppConfig) -> float | None:
+    if value is None:
+        return cfg.settings.max_age
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        typer.echo(f"error: --max-age: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"wirewatch {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def check(
+    config: ConfigDir = Path("config"),
+    feeds: FeedsFile = None,
+    watchlists: WatchFile = None,
+) -> None:
+    """Validate the configuration: prints a summary, or every error (file:line) and exits 2."""
+    cfg = _load(config, feeds, watchlists)
+    typer.echo(cfg.summary())
+
+
+@app.command()
+def run(
+    config: ConfigDir = Path("config"),
+    feeds: FeedsFile = None,
+    watchlists: WatchFile = None,
+    max_age: Annotated[
+        str | None, typer.Option("--max-age", help="Alert only on items newer than this (24h, none).")
+    ] = None,
+    log_level: LogLevel = None,
+) -> None:
+    """Run the daemon: poll feeds on schedule, deliver alerts, reload config on change/SIGHUP."""
+    cfg = _load(config, feeds, watchlists)
+    _setup_logging(log_level or cfg.settings.log_level)
+    age = _max_age(max_age, cfg)
+    _run(_daemon(cfg, config, feeds, watchlists, age))
+
+
+async def _daemon(
+    cfg: AppConfig, config: Path, feeds: Path | None, watchlists: Path | None, age: float | None
+) -> None:
+    from monitor.runtime import open_runtime
+    from monitor.scheduler import Daemon, Reloader
+
+    async with open_runtime(cfg, max_age=age) as rt:
+        reloader = Reloader(
+            load=lambda: load_config(config, feeds_file=feeds, watchlists_file=watchlists),
+            files=list(cfg.files),
+        )
+        daemon = Daemon(rt, reloader)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, daemon.request_stop)
+        loop.add_signal_handler(signal.SIGTERM, daemon.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+        await daemon.run()
+
+
+@app.command()
+def once(
+    config: ConfigDir = Path("config"),
+    feeds: FeedsFile = None,
+    watchlists: WatchFile = None,
+    max_age: Annotated[
+        str | None,
+        typer.Option("--max-age", help="Alert only on items newer than this (e.g. 24h), or none."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print alerts instead of sending; state untouched.")
+    ] = False,
+    deliver_timeout: Annotated[
+        float, typer.Option("--deliver-timeout", help="Seconds to keep retrying delivery.")
+    ] = 30.0,
+    log_level: LogLevel = None,
+) -> None:
+    """Poll every feed once, deliver the alerts, exit. Exit 0 when the cycle ran, even if
+    some feeds failed (they are listed)."""
+    cfg = _load(config, feeds, watchlists)
+    _setup_logging(log_level or "WARNING")
+    age = _max_age(max_age, cfg)
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    if dry_run:
+        tmp = tempfile.TemporaryDirectory(prefix="wirewatch-dry-")
+        cfg = replace(
+            cfg,
+            settings=cfg.settings.model_copy(
+                update={"database_url": _dry_run_db(cfg.settings.database_url, Path(tmp.name))}
+            ),
+        )
+    try:
+        code = _run(_once(cfg, age, dry_run, deliver_timeout))
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    raise typer.Exit(code)
+
+
+def _dry_run_db(url: str, tmpdir: Path) -> str:
+    """A dry run works on a copy of the SQLite state (so it does not re-alert what was
+    sent), or on an empty temporary database for other backends."""
+    target = tmpdir / "dry-run.db"
+    src = sqlite_path(url)
+    if src is not None and src.exists():
+        shutil.copy2(src, target)
+        for suffix in ("-wal", "-shm"):
+            side = src.with_name(src.name + suffix)
+            if side.exists():
+                shutil.copy2(side, target.with_name(target.name + suffix))
+    return f"sqlite:///{target}"
+
+
+async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeout: float) -> int:
+    from monitor.outbox import deliver_pending, next_due_in
+    from monitor.pipeline import poll_cycle
+    from monitor.runtime import open_runtime
+    from monitor.scheduler import startup
+
+    notifiers = {"console": ConsoleNotifier(sys.stdout)} if dry_run else None
+    async with open_runtime(cfg, max_age=age, notifiers=notifiers) as rt:
+        if dry_run:
+            # re-route everything queued in the copy to the console
+            from sqlalchemy import update
+
+            from monitor.store.tables import AlertRow
+
+            async with rt.sessions() as session:
+                await session.exec(update(AlertRow).values(sink="console"))  # type: ignore[call-overload]
+                await session.commit()
+        await startup(rt)
+        report = await poll_cycle(rt, all_feeds=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + deliver_timeout
+        delivered = await deliver_pending(rt)
+        while True:
+            wait = await next_due_in(rt)
+            if wait is None or loop.time() + wait > deadline:
+                break
+            await asyncio.sleep(wait + 0.05)
+            more = await deliver_pending(rt)
+            delivered.sent += more.sent
+            delivered.failed += more.failed
+            delivered.errors += more.errors
+        pending = await next_due_in(rt)
+    for p in report.failed:
+        typer.echo(f"feed failed: {p.feed} ({p.url}): {p.error}", err=True)
+    for p in report.polls:
+        if p.parse_error and not p.error:
+            typer.echo(f"feed malformed (entries recovered): {p.feed}: {p.parse_error}", err=True)
+    for err in delivered.errors:
+        typer.echo(f"alert failed: {err}", err=True)
+    typer.echo(
+        f"polled {len(report.polls)} feeds ({len(report.failed)} failed): "
+        f"{report.new} new entries, {report.alerts} alerts queued, {delivered.sent} delivered"
+        + (", some alerts still queued for retry" if pending is not None else ""),
+        err=True,
+    )
+    return 0
+
+
+@app.command()
+def cluster(
+    items: Annotated[Path, typer.Argument(help="JSONL: id, title, summary, published, source, url")],
+    config: ConfigDir = Path("config"),
+    feeds: FeedsFile = None,
+    watchlists: WatchFile = None,
+) -> None:
+    """Cluster entries into stories with exactly the daemon's dedupe; prints id<TAB>story_id."""
+    from monitor.cluster import cluster_lines
+    from monitor.runtime import dedupe_config
+
+    cfg = _load_lenient(config, feeds, watchlists)
+    dcfg = dedupe_config(cfg)
+    try:
+        stream = sys.stdin if str(items) == "-" else items.open(encoding="utf-8")
+    except OSError as exc:
+        typer.echo(f"error: {items}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    out = sys.stdout
+    try:
+        for item_id, story_id in cluster_lines(stream, dcfg):
+            out.write(f"{item_id}\t{story_id}\n")
+    except ValueError as exc:
+        typer.echo(f"error: {items}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def _load_lenient(config: Path, feeds: Path | None, watchlists: Path | None) -> AppConfig:
+    """Commands that need only settings work without feeds/watchlists files."""
+    if not config.is_dir() and feeds is None and watchlists is None:
+        from monitor.config import Settings
+
+        return AppConfig(settings=Settings(), feeds=[], watchlists=[])
+    return _load(config, feeds, watchlists)
+
+
+@app.command()
+def explain(
+    text: Annotated[str | None, typer.Option("--text", help="Text to test (as a title).")] = None,
+    entry: Annotated[int | None, typer.Option("--entry", help="A stored entry id.")] = None,
+    summary: Annotated[str, typer.Option("--summary", help="Summary text, with --text.")] = "",
+    feed: Annotated[str, typer.Option("--feed", help="Feed name for scope checks.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    config: ConfigDir = Path("config"),
+    feeds: FeedsFile = None,
+    watchlists: WatchFile = None,
+) -> None:
+    """Show, per watchlist, whether a text or stored entry matches and why."""
+    from monitor.match import compile_watchlists, explain_json, format_explanations
+
+    if (text is None) == (entry is None):
+        typer.echo("error: give exactly one of --text or --entry", err=True)
+        raise typer.Exit(2)
+    cfg = _load(config, feeds, watchlists)
+    tags: tuple[str, ...] = ()
+    if text is not None:
+        fields = {"title": text, "summary": summary, "feed": feed}
+        tags = next((f.tags for f in cfg.feeds if f.name == feed), ())
+    else:
+        assert entry is not None
+        found = _run(_entry_fields(cfg, entry))
+        if found is None:
+            typer.echo(f"error: no entry with id {entry}", err=True)
+            raise typer.Exit(2)
+        fields, feed, tags = found
+    matcher = compile_watchlists(cfg.watchlists)
+    expls = matcher.explain(fields, feed=feed, feed_tags=tags)
+    if as_json:
+        typer.echo(json.dumps(explain_json(expls), ensure_ascii=False, indent=2))
+    else:
+        typer.echo(format_explanations(expls))
+
+
+async def _entry_fields(
+    cfg: AppConfig, entry_id: int
+) -> tuple[dict[str, str], str, tuple[str, ...]] | None:
+    from monitor.pipeline import entry_fields
+    from monitor.store.db import create_engine, migrate, sessionmaker
+    from monitor.store.tables import EntryRow, FeedRow
+
+    engine = create_engine(cfg.settings.database_url)
+    try:
+        await migrate(engine)
+        async with sessionmaker(engine)() as session:
+            row = await session.get(EntryRow, entry_id)
+            if row is None:
+                return None
+            feed = await session.get(FeedRow, row.feed_id)
+            name = feed.name if feed else ""
+            tags = tuple(t for t in (feed.tags if feed else "").split(",") if t)
+            return entry_fields(row, name), name, tags
+    finally:
+        await engine.dispose()
+
+
+feeds_app = typer.Typer(
+    help="Feed health; add feeds; OPML import/export.", invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(feeds_app, name="feeds")
+
+
+@feeds_app.callback()
+def feeds_health(
+    ctx: typer.Context,
+    config: ConfigDir = Path("config"),
+    feeds: FeedsFile = None,
+    watchlists: WatchFile = None,
+) -> None:
+    """Print the health of every feed: last success, last error, failures, interval."""
+    if ctx.invoked_subcommand is not None:
+        return
+    cfg = _load(config, feeds, watchlists)
+    rows = _run(_feed_rows(cfg))
+    now = datetime.now(UTC)
+    header = f"{'feed':<24} {'state':<9} {'last ok':>9} {'fails':>5} {'every':>7} {'entries':>7}  last error"
+    typer.echo(header)
+    for r in rows:
+        state = "disabled" if not r.enabled else ("failing" if r.consecutive_failures else "ok")
+        if r.enabled and not r.consecutive_failures and _silent(r, now):
+            state = "silent"
+        typer.echo(
+            f"{_clip(r.name, 24):<24} {state:<9} {_ago(r.last_success, now):>9} "
+            f"{r.consecutive_failures:>5} {_dur(r.current_interval_s):>7} {r.entries_seen:>7}  "
+            f"{_clip(r.disabled_reason or r.last_error or '', 80)}"
+        )
+
+
+async def _feed_rows(cfg: AppConfig) -> list[Any]:
+    from sqlmodel import select
+
+    from monitor.store.db import create_engine, migrate, sessionmaker
+    from monitor.store.queries import sync_feeds
+    from monitor.store.tables import FeedRow
+
+    engine = create_engine(cfg.settings.database_url)
+    try:
+        await migrate(engine)
+        async with sessionmaker(engine)() as session:
+            await sync_feeds(session, cfg.feeds, datetime.now(UTC))
+            await session.commit()
+            return list((await session.exec(select(FeedRow).order_by(FeedRow.name))).all())
+    finally:
+        await engine.dispose()
+
+
+def _silent(row: Any, now: datetime) -> bool:
+    """A feed that used to publish but has had nothing new for far longer than usual."""
+    if row.last_new_entry is None or row.entries_seen < 10:
+        return False
+    age = (now - row.created_at).total_seconds()
+    per_item = age / max(1, row.entries_seen)
+    return bool((now - row.last_new_entry).total_seconds() > max(20 * per_item, 6 * 3600))
+
+
+def _clip(value: str, width: int) -> str:
+    from monitor.normalize import terminal_safe
+
+    value = terminal_safe(value)
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    return _dur((now - when).total_seconds()) + " ago" if (now - when).total_seconds() < 1e7 else "long ago"
+
+
+def _dur(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+outbox_app = typer.Typer(help="Pending and failed alerts.", invoke_without_command=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.callback()
+def outbox_list(
+    ctx: typer.Context,
+    config: ConfigDir = Path("config"),
+    feeds: FeedsFile = None,
+    watchlists: WatchFile = None,
+) -> None:
+    """List pending and failed alerts with their reasons."""
+    if ctx.invoked_subcommand is not None:
+        return
+    cfg = _load(config, feeds, watchlists)
+    rows = _run(_outbox_rows(cfg))
+    if not rows:
+        typer.echo("outbox empty: nothing pending or failed")
+        return
+    typer.echo(f"{'id':>6} {'state':<8} {'tries':>5} {'sink':<13} {'channel':<16} {'watchlist':<14} reason / title")
+    for alert, title in rows:
+        typer.echo(
+            f"{alert.id:>6} {alert.state:<8} {alert.attempts:>5} {alert.sink:<13} "
+            f"{_clip(alert.channel, 16):<16} {_clip(alert.watchlist, 14):<14} "
+            f"{_clip(alert.last_error or '', 40)} | {_clip(title, 60)}"
+        )
+
+
+async def _outbox_rows(cfg: AppConfig) -> list[tuple[Any, str]]:
+    from sqlmodel import col, select
+
+    from monitor.store.db import create_engine, migrate, sessionmaker
+    from monitor.store.tables import AlertRow, EntryRow
+
+    engine = create_engine(cfg.settings.database_url)
+    try:
+        await migrate(engine)
+        async with sessionmaker(engine)() as session:
+            rows = await session.exec(
+                select(AlertRow, EntryRow.title)
+                .join(EntryRow, col(EntryRow.id) == col(AlertRow.entry_id))
+                .where(col(AlertRow.state).in_(["pending", "sending", "failed"]))
+                .order_by(col(AlertRow.id))
+            )
+            return [(a, t) for a, t in rows.all()]
+    finally:
+        await engine.dispose()
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    alert_id: Annotated[int | None, typer.Argument(help="Alert id to re-queue.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Re-queue every failed alert.")] = False,
+    config: ConfigDir = Path("config"),
+    feeds: FeedsFile = None,
+    watchlists: WatchFile = None,
+) -> None:
+    """Re-queue one alert, or every failed alert; the running daemon sends them."""
+    if (alert_id is None) == (not failed):
+        typer.echo("error: give an alert ID or --failed", err=True)
+        raise typer.Exit(2)
+    cfg = _load(config, feeds, watchlists)
+    count = _run(_requeue(cfg, alert_id))
+    typer.echo(f"re-queued {count} alert(s)")
+    if alert_id is not None and count == 0:
+        raise typer.Exit(2)
+
+
+async def _requeue(cfg: AppConfig, alert_id: int | None) -> int:
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    from monitor.store.db import create_engine, migrate, sessionmaker
+    from monitor.store.tables import AlertRow
+
+    engine = create_engine(cfg.settings.database_url)
+    try:
+        await migrate(engine)
+        async with sessionmaker(engine)() as session:
+            stmt = update(AlertRow).values(
+                state="pending", next_attempt_at=datetime.now(UTC), attempts=0
+            )
+            if alert_id is not None:
+                stmt = stmt.where(col(AlertRow.id) == alert_id).where(
+                    col(AlertRow.state).in_(["failed", "pending"])
+                )
+            else:
+                stmt = stmt.where(col(AlertRow.state) == "failed")
+            result = await session.exec(stmt)  # type: ignore[call-overload]
+            await session.commit()
+            return int(result.rowcount or 0)
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    app()
+
+
+_ = timedelta

@@ -1,0 +1,480 @@
+"""Configuration: YAML files + environment → validated, typed objects.
+
+This is the only module that reads environment variables. Errors are collected and
+raised together as :class:`ConfigError`, each naming file, line, field and problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from monitor.watchlist import Watchlist
+from monitor.yamlsrc import ConfigError, YamlDoc, load_yaml
+
+__all__ = [
+    "AppConfig",
+    "ConfigError",
+    "FeedConfig",
+    "Settings",
+    "load_config",
+    "parse_duration",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d|w)?\s*$", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> float | None:
+    """Seconds from ``90``, ``"90s"``, ``"30m"``, ``"24h"``, ``"7d"``; ``None`` for ``"none"``."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"duration must not be negative: {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        if value.strip().lower() in {"none", "off", "never", "null"}:
+            return None
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
+    raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 30m, 24h, 7d or none)")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _seconds(v: object) -> float:
+    secs = parse_duration(v)
+    if secs is None:
+        raise ValueError("a duration is required here")
+    return secs
+
+
+class PollSettings(_Strict):
+    default_interval: float = 300.0
+    min_interval: float = 60.0
+    max_interval: float = 3600.0
+    concurrency: int = Field(default=20, ge=1, le=1000)
+    per_host: int = Field(default=2, ge=1, le=100)
+    per_host_spacing: float = 1.0
+    tick: float = 5.0
+    lease: float = 300.0
+    parse_timeout: float = 30.0
+    parse_workers: int = Field(default=2, ge=1, le=64)
+
+    @field_validator(
+        "default_interval", "min_interval", "max_interval", "per_host_spacing", "tick", "lease",
+        "parse_timeout", mode="before",
+    )
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return _seconds(v)
+
+
+class FetchSettings(_Strict):
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    total_timeout: float = 60.0
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+
+    @field_validator("connect_timeout", "read_timeout", "total_timeout", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return _seconds(v)
+
+
+class DedupeSettings(_Strict):
+    window: float = 48 * 3600.0
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return _seconds(v)
+
+
+class SlackSettings(_Strict):
+    channel: str | None = None
+    bot_token: str | None = None
+    webhook_url: str | None = None
+    api_url: str | None = None
+
+
+class WebhookSettings(_Strict):
+    url: str | None = None
+    secret: str | None = None
+
+
+class DeliverySettings(_Strict):
+    per_channel_interval: float = 1.0
+    max_backoff: float = 600.0
+    burst_max: int = Field(default=10, ge=1)
+    burst_window: float = 60.0
+    batch: int = Field(default=50, ge=1)
+
+    @field_validator("per_channel_interval", "max_backoff", "burst_window", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float:
+        return _seconds(v)
+
+
+class Settings(_Strict):
+    database_url: str = "sqlite:///data/wirewatch.db"
+    max_age: float | None = 24 * 3600.0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    poll: PollSettings = PollSettings()
+    fetch: FetchSettings = FetchSettings()
+    dedupe: DedupeSettings = DedupeSettings()
+    slack: SlackSettings = SlackSettings()
+    webhook: WebhookSettings = WebhookSettings()
+    delivery: DeliverySettings = DeliverySettings()
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _age(cls, v: object) -> float | None:
+        return parse_duration(v)
+
+
+class FeedConfig(_Strict):
+    name: str = Field(min_length=1)
+    url: str
+    source: str = ""
+    interval: float | None = None
+    tags: tuple[str, ...] = ()
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v.strip())
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError(f"not an http(s) URL: {v!r}")
+        return v.strip()
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> float | None:
+        return parse_duration(v)
+
+    @property
+    def outlet(self) -> str:
+        return self.source or self.name
+
+
+class _FeedsFile(_Strict):
+    feeds: list[FeedConfig] = []
+
+
+class _WatchlistsFile(_Strict):
+    watchlists: list[Watchlist] = []
+
+
+@dataclass
+class AppConfig:
+    settings: Settings
+    feeds: list[FeedConfig]
+    watchlists: list[Watchlist]
+    files: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str:
+        terms = sum(_count_terms(w) for w in self.watchlists)
+        enabled = sum(1 for f in self.feeds if f.enabled)
+        return (
+            f"ok: {len(self.feeds)} feeds ({enabled} enabled), "
+            f"{len(self.watchlists)} watchlists, {terms} terms"
+        )
+
+
+def _count_terms(w: Watchlist) -> int:
+    n = 0
+    for attr in ("terms", "all", "not_"):
+        value = getattr(w, attr, None)
+        if isinstance(value, list | tuple):
+            n += len(value)
+    return n
+
+
+def _problems(doc: YamlDoc, exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = (*prefix, *err["loc"])
+        fields = ".".join(str(p) for p in loc if _is_doc_part(doc, loc, p))
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field {str(loc[-1])!r}"
+        out.append(f"{doc.where(loc)}: {fields or '(top level)'}: {msg}")
+    return out
+
+
+def _is_doc_part(doc: YamlDoc, loc: tuple[str | int, ...], part: str | int) -> bool:
+    # keep only parts that are real document keys/indices, not pydantic union tags
+    idx = loc.index(part)
+    return loc[: idx + 1] in doc.lines or isinstance(part, int) or idx == len(loc) - 1
+
+
+def _load_settings(path: Path | None, errors: list[str]) -> Settings:
+    if path is None or not path.exists():
+        return Settings()
+    try:
+        doc = load_yaml(path)
+    except ConfigError as exc:
+        errors.extend(exc.problems)
+        return Settings()
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        errors.append(f"{path}:1: expected a mapping of settings")
+        return Settings()
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(_problems(doc, exc))
+        return Settings()
+
+
+def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
+    slack = settings.slack.model_copy(
+        update={
+            k: v
+            for k, v in {
+                "bot_token": env.get("SLACK_BOT_TOKEN") or None,
+                "channel": env.get("SLACK_CHANNEL") or None,
+                "webhook_url": env.get("SLACK_WEBHOOK_URL") or None,
+                "api_url": env.get("SLACK_API_URL") or None,
+            }.items()
+            if v is not None
+        }
+    )
+    webhook = settings.webhook.model_copy(
+        update={
+            k: v
+            for k, v in {
+                "url": env.get("WIREWATCH_WEBHOOK_URL") or None,
+                "secret": env.get("WIREWATCH_WEBHOOK_SECRET") or None,
+            }.items()
+            if v is not None
+        }
+    )
+    update: dict[str, Any] = {"slack": slack, "webhook": webhook}
+    if env.get("WIREWATCH_DATABASE_URL"):
+        update["database_url"] = env["WIREWATCH_DATABASE_URL"]
+    return settings.model_copy(update=update)
+
+
+def _name_from_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = (parts.hostname or "feed").removeprefix("www.").removeprefix("feeds.")
+    path = re.sub(r"[^a-z0-9]+", "-", parts.path.lower()).strip("-")
+    return f"{host}-{path}"[:80].rstrip("-") if path else host
+
+
+def _load_feeds(path: Path, errors: list[str]) -> list[FeedConfig]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        errors.append(f"{path}: cannot read: {exc.strerror or exc}")
+        return []
+    head = raw.lstrip()[:200].lower()
+    if head.startswith(b"<?xml") or head.startswith(b"<opml"):
+        return _load_opml(path, raw, errors)
+    text = raw.decode("utf-8", errors="replace")
+    first = next(
+        (ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), ""
+    )
+    if re.match(r"^https?://", first):
+        return _load_url_list(path, text, errors)
+    try:
+        doc = load_yaml(path)
+    except ConfigError as exc:
+        errors.extend(exc.problems)
+        return []
+    data = doc.data
+    if isinstance(data, list):
+        data = {"feeds": data}
+    if data is None:
+        data = {"feeds": []}
+    if not isinstance(data, dict):
+        errors.append(f"{path}:1: expected 'feeds:' with a list of feeds")
+        return []
+    for i, item in enumerate(data.get("feeds") or []):
+        if isinstance(item, str):
+            data["feeds"][i] = {"url": item}
+            item = data["feeds"][i]
+        if isinstance(item, dict) and "name" not in item and isinstance(item.get("url"), str):
+            item["name"] = _name_from_url(item["url"])
+    try:
+        feeds = _FeedsFile.model_validate(data).feeds
+    except ValidationError as exc:
+        errors.extend(_problems(doc, exc))
+        return []
+    seen: dict[str, int] = {}
+    for i, f in enumerate(feeds):
+        if f.name in seen:
+            errors.append(
+                f"{doc.where(('feeds', i, 'name'))}: feeds.{i}.name: duplicate feed name "
+                f"{f.name!r} (first at line {doc.line_for(('feeds', seen[f.name], 'name'))})"
+            )
+        seen.setdefault(f.name, i)
+    return feeds
+
+
+def _load_url_list(path: Path, text: str, errors: list[str]) -> list[FeedConfig]:
+    """newsboat-style urls file: ``URL ["tag" ...] ["~Title"]`` one per line, # comments."""
+    feeds: list[FeedConfig] = []
+    names: set[str] = set()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        url, *rest = re.findall(r'"[^"]*"|\S+', line)
+        tags = [t.strip('"') for t in rest]
+        title = next((t[1:] for t in tags if t.startswith("~")), "")
+        tags = [t for t in tags if t and not t.startswith(("~", "!"))]
+        name = title or _name_from_url(url)
+        base, n = name, 2
+        while name in names:
+            name, n = f"{base}-{n}", n + 1
+        names.add(name)
+        try:
+            feeds.append(FeedConfig(name=name, url=url, source=title, tags=tuple(tags)))
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            errors.append(f"{path}:{lineno}: {msg}")
+    return feeds
+
+
+def _load_opml(path: Path, raw: bytes, errors: list[str]) -> list[FeedConfig]:
+    try:
+        root = ET.fromstring(raw)
+    except ET.ParseError as exc:
+        errors.append(f"{path}:{exc.position[0]}: invalid OPML: {exc}")
+        return []
+    feeds: list[FeedConfig] = []
+    names: set[str] = set()
+
+    def visit(node: ET.Element, tags: tuple[str, ...]) -> None:
+        for child in node.findall("outline"):
+            url = child.get("xmlUrl") or child.get("xmlurl")
+            title = (child.get("title") or child.get("text") or "").strip()
+            if url:
+                name = title or _name_from_url(url)
+                base, n = name, 2
+                while name in names:
+                    name, n = f"{base}-{n}", n + 1
+                names.add(name)
+                try:
+                    feeds.append(FeedConfig(name=name, url=url, source=title, tags=tags))
+                except ValidationError as exc:
+                    msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                    errors.append(f"{path}: outline {title or url!r}: {msg}")
+            else:
+                visit(child, (*tags, title) if title else tags)
+
+    body = root.find("body")
+    visit(body if body is not None else root, ())
+    return feeds
+
+
+def _load_watchlists(path: Path, errors: list[str]) -> list[Watchlist]:
+    try:
+        doc = load_yaml(path)
+    except ConfigError as exc:
+        errors.extend(exc.problems)
+        return []
+    data = doc.data
+    if isinstance(data, list):
+        data = {"watchlists": data}
+    if data is None:
+        data = {"watchlists": []}
+    if not isinstance(data, dict):
+        errors.append(f"{path}:1: expected 'watchlists:' with a list of watchlists")
+        return []
+    try:
+        watchlists = _WatchlistsFile.model_validate(data).watchlists
+    except ValidationError as exc:
+        errors.extend(_problems(doc, exc))
+        return []
+    seen: dict[str, int] = {}
+    for i, w in enumerate(watchlists):
+        if w.name in seen:
+            errors.append(
+                f"{doc.where(('watchlists', i, 'name'))}: watchlists.{i}.name: duplicate "
+                f"watchlist name {w.name!r} (first at line "
+                f"{doc.line_for(('watchlists', seen[w.name], 'name'))})"
+            )
+        seen.setdefault(w.name, i)
+    return watchlists
+
+
+def _first_existing(directory: Path, *names: str) -> Path | None:
+    for name in names:
+        candidate = directory / name
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def load_config(
+    config_dir: Path | str = "config",
+    *,
+    feeds_file: Path | str | None = None,
+    watchlists_file: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> AppConfig:
+    """Load ``settings.yaml``, ``feeds.yaml`` and ``watchlists.yaml`` from ``config_dir``
+    (each replaceable by an explicit file), apply environment overrides, validate all,
+    and raise :class:`ConfigError` listing every problem."""
+    env = os.environ if env is None else env
+    directory = Path(config_dir)
+    errors: list[str] = []
+    if not directory.is_dir() and (feeds_file is None or watchlists_file is None):
+        errors.append(f"{directory}: config directory not found")
+    settings_path = _first_existing(directory, "settings.yaml", "settings.yml")
+    settings = _apply_env(_load_settings(settings_path, errors), env)
+    feeds_path = Path(feeds_file) if feeds_file else _first_existing(
+        directory, "feeds.yaml", "feeds.yml", "feeds.opml", "urls"
+    )
+    watch_path = Path(watchlists_file) if watchlists_file else _first_existing(
+        directory, "watchlists.yaml", "watchlists.yml"
+    )
+    feeds: list[FeedConfig] = []
+    watchlists: list[Watchlist] = []
+    if feeds_path is None:
+        errors.append(f"{directory}/feeds.yaml: no feeds file (use --feeds FILE)")
+    else:
+        feeds = _load_feeds(feeds_path, errors)
+    if watch_path is None:
+        errors.append(f"{directory}/watchlists.yaml: no watchlists file (use --watchlists FILE)")
+    else:
+        watchlists = _load_watchlists(watch_path, errors)
+    if settings.poll.min_interval > settings.poll.max_interval:
+        errors.append(
+            f"{settings_path}: poll.min_interval is larger than poll.max_interval"
+        )
+    feed_names = {f.name for f in feeds}
+    feed_tags = {t for f in feeds for t in f.tags}
+    for w in watchlists:
+        for name in getattr(w, "feeds", None) or ():
+            if name not in feed_names:
+                errors.append(f"{watch_path}: watchlist {w.name!r}: unknown feed {name!r}")
+        for tag in getattr(w, "tags", None) or ():
+            if tag not in feed_tags:
+                errors.append(f"{watch_path}: watchlist {w.name!r}: no feed has tag {tag!r}")
+    if errors:
+        raise ConfigError(errors)
+    files = [p for p in (settings_path, feeds_path, watch_path) if p is not None]
+    return AppConfig(settings=settings, feeds=feeds, watchlists=watchlists, files=files)

@@ -1,0 +1,394 @@
+"""Story deduplication: fold wire copies of one story into one cluster. Pure, in memory.
+
+How a new item is matched (``StoryIndex.find``), cheapest first:
+
+1. **url** — same canonical link as an item in the window.
+2. **title** — same normalised title (wire prefixes/outlet suffixes stripped, case, accents
+   and quotes folded). Recurring series titles ("Live updates", "Morning briefing",
+   "Latest headlines") only match when their link (or, without links, their day) is equal.
+3. **fuzzy** — candidates come from an inverted index of title word stems: only the
+   ``probe_tokens`` rarest stems of the new title are looked up and only the newest
+   ``posting_cap`` items of each posting list are read, so the cost per item does not grow
+   with the window. Candidates are scored on their titles (soft Dice over stems, with
+   news synonyms and demonyms folded, backed by rapidfuzz token-set similarity), helped by
+   the summaries when both have one. A merge is vetoed when the titles carry different
+   numbers, different weekdays, different names, opposite verbs ("open"/"close"), or a
+   negation in one only.
+
+The thresholds' defaults were chosen on the STS headlines file (see
+``bench/bench_dedup_sts.py``): the lowest title threshold that keeps pairwise precision
+>= 0.97 there, since a false merge hides a story.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rapidfuzz import fuzz
+
+from monitor.storykey import (
+    TitleFeatures,
+    TitleKey,
+    canon,
+    clean_summary,
+    contrast,
+    features,
+    raw_tokens,
+    title_key,
+    update_number,
+)
+from monitor.storykey import STOPWORDS as _STOPWORDS
+
+__all__ = [
+    "Decision",
+    "DedupeConfig",
+    "StoryIndex",
+    "StoryItem",
+    "is_material_change",
+    "pair_score",
+    "veto",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DedupeConfig:
+    """Dedupe settings. Scores are 0-100."""
+
+    window_hours: float = 48.0
+    # merge on the title alone at or above this score (chosen on STS: precision >= 0.97)
+    title_threshold: float = 68.0
+    # with both summaries present: merge when the title reaches summary_title_floor and
+    # the summaries reach summary_threshold
+    summary_title_floor: float = 40.0
+    summary_threshold: float = 55.0
+    min_title_words: int = 3  # exact-title key needs this many content words
+    probe_tokens: int = 5  # rarest title stems looked up in the inverted index
+    posting_cap: int = 200  # newest items read per posting list
+    max_candidates: int = 12  # candidates scored in full per item
+    summary_chars: int = 300  # summary prefix kept per item for scoring
+
+
+@dataclass(frozen=True, slots=True)
+class StoryItem:
+    key: str  # unique item id (entry id)
+    title: str  # plain text; may still carry wire prefixes / outlet suffixes
+    summary: str
+    published: datetime | None  # aware UTC; None = unknown (treated as "now")
+    source: str  # outlet name
+    url: str  # canonical URL ("" if none)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    story_id: int | None  # None = start a new story
+    reason: str  # "url" | "title" | "fuzzy" | "summary" | "new"
+    score: float
+
+
+# --- scoring ---------------------------------------------------------------------------
+
+
+def _tokens_match(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if a[0].isdigit() or b[0].isdigit():
+        return False
+    short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    if len(short) >= 4 and long_.startswith(short):
+        return True  # syria/syrian, reelect/reelection
+    if len(short) >= 5 and short[:5] == long_[:5] and len(long_) - len(short) <= 4:
+        return True
+    return len(short) >= 5 and fuzz.ratio(a, b) >= 85.0  # typos: eygpt/egypt, tian'anmen
+
+
+def soft_dice(a: tuple[str, ...], b: tuple[str, ...]) -> float:
+    """Dice coefficient (0-100) over stem sets, where near-equal stems count as equal."""
+    sa, sb = set(a), set(b)
+    if not sa or not sb:
+        return 0.0
+    common = sa & sb
+    ra, rb = sa - common, sb - common
+    ma = len(common) + sum(1 for x in ra if any(_tokens_match(x, y) for y in rb))
+    mb = len(common) + sum(1 for y in rb if any(_tokens_match(x, y) for x in ra))
+    return 100.0 * (ma + mb) / (len(sa) + len(sb))
+
+
+def _covered(token: str, stems: frozenset[str]) -> bool:
+    return token in stems or any(_tokens_match(token, s) for s in stems)
+
+
+def _uncovered(
+    runs: tuple[tuple[str, ...], ...], other: frozenset[str], initials: str
+) -> bool:
+    """Whether some name run shares no word with the other title (nor is an acronym of
+    words in it: "USGS" for "US Geological Survey")."""
+    for run in runs:
+        if any(_covered(tok, other) for tok in run):
+            continue
+        if len(run) == 1 and len(run[0]) >= 2 and run[0] in initials:
+            continue
+        return True
+    return False
+
+
+def veto(a: TitleFeatures, b: TitleFeatures) -> str:
+    """Why two titles must not be merged ("" = no objection)."""
+    if (a.numbers - b.numbers) and (b.numbers - a.numbers):
+        return "numbers"
+    if (a.days - b.days) and (b.days - a.days):
+        return "days"
+    if a.negated != b.negated:
+        return "negation"
+    sa, sb = frozenset(a.stems), frozenset(b.stems)
+    na, fa = _uncovered(a.names, sb, b.initials), _uncovered(a.first, sb, b.initials)
+    nb, fb = _uncovered(b.names, sa, a.initials), _uncovered(b.first, sa, a.initials)
+    if (na or fa) and (nb or fb):
+        return "names"
+    # Title Case runs count against a sure name on the other side ("Italy Soldiers Die
+    # In Afghanistan" / "Two UK soldiers killed in Afghanistan")
+    if (na and _uncovered(b.maybe, sa, a.initials)) or (nb and _uncovered(a.maybe, sb, b.initials)):
+        return "names"
+    if contrast(sa, sb):
+        return "contrast"
+    return ""
+
+
+def pair_score(a: TitleFeatures, b: TitleFeatures) -> float:
+    """Title similarity 0-100."""
+    return soft_dice(a.stems, b.stems)
+
+
+def _summary_stems(text: str) -> tuple[str, ...]:
+    out = []
+    for w in raw_tokens(text):
+        low = w.casefold()
+        if low in _STOPWORDS or len(low) < 2:
+            continue
+        out.extend(canon(low).split())
+    return tuple(out)
+
+
+def summary_score(a: str, b: str) -> float:
+    """Summary similarity 0-100: Dice over content-word stems (synonyms folded)."""
+    if not a or not b:
+        return 0.0
+    sa, sb = set(_summary_stems(a)), set(_summary_stems(b))
+    if not sa or not sb:
+        return 0.0
+    return 200.0 * len(sa & sb) / (len(sa) + len(sb))
+
+
+# --- the index -------------------------------------------------------------------------
+
+
+class _Rec:
+    """One window entry. Kept small: about 1M of these live in memory at scale."""
+
+    __slots__ = ("story", "ts", "title", "stems", "summary", "tkey", "ukey")
+
+    def __init__(
+        self,
+        story: int,
+        ts: float,
+        title: str,
+        stems: tuple[str, ...],
+        summary: str,
+        tkey: int,
+        ukey: int,
+    ) -> None:
+        self.story = story
+        self.ts = ts
+        self.title = title  # stripped title (case kept) — guard features recomputed on demand
+        self.stems = stems  # unique title stems (interned), for a cheap first score
+        self.summary = summary
+        self.tkey = tkey  # hash of exact-title key (0 = none)
+        self.ukey = ukey  # hash of canonical url (0 = none)
+
+
+def _ts(value: datetime | None, now: datetime | None) -> float:
+    if value is None:
+        value = now if now is not None else datetime.now(UTC)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def _title_key(item: StoryItem, tk: TitleKey, ts: float, min_words: int) -> int:
+    if tk.series:
+        # recurring titles: the same story only on the same link, or the same day unlinked
+        day = int(ts // 86400)
+        return hash(("series", tk.key, item.url, day))
+    if len(tk.stems) < min_words:
+        return 0
+    return hash(("title", tk.key))
+
+
+class StoryIndex:
+    """In-memory window of recent items, blocked by rare title stems."""
+
+    def __init__(self, config: DedupeConfig) -> None:
+        self.config = config
+        self._recs: dict[int, _Rec] = {}
+        self._next = 0
+        self._postings: dict[str, list[int]] = {}
+        self._by_url: dict[int, int] = {}
+        self._by_title: dict[int, int] = {}
+        self._cache: tuple[StoryItem, TitleKey, str] | None = None
+
+    def __len__(self) -> int:
+        return len(self._recs)
+
+    # key of the item last passed to find(), reused by add()
+    def _prepare(self, item: StoryItem) -> tuple[TitleKey, str]:
+        cached = self._cache
+        if cached is not None and cached[0] is item:
+            return cached[1], cached[2]
+        tk = title_key(item.title, item.source)
+        limit = self.config.summary_chars
+        summary = clean_summary(item.summary[: limit * 3])[:limit] if item.summary else ""
+        self._cache = (item, tk, summary)
+        return tk, summary
+
+    def _live(self, slot: int, ts: float) -> _Rec | None:
+        rec = self._recs.get(slot)
+        if rec is None or abs(rec.ts - ts) > self.config.window_hours * 3600.0:
+            return None
+        return rec
+
+    def find(self, item: StoryItem, now: datetime | None = None) -> Decision:
+        """The story ``item`` belongs to, or ``Decision(None, "new", score)``."""
+        cfg = self.config
+        tk, summary = self._prepare(item)
+        ts = _ts(item.published, now)
+        if item.url:
+            slot = self._by_url.get(hash(item.url))
+            rec = self._live(slot, ts) if slot is not None else None
+            if rec is not None:
+                return Decision(rec.story, "url", 100.0)
+        tkey = _title_key(item, tk, ts, cfg.min_title_words)
+        if tkey:
+            slot = self._by_title.get(tkey)
+            rec = self._live(slot, ts) if slot is not None else None
+            if rec is not None:
+                return Decision(rec.story, "title", 100.0)
+        if tk.series or not tk.stems:
+            return Decision(None, "new", 0.0)
+        return self._fuzzy(tk, summary, ts)
+
+    def _candidates(self, feats: TitleKey, ts: float) -> list[_Rec]:
+        cfg = self.config
+        postings = self._postings
+        probes = sorted(
+            {s for s in feats.stems if s in postings}, key=lambda s: len(postings[s])
+        )[: cfg.probe_tokens]
+        hits: dict[int, float] = {}
+        for tok in probes:
+            plist = postings[tok]
+            weight = 1.0 / (1.0 + min(len(plist), cfg.posting_cap) / 50.0)
+            for slot in plist[-cfg.posting_cap :]:
+                hits[slot] = hits.get(slot, 0.0) + weight
+        ranked = heapq.nlargest(cfg.max_candidates * 2, hits.items(), key=lambda kv: kv[1])
+        out: list[_Rec] = []
+        for slot, _w in ranked:
+            rec = self._live(slot, ts)
+            if rec is not None:
+                out.append(rec)
+                if len(out) >= cfg.max_candidates:
+                    break
+        return out
+
+    def _fuzzy(self, tk: TitleKey, summary: str, ts: float) -> Decision:
+        cfg = self.config
+        best: Decision = Decision(None, "new", 0.0)
+        low_floor = min(cfg.summary_title_floor, cfg.title_threshold)
+        mine = set(tk.stems)
+        feats: TitleFeatures | None = None
+        for rec in self._candidates(tk, ts):
+            # exact-stem Dice first: soft matching rarely adds more than a third
+            shared = sum(1 for t in rec.stems if t in mine)
+            if 200.0 * shared / (len(mine) + len(rec.stems)) < low_floor * 0.5:
+                continue
+            if feats is None:
+                feats = features(tk.stripped)
+            other = features(rec.title)
+            score = pair_score(feats, other)
+            if score < low_floor or veto(feats, other):
+                continue
+            if score >= cfg.title_threshold:
+                if score > best.score or best.reason != "fuzzy":
+                    best = Decision(rec.story, "fuzzy", score)
+            elif summary and rec.summary and best.reason != "fuzzy":
+                sscore = summary_score(summary, rec.summary)
+                if sscore >= cfg.summary_threshold:
+                    combined = (score + sscore) / 2.0
+                    if combined > best.score:
+                        best = Decision(rec.story, "summary", combined)
+        return best
+
+    def add(self, item: StoryItem, story_id: int, now: datetime | None = None) -> None:
+        """Register ``item`` as a member of story ``story_id``."""
+        cfg = self.config
+        tk, summary = self._prepare(item)
+        ts = _ts(item.published, now)
+        ukey = hash(item.url) if item.url else 0
+        tkey = _title_key(item, tk, ts, cfg.min_title_words)
+        slot = self._next
+        self._next += 1
+        stems = tuple(sys.intern(t) for t in tk.stems)
+        self._recs[slot] = _Rec(story_id, ts, tk.stripped, stems, summary, tkey, ukey)
+        if ukey:
+            self._by_url[ukey] = slot
+        if tkey:
+            self._by_title[tkey] = slot
+        if tk.series:
+            return  # series titles are matched by key only
+        cap = cfg.posting_cap
+        postings = self._postings
+        for tok in stems:
+            plist = postings.get(tok)
+            if plist is None:
+                postings[tok] = [slot]
+            else:
+                plist.append(slot)
+                if len(plist) > 2 * cap:
+                    del plist[:-cap]
+
+    def prune(self, now: datetime) -> int:
+        """Drop items published more than ``window_hours`` before ``now``."""
+        cutoff = _ts(now, now) - self.config.window_hours * 3600.0
+        dead = [slot for slot, rec in self._recs.items() if rec.ts < cutoff]
+        if not dead:
+            return 0
+        for slot in dead:
+            rec = self._recs.pop(slot)
+            if rec.ukey and self._by_url.get(rec.ukey) == slot:
+                del self._by_url[rec.ukey]
+            if rec.tkey and self._by_title.get(rec.tkey) == slot:
+                del self._by_title[rec.tkey]
+        recs = self._recs
+        empty = []
+        for tok, plist in self._postings.items():
+            plist[:] = [s for s in plist if s in recs]
+            if not plist:
+                empty.append(tok)
+        for tok in empty:
+            del self._postings[tok]
+        self._cache = None
+        return len(dead)
+
+
+def is_material_change(old_title: str, new_title: str) -> bool:
+    """Whether a seen entry's retitling is news: a higher "UPDATE n", changed numbers
+    (a new casualty figure), a negation or different names — not case, quotes or an
+    outlet suffix."""
+    if update_number(new_title) > update_number(old_title):
+        return True
+    a, b = features(old_title), features(new_title)
+    if a.key == b.key:
+        return False
+    if a.numbers != b.numbers or a.negated != b.negated or veto(a, b):
+        return True
+    return fuzz.token_sort_ratio(a.key, b.key) < 90.0

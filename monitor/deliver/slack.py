@@ -1,0 +1,688 @@
+"""Slack rendering (Block Kit within Slack's limits, escaped feed text) and two Slack sinks.
+
+Safety rules the renderer keeps:
+
+* Every piece of feed text (title, summary, outlet, matched words) is stripped of control
+  and bidi characters and escaped ``&`` -> ``&amp;``, ``<`` -> ``&lt;``, ``>`` -> ``&gt;``.
+  Slack only turns text into a mention or a link through ``<...>`` markup, so a title such
+  as ``<!channel>`` or ``<https://evil|click>`` shows literally and can neither ping nor
+  disguise a link. Bare ``@here``/``@channel`` words do not ping either: messages are posted
+  with ``link_names=False``. The only mentions in a message are the ones added for
+  severity (``high`` -> ``<!here>``, ``critical`` -> ``<!channel>``).
+* Link targets are used only when they are ``http``/``https`` URLs with a host; ``|``, ``<``,
+  ``>``, quotes, spaces and control characters are percent-encoded and ``&`` escaped.
+* Limits: at most 50 blocks, 3,000 characters per section text, 2,000 per field, 150 per
+  header, about 3,000 for the fallback ``text``. Long text is cut with an ellipsis, never
+  rejected; a digest is split across as many messages as it needs and never drops an item.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
+from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from monitor.deliver.base import DeliveryResult, LookupFailed
+from monitor.models import AlertMessage
+from monitor.normalize import truncate
+
+__all__ = [
+    "EVENT_TYPE",
+    "PERMANENT_ERRORS",
+    "SlackBotNotifier",
+    "SlackWebhookNotifier",
+    "clean",
+    "escape",
+    "render_messages",
+    "render_slack",
+    "render_slack_digest",
+    "render_update",
+    "safe_url",
+    "when",
+]
+
+Blocks = list[dict[str, Any]]
+Rendered = tuple[str, Blocks]
+
+DEFAULT_BASE_URL = "https://slack.com/api/"
+EVENT_TYPE = "wirewatch_alert"
+
+MAX_BLOCKS = 50
+MAX_SECTION = 3000
+MAX_FIELD = 2000
+MAX_HEADER = 150
+MAX_TEXT = 3000
+TITLE_LIMIT = 400
+SUMMARY_LIMIT = 600
+DIGEST_ITEM_LIMIT = 900
+DIGEST_ITEMS_PER_MESSAGE = 20
+MAX_URL = 2000
+
+MENTIONS = {"high": "<!here>", "critical": "<!channel>"}
+SEVERITY_LABEL = {"high": ":large_orange_circle: High", "critical": ":red_circle: Critical"}
+
+# Slack error codes retrying cannot fix. Anything else (internal_error, fatal_error,
+# service_unavailable, request_timeout, unknown codes) is treated as transient.
+PERMANENT_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "channel_is_archived",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "not_allowed_token_type",
+        "ekm_access_denied",
+        "team_access_not_granted",
+        "restricted_action",
+        "restricted_action_read_only_channel",
+        "restricted_action_thread_only_channel",
+        "restricted_action_non_threadable_channel",
+        "msg_too_long",
+        "msg_blocks_too_long",
+        "no_text",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "invalid_arguments",
+        "invalid_arg_name",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+        "metadata_too_large",
+        "metadata_must_be_sent_from_app",
+        "too_many_attachments",
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "invalid_channel",
+        "action_prohibited",
+        "invalid_payload",
+        "invalid_token",
+        "no_service",
+        "no_service_id",
+        "no_team",
+        "team_disabled",
+        "user_not_found",
+        "posting_to_general_channel_denied",
+    }
+)
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u2069\ufeff]"
+)
+_WS = re.compile(r"\s+")
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+
+
+# --------------------------------------------------------------------------- text safety
+
+
+def clean(value: str) -> str:
+    """Feed text made safe to display: escape sequences, control, zero-width and bidi
+    characters removed, whitespace collapsed (one line)."""
+    value = _ANSI.sub("", value or "")
+    value = _UNSAFE.sub("", value)
+    return _WS.sub(" ", value).strip()
+
+
+def escape(value: str) -> str:
+    """Slack mrkdwn escaping of feed text (after ``clean``)."""
+    return clean(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _esc_trunc(value: str, limit: int) -> str:
+    """Escaped text no longer than ``limit`` characters *after* escaping."""
+    text = clean(value)
+    budget = limit
+    while True:
+        out = escape(truncate(text, budget))
+        if len(out) <= limit or budget <= 1:
+            return out[:limit]
+        budget -= max(1, len(out) - limit)
+
+
+def safe_url(url: str) -> str | None:
+    """A link target safe inside ``<url|label>``, or ``None`` when it is not an
+    http(s) URL with a host (``javascript:``, ``data:``, relative, overlong...)."""
+    url = _ANSI.sub("", (url or "").strip())
+    if not url or len(url) > MAX_URL:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    out: list[str] = []
+    for ch in url:
+        if ch in '|<> "`\\' or ord(ch) < 0x21 or 0x7F <= ord(ch) <= 0x9F or _UNSAFE.match(ch):
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
+        else:
+            out.append(ch)
+    return "".join(out).replace("&", "&amp;")
+
+
+def _link(url: str, label: str, limit: int = TITLE_LIMIT) -> str:
+    """``<url|label>`` with escaped label, or just the escaped label when the URL is unsafe."""
+    text = _esc_trunc(label, limit) or "(untitled)"
+    target = safe_url(url)
+    return f"<{target}|{text}>" if target else text
+
+
+def when(published: datetime | None) -> str:
+    if published is None:
+        return "unknown"
+    if published.tzinfo is None:
+        published = published.replace(tzinfo=UTC)
+    return published.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:MAX_SECTION]}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:MAX_FIELD]}]}
+
+
+def _join_within(items: Sequence[str], limit: int, sep: str = ", ") -> str:
+    """Join as many items as fit in ``limit``, then "and N more"."""
+    out: list[str] = []
+    used = 0
+    for i, item in enumerate(items):
+        more = len(items) - i - 1
+        tail = f"{sep}and {more} more" if more else ""
+        if used + len(sep) * bool(out) + len(item) + len(tail) > limit:
+            return sep.join(out) + f"{sep if out else ''}and {len(items) - i} more"
+        out.append(item)
+        used += len(item) + len(sep) * (len(out) > 1)
+    return sep.join(out)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _matched(msg: AlertMessage, limit: int) -> str:
+    terms = ", ".join(f"*{escape(t)}*" for t in msg.matched_terms) or "—"
+    words = [w for w in msg.matched_words if w and w not in msg.matched_terms]
+    if words:
+        terms += " (as " + ", ".join(f"“{escape(w)}”" for w in words) + ")"
+    if len(terms) > limit:
+        terms = _esc_trunc(", ".join(msg.matched_terms), limit)
+    return terms
+
+
+def _outlets(msg: AlertMessage) -> list[str]:
+    seen: set[tuple[str, str]] = set()
+    out: list[str] = []
+    for ref in msg.sources:
+        key = (ref.source, ref.link)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(_link(ref.link, ref.source or ref.link, 100))
+    return out
+
+
+def _fallback(prefix: str, body: str) -> str:
+    return (prefix + body)[:MAX_TEXT]
+
+
+def render_slack(msg: AlertMessage) -> Rendered:
+    """(fallback text, blocks) for one alert. ``kind == "followup"`` renders the short
+    thread reply; a digest renders its first part (use ``render_messages`` for all parts)."""
+    if msg.digest:
+        return render_slack_digest(msg.digest)[0]
+    if msg.kind == "followup":
+        return _render_followup(msg)
+    return _render_alert(msg, carried=False)
+
+
+def render_update(msg: AlertMessage) -> Rendered:
+    """The parent message re-rendered for ``chat.update``: as ``render_slack`` plus
+    "Carried by N outlets: A, B, C"."""
+    return _render_alert(msg, carried=True)
+
+
+def render_messages(msg: AlertMessage) -> list[Rendered]:
+    """Every Slack message ``msg`` needs: one, or several for a long digest."""
+    if msg.digest:
+        return render_slack_digest(msg.digest)
+    return [render_slack(msg)]
+
+
+def _render_alert(msg: AlertMessage, *, carried: bool) -> Rendered:
+    mention = MENTIONS.get(msg.severity, "")
+    label = SEVERITY_LABEL.get(msg.severity)
+    headline = f"*{_link(msg.link, msg.title)}*"
+    first = f"{mention} {headline}" if mention else headline
+    if label:
+        first += f"\n{label}"
+    fields = [
+        f"*Outlet*\n{_esc_trunc(msg.source, 300) or '—'}",
+        f"*Published*\n{when(msg.published)}",
+        f"*Watchlist*\n{_esc_trunc(msg.watchlist, 300)}",
+        f"*Matched*\n{_matched(msg, MAX_FIELD - 20)}",
+    ]
+    blocks: Blocks = [
+        _section(first),
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+    ]
+    summary = _esc_trunc(msg.summary, SUMMARY_LIMIT)
+    if summary:
+        blocks.append(_section(summary))
+    outlets = _outlets(msg)
+    if carried or len(outlets) > 1:
+        n = max(len(outlets), 1)
+        noun = "outlet" if n == 1 else "outlets"
+        lead = f"Carried by {n} {noun}: "
+        blocks.append(_context(lead + _join_within(outlets, MAX_FIELD - len(lead) - 5)))
+    text = _fallback(
+        f"{mention} " if mention else "",
+        f"[{escape(msg.watchlist)}] {_esc_trunc(msg.title, TITLE_LIMIT)} — "
+        f"{_esc_trunc(msg.source, 200)} {safe_url(msg.link) or ''}".rstrip(),
+    )
+    return text, blocks
+
+
+def _render_followup(msg: AlertMessage) -> Rendered:
+    outlets = _outlets(msg)
+    if len(outlets) > 1:  # several outlets batched into one reply
+        names = ", ".join(_esc_trunc(r.source, 100) for r in msg.sources)
+        line = "Also reported by " + _join_within(outlets, MAX_SECTION - 40)
+        text = _fallback("", f"Also reported by {names}")
+        return text, [_section(line)]
+    who = _esc_trunc(msg.source, 200) or "another outlet"
+    line = f"Also reported by *{who}*: {_link(msg.link, msg.title)} · {when(msg.published)}"
+    text = _fallback("", f"Also reported by {who}: {_esc_trunc(msg.title, TITLE_LIMIT)}")
+    return text, [_section(line)]
+
+
+def _digest_item(item: AlertMessage) -> str:
+    extra = len(_outlets(item)) - 1
+    more = f" (+{extra} outlet{'s' if extra > 1 else ''})" if extra > 0 else ""
+    tail = (
+        f" — {_esc_trunc(item.source, 100)}{more} · {when(item.published)}"
+        f" · _{_esc_trunc(item.watchlist, 100)}_: {_matched(item, 300)}"
+    )
+    head = f"• *{_link(item.link, item.title, DIGEST_ITEM_LIMIT - len(tail) - 30)}*"
+    return (head + tail)[:MAX_SECTION]
+
+
+def render_slack_digest(
+    msgs: Sequence[AlertMessage], *, per_message: int = DIGEST_ITEMS_PER_MESSAGE
+) -> list[Rendered]:
+    """A digest of ``msgs`` split across messages: every item appears exactly once, each
+    linked with its outlet; each message stays within Slack's block and text limits."""
+    per_message = max(1, min(per_message, MAX_BLOCKS - 3))
+    chunks = [list(msgs[i : i + per_message]) for i in range(0, len(msgs), per_message)]
+    order = ["info", "high", "critical"]
+    top = max((m.severity for m in msgs), key=lambda s: order.index(s) if s in order else 0)
+    mention = MENTIONS.get(top, "")
+    watchlists = sorted({clean(m.watchlist) for m in msgs})
+    about = ", ".join(watchlists) if len(watchlists) <= 3 else f"{len(watchlists)} watchlists"
+    out: list[Rendered] = []
+    for n, chunk in enumerate(chunks, start=1):
+        part = f" (part {n}/{len(chunks)})" if len(chunks) > 1 else ""
+        header = truncate(f"Digest: {len(msgs)} alerts · {about}{part}", MAX_HEADER)
+        blocks: Blocks = [{"type": "header", "text": {"type": "plain_text", "text": header}}]
+        if mention and n == 1:
+            blocks.append(_section(f"{mention} {len(msgs)} alerts in a burst"))
+        blocks.extend(_section(_digest_item(m)) for m in chunk)
+        titles = "; ".join(_esc_trunc(m.title, 120) for m in chunk)
+        prefix = f"{mention} " if mention and n == 1 else ""
+        text = _fallback(prefix, f"Wirewatch digest{part}: {len(msgs)} alerts — {titles}")
+        out.append((text, blocks))
+    return out
+
+
+# --------------------------------------------------------------------------- error mapping
+
+
+def _retry_after(headers: Mapping[str, Any] | None) -> float:
+    value: Any = None
+    if headers:
+        for k, v in headers.items():
+            if str(k).lower() == "retry-after":
+                value = v[0] if isinstance(v, list | tuple) and v else v
+                break
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return 1.0
+
+
+def _from_status(
+    status: int, code: str | None, headers: Mapping[str, Any] | None
+) -> DeliveryResult:
+    """Map an HTTP status and Slack error code to a failed DeliveryResult."""
+    if status == 429 or code in ("ratelimited", "rate_limited"):
+        return DeliveryResult(ok=False, error="ratelimited", retry_after=_retry_after(headers))
+    if status >= 500 or status == 408:
+        return DeliveryResult(ok=False, error=code or f"http_{status}")
+    if code in PERMANENT_ERRORS:
+        return DeliveryResult(ok=False, error=code, permanent=True)
+    if code is None and 400 <= status < 500:
+        return DeliveryResult(ok=False, error=f"http_{status}", permanent=True)
+    return DeliveryResult(ok=False, error=code or f"http_{status}")
+
+
+def _from_api_error(exc: SlackApiError) -> DeliveryResult:
+    resp = exc.response
+    data = getattr(resp, "data", None)
+    code = data.get("error") if isinstance(data, dict) else None
+    status = int(getattr(resp, "status_code", 0) or 0)
+    return _from_status(status, code, getattr(resp, "headers", None))
+
+
+def _from_exception(exc: BaseException) -> DeliveryResult:
+    """Network failure. A refused connection never reached Slack; anything later
+    (reset, disconnect, timeout) may have, so the outcome is uncertain."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return DeliveryResult(ok=False, error=f"connection refused: {exc.os_error or exc}"[:200])
+    kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+    return DeliveryResult(ok=False, error=f"{kind}: {exc}"[:200], uncertain=True)
+
+
+_NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+def connect_retry_handler(
+    retries: int = 2, interval: float = 0.25
+) -> AsyncConnectionErrorRetryHandler:
+    """slack-sdk retry handler for connections that never opened (safe to repeat: the
+    request did not reach Slack). Disconnects after sending are *not* retried here, since
+    Slack may have posted; the outbox reconciles those with ``find_sent``."""
+    return AsyncConnectionErrorRetryHandler(
+        max_retry_count=retries,
+        interval_calculator=FixedValueRetryIntervalCalculator(interval),
+        error_types=[aiohttp.ClientConnectorError],
+    )
+
+
+def _metadata(
+    msg: AlertMessage, part: int | None = None, parts: int | None = None
+) -> dict[str, Any]:
+    """Message metadata. Digest parts also carry ``part``/``parts`` and the ``alert_ids``
+    of the items they list, so each item's alert can be reconciled on its own."""
+    payload: dict[str, Any] = {"alert_id": msg.alert_id, "story_id": msg.story_id}
+    if part is not None and parts is not None:
+        per = DIGEST_ITEMS_PER_MESSAGE  # as render_slack_digest chunks them
+        payload["part"] = part
+        payload["parts"] = parts
+        payload["alert_ids"] = [m.alert_id for m in msg.digest[part * per : (part + 1) * per]]
+    return {"event_type": EVENT_TYPE, "event_payload": payload}
+
+
+# --------------------------------------------------------------------------- bot notifier
+
+
+class SlackBotNotifier:
+    """Slack via a bot token (``chat:write``; ``channels:history``/``groups:history`` for
+    crash reconciliation; ``channels:read`` to resolve channel names after a restart).
+
+    One attempt per call; 429s, 5xx and network errors come back as transient results
+    for the outbox to reschedule. Only connections that were refused outright are
+    retried in place (twice, 0.25 s apart)."""
+
+    name = "slack"
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        default_channel: str,
+        base_url: str | None = None,
+        client: AsyncWebClient | None = None,
+        timeout: int = 15,
+        connect_retries: int = 2,
+    ) -> None:
+        self.default_channel = default_channel
+        self.client = client or AsyncWebClient(
+            token=token,
+            base_url=base_url or DEFAULT_BASE_URL,
+            timeout=timeout,
+            retry_handlers=[connect_retry_handler(connect_retries)],
+        )
+        self._channel_ids: dict[str, str] = {}
+        # (channel, alert_id) -> {part index: ts} for digests sent only in part
+        self._digest_progress: dict[tuple[str, int], dict[int, str]] = {}
+
+    def _channel(self, msg: AlertMessage) -> str:
+        return msg.channel or self.default_channel
+
+    async def send(self, msg: AlertMessage) -> DeliveryResult:
+        channel = self._channel(msg)
+        thread_ts = msg.thread_ts if msg.kind == "followup" else None
+        parts = render_messages(msg)
+        if len(parts) == 1 and not msg.digest:
+            text, blocks = parts[0]
+            return await self._post(channel, text, blocks, thread_ts, _metadata(msg))
+        key = (channel, msg.alert_id)
+        done = self._digest_progress.setdefault(key, {})
+        result = DeliveryResult(ok=True)
+        for i, (text, blocks) in enumerate(parts):
+            if i in done:
+                continue
+            result = await self._post(
+                channel, text, blocks, thread_ts, _metadata(msg, i, len(parts))
+            )
+            if not result.ok:
+                return result
+            done[i] = result.ts or ""
+        self._digest_progress.pop(key, None)
+        return DeliveryResult(ok=True, ts=done.get(0), channel=result.channel)
+
+    async def _post(
+        self,
+        channel: str,
+        text: str,
+        blocks: Blocks,
+        thread_ts: str | None,
+        metadata: dict[str, Any],
+    ) -> DeliveryResult:
+        try:
+            resp = await self.client.chat_postMessage(
+                channel=channel,
+                text=text,
+                blocks=blocks,
+                thread_ts=thread_ts,
+                metadata=metadata,
+                unfurl_links=False,
+                unfurl_media=False,
+                link_names=False,
+            )
+        except SlackApiError as exc:
+            return _from_api_error(exc)
+        except _NETWORK_ERRORS as exc:
+            return _from_exception(exc)
+        channel_id = str(resp.get("channel") or "") or None
+        if channel_id:
+            self._channel_ids[channel] = channel_id
+        return DeliveryResult(ok=True, ts=str(resp.get("ts")), channel=channel_id)
+
+    async def update(self, msg: AlertMessage, ts: str) -> DeliveryResult:
+        try:
+            channel = await self._resolve(self._channel(msg))
+        except LookupFailed as exc:
+            return DeliveryResult(ok=False, error=str(exc)[:200])
+        text, blocks = render_update(msg)
+        try:
+            resp = await self.client.chat_update(
+                channel=channel, ts=ts, text=text, blocks=blocks, metadata=_metadata(msg)
+            )
+        except SlackApiError as exc:
+            return _from_api_error(exc)
+        except _NETWORK_ERRORS as exc:
+            return _from_exception(exc)
+        return DeliveryResult(ok=True, ts=str(resp.get("ts") or ts), channel=channel)
+
+    async def _resolve(self, channel: str) -> str:
+        """Channel id for ``channel`` (history and chat.update need ids): ids pass through,
+        names come from earlier posts or ``conversations.list``; unknown names are returned
+        unchanged (Slack will answer channel_not_found)."""
+        if _CHANNEL_ID.match(channel):
+            return channel
+        if channel in self._channel_ids:
+            return self._channel_ids[channel]
+        wanted = channel.lstrip("#")
+        cursor: str | None = None
+        try:
+            for _ in range(50):
+                resp = await self.client.conversations_list(
+                    types="public_channel,private_channel", limit=1000, cursor=cursor
+                )
+                for ch in resp.get("channels") or []:
+                    if ch.get("name") == wanted and ch.get("id"):
+                        self._channel_ids[channel] = str(ch["id"])
+                        return str(ch["id"])
+                cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+        except SlackApiError as exc:
+            result = _from_api_error(exc)
+            if not result.permanent:
+                raise LookupFailed(f"conversations.list: {result.error}") from exc
+        except _NETWORK_ERRORS as exc:
+            raise LookupFailed(f"conversations.list: {exc}") from exc
+        return channel
+
+    async def find_sent(self, msg: AlertMessage, since: datetime) -> str | None:
+        """Look for our metadata (``event_type`` ``wirewatch_alert``, ``alert_id``) in the
+        channel (or, for a follow-up, its thread) from ``since`` minus five minutes of clock
+        skew. Raises ``LookupFailed`` when Slack cannot be asked (transient); returns ``None``
+        when the answer is a permanent error, so that ``send`` reports it.
+
+        For a digest sent only in part, remembers which parts exist so the next ``send``
+        posts only the missing ones, and returns ``None`` until every part is there."""
+        channel = await self._resolve(self._channel(msg))
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        oldest = f"{(since - timedelta(minutes=5)).timestamp():.6f}"
+        found: dict[int, str] = {}
+        cursor: str | None = None
+        try:
+            for _ in range(50):
+                if msg.kind == "followup" and msg.thread_ts:
+                    resp = await self.client.conversations_replies(
+                        channel=channel,
+                        ts=msg.thread_ts,
+                        oldest=oldest,
+                        limit=200,
+                        include_all_metadata=True,
+                        cursor=cursor,
+                    )
+                else:
+                    resp = await self.client.conversations_history(
+                        channel=channel,
+                        oldest=oldest,
+                        limit=200,
+                        include_all_metadata=True,
+                        cursor=cursor,
+                    )
+                for m in resp.get("messages") or []:
+                    md = m.get("metadata") or {}
+                    payload = md.get("event_payload") or {}
+                    if md.get("event_type") != EVENT_TYPE:
+                        continue
+                    if str(payload.get("alert_id")) != str(msg.alert_id):
+                        items = payload.get("alert_ids") or []
+                        if msg.digest or str(msg.alert_id) not in map(str, items):
+                            continue
+                        found.setdefault(-1, str(m.get("ts")))  # inside someone's digest
+                        continue
+                    part = int(payload.get("part") or 0)
+                    ts = str(m.get("ts"))
+                    if part not in found or float(ts) < float(found[part]):
+                        found[part] = ts
+                cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor or not resp.get("has_more", True):
+                    break
+        except SlackApiError as exc:
+            result = _from_api_error(exc)
+            if result.permanent:
+                return None
+            raise LookupFailed(f"history: {result.error}") from exc
+        except _NETWORK_ERRORS as exc:
+            raise LookupFailed(f"history: {type(exc).__name__}: {exc}") from exc
+        if not found:
+            return None
+        if not msg.digest:
+            return found.get(0) or found.get(-1) or min(found.values(), key=float)
+        parts = len(render_messages(msg))
+        if all(i in found for i in range(parts)):
+            self._digest_progress.pop((self._channel(msg), msg.alert_id), None)
+            return found[0]
+        self._digest_progress[(self._channel(msg), msg.alert_id)] = dict(found)
+        return None
+
+    async def aclose(self) -> None:
+        session = getattr(self.client, "session", None)
+        if session is not None and not session.closed:
+            await session.close()
+
+
+# --------------------------------------------------------------------------- webhook notifier
+
+
+class SlackWebhookNotifier:
+    """Slack via an incoming webhook. Webhooks return no ``ts``: no threads, no edits and no
+    reconciliation. Follow-ups ("also reported by") are skipped (reported ok) rather than
+    posted as new top-level messages, keeping one message per story."""
+
+    name = "slack-webhook"
+
+    def __init__(
+        self, url: str, *, client: AsyncWebhookClient | None = None, timeout: int = 15
+    ) -> None:
+        self.client = client or AsyncWebhookClient(
+            url, timeout=timeout, retry_handlers=[connect_retry_handler()]
+        )
+        self._digest_progress: dict[int, set[int]] = {}
+
+    async def send(self, msg: AlertMessage) -> DeliveryResult:
+        if msg.kind == "followup" and not msg.digest:
+            return DeliveryResult(ok=True)
+        parts = render_messages(msg)
+        done = self._digest_progress.setdefault(msg.alert_id, set())
+        for i, (text, blocks) in enumerate(parts):
+            if i in done:
+                continue
+            try:
+                resp = await self.client.send(
+                    text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
+                )
+            except _NETWORK_ERRORS as exc:
+                return _from_exception(exc)
+            if resp.status_code != 200:
+                code = clean(str(resp.body or ""))[:100] or None
+                return _from_status(resp.status_code, code, resp.headers)
+            done.add(i)
+        self._digest_progress.pop(msg.alert_id, None)
+        return DeliveryResult(ok=True)
+
+    async def update(self, msg: AlertMessage, ts: str) -> DeliveryResult:
+        return DeliveryResult(ok=True)
+
+    async def find_sent(self, msg: AlertMessage, since: datetime) -> str | None:
+        return None
+
+    async def aclose(self) -> None:
+        session = getattr(self.client, "session", None)
+        if session is not None and not session.closed:
+            await session.close()

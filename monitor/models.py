@@ -1,0 +1,58 @@
+"""Plain typed data passed between stages. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One normalised feed item, as the parser hands it to the rest of the pipeline.
+
+    Text fields are plain text (HTML stripped, entities decoded); ``link`` is the
+    canonical URL; ``published`` is timezone-aware UTC or ``None`` when the feed gave none.
+    """
+
+    feed: str  # feed name from config (unique key)
+    source: str  # outlet display name
+    guid: str
+    link: str
+    title: str
+    summary: str
+    published: datetime | None
+    content: str = ""
+    author: str = ""
+    categories: tuple[str, ...] = ()
+    feed_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """One outlet carrying a story."""
+
+    source: str
+    link: str
+    title: str = ""
+
+
+@dataclass(slots=True)
+class AlertMessage:
+    """Everything a notifier needs to render and send one alert; built by the pipeline."""
+
+    alert_id: int
+    story_id: int
+    watchlist: str
+    channel: str
+    severity: str  # "info" | "high" | "critical"
+    title: str
+    link: str
+    source: str
+    published: datetime | None
+    summary: str
+    matched_terms: tuple[str, ...]
+    matched_words: tuple[str, ...] = ()
+    sources: list[SourceRef] = field(default_factory=list)
+    kind: str = "new"  # "new" (parent message) | "followup" (thread reply: also reported by)
+    thread_ts: str | None = None  # parent message ts for follow-ups
+    digest: list[AlertMessage] = field(default_factory=list)  # non-empty: a digest of these

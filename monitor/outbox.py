@@ -1,0 +1,353 @@
+"""Delivery of queued alerts: the outbox worker.
+
+Rows go pending → sending → sent | failed. Each (sink, channel) is drained in id
+order by its own task, so one failing channel never holds up another, and order is
+kept per channel: a row waiting for a retry blocks the rows behind it in its channel.
+A row found in ``sending`` (the process died mid-send) is reconciled against the
+sink (Slack: ``conversations.history`` + message metadata) before it is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from monitor.deliver.base import DeliveryResult, Notifier
+from monitor.models import AlertMessage, SourceRef
+from monitor.runtime import Runtime
+from monitor.store.queries import story_sources
+from monitor.store.tables import AlertRow, EntryRow, MatchRow, StoryRow
+
+log = logging.getLogger("wirewatch.outbox")
+
+RECONCILE_AFTER = 30.0  # seconds a row may sit in "sending" before it is presumed orphaned
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    waiting: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+async def build_message(session: AsyncSession, rt: Runtime, alert: AlertRow) -> AlertMessage:
+    """Everything a notifier needs for one alert, read fresh from the store."""
+    assert alert.id is not None
+    story = await session.get(StoryRow, alert.story_id)
+    entry = await session.get(EntryRow, alert.entry_id)
+    if story is None or entry is None:
+        raise LookupError(f"alert {alert.id}: story or entry missing")
+    match = (
+        await session.exec(
+            select(MatchRow).where(
+                MatchRow.story_id == alert.story_id, MatchRow.watchlist == alert.watchlist
+            )
+        )
+    ).first()
+    terms = json.loads(match.terms if match else alert.terms)
+    words = json.loads(match.words if match else alert.words)
+    wl = rt.matcher.watchlists.get(alert.watchlist)
+    sources = [
+        SourceRef(source=s, link=link, title=title)
+        for s, link, title in await story_sources(session, alert.story_id)
+    ]
+    thread_ts = None
+    if alert.parent_id is not None:
+        parent = await session.get(AlertRow, alert.parent_id)
+        thread_ts = parent.ts if parent else None
+    return AlertMessage(
+        alert_id=alert.id,
+        story_id=alert.story_id,
+        watchlist=alert.watchlist,
+        channel=alert.channel,
+        severity=wl.severity if wl is not None else "info",
+        title=entry.title,
+        link=entry.link,
+        source=entry.source,
+        published=entry.published,
+        summary=entry.summary,
+        matched_terms=tuple(terms),
+        matched_words=tuple(words),
+        sources=sources,
+        kind=alert.kind,
+        thread_ts=thread_ts,
+    )
+
+
+def _backoff(rt: Runtime, attempts: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return max(0.0, retry_after)
+    base = min(rt.config.settings.delivery.max_backoff, 2.0 ** min(attempts, 20))
+    return float(base * rt.rng.uniform(0.5, 1.0))
+
+
+async def reconcile(rt: Runtime, *, older_than: float = 0.0) -> int:
+    """Resolve rows left in ``sending``: if the sink already shows the message
+    (Slack: metadata with the alert id), mark it sent; otherwise queue it again."""
+    now = rt.clock()
+    fixed = 0
+    async with rt.sessions() as session:
+        rows = (
+            await session.exec(
+                select(AlertRow)
+                .where(AlertRow.state == "sending")
+                .where(col(AlertRow.sending_at) <= now - timedelta(seconds=older_than))
+                .order_by(col(AlertRow.id))
+            )
+        ).all()
+        for row in rows:
+            notifier = rt.notifiers.get(row.sink)
+            ts = None
+            if notifier is not None:
+                msg = await build_message(session, rt, row)
+                since = (row.sending_at or now) - timedelta(seconds=60)
+                try:
+                    ts = await notifier.find_sent(msg, since)
+                except Exception as exc:  # reconciliation must not stop delivery
+                    log.warning("alert %s: could not check the channel history: %s", row.id, exc)
+                    continue
+            if ts:
+                row.state, row.ts, row.sent_at = "sent", ts, now
+                log.info("alert %s was already delivered before a restart (ts %s)", row.id, ts)
+            else:
+                row.state, row.next_attempt_at = "pending", now
+            session.add(row)
+            fixed += 1
+        await session.commit()
+    return fixed
+
+
+async def deliver_pending(rt: Runtime) -> DeliveryReport:
+    """Send every alert that is due now, each channel by its own task."""
+    report = DeliveryReport()
+    await reconcile(rt, older_than=RECONCILE_AFTER)
+    now = rt.clock()
+    async with rt.sessions() as session:
+        rows = (
+            await session.exec(
+                select(AlertRow).where(AlertRow.state == "pending").order_by(col(AlertRow.id))
+            )
+        ).all()
+    groups: dict[tuple[str, str], list[AlertRow]] = defaultdict(list)
+    for row in rows:
+        groups[(row.sink, row.channel)].append(row)
+    await asyncio.gather(*(_drain(rt, key, queue, now, report) for key, queue in groups.items()))
+    return report
+
+
+async def _pace(rt: Runtime, key: tuple[str, str]) -> None:
+    interval = rt.config.settings.delivery.per_channel_interval
+    loop = asyncio.get_running_loop()
+    last = rt.last_sent.get(key)
+    if last is not None:
+        delay = last + interval - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    rt.last_sent[key] = loop.time()
+
+
+async def _recent_sent(rt: Runtime, key: tuple[str, str], now: datetime) -> int:
+    window = timedelta(seconds=rt.config.settings.delivery.burst_window)
+    async with rt.sessions() as session:
+        n = (
+            await session.exec(
+                select(func.count()).select_from(AlertRow)
+                .where(AlertRow.sink == key[0], AlertRow.channel == key[1])
+                .where(AlertRow.kind == "new", AlertRow.state == "sent")
+                .where(col(AlertRow.sent_at) >= now - window)
+            )
+        ).one()
+    return int(n)
+
+
+async def _drain(
+    rt: Runtime, key: tuple[str, str], queue: list[AlertRow], now: datetime,
+    report: DeliveryReport,
+) -> None:
+    notifier = rt.notifiers.get(key[0])
+    if notifier is None:
+        report.waiting += len(queue)
+        return
+    delivery = rt.config.settings.delivery
+    recent = await _recent_sent(rt, key, now)
+    i = 0
+    while i < len(queue):
+        row = queue[i]
+        if row.next_attempt_at > rt.clock():
+            report.waiting += len(queue) - i
+            return  # keep order: nothing behind a row that waits for its retry
+        batch = [row]
+        if row.kind == "followup":
+            parent_state = await _parent_state(rt, row)
+            if parent_state in ("pending", "sending"):
+                report.waiting += len(queue) - i
+                return
+            if parent_state == "failed":
+                await _finish(rt, [row], DeliveryResult(ok=False, error="parent alert failed",
+                                                        permanent=True), report)
+                i += 1
+                continue
+            while (
+                i + len(batch) < len(queue)
+                and queue[i + len(batch)].kind == "followup"
+                and queue[i + len(batch)].parent_id == row.parent_id
+                and len(batch) < 20
+            ):
+                batch.append(queue[i + len(batch)])
+        elif recent >= delivery.burst_max:
+            while (
+                i + len(batch) < len(queue)
+                and queue[i + len(batch)].kind == "new"
+                and queue[i + len(batch)].next_attempt_at <= rt.clock()
+                and len(batch) < 200
+            ):
+                batch.append(queue[i + len(batch)])
+        # copies from other outlets queued before the parent went out are shown in
+        # the parent itself (it lists every outlet carrying the story), not as replies
+        folded = [
+            q for q in queue[i + len(batch):]
+            if q.kind == "followup" and q.parent_id in {b.id for b in batch if b.kind == "new"}
+        ]
+        ok = await _send(rt, notifier, key, batch, report, folded)
+        if not ok:
+            return
+        if folded:
+            queue = [q for q in queue if q not in folded]
+        if row.kind == "new":
+            recent += len(batch)
+        i += len(batch)
+
+
+async def _parent_state(rt: Runtime, row: AlertRow) -> str | None:
+    if row.parent_id is None:
+        return None
+    async with rt.sessions() as session:
+        parent = await session.get(AlertRow, row.parent_id)
+    return parent.state if parent else None
+
+
+async def _send(
+    rt: Runtime, notifier: Notifier, key: tuple[str, str], batch: list[AlertRow],
+    report: DeliveryReport, folded: list[AlertRow] | None = None,
+) -> bool:
+    """Send one message for ``batch`` (one alert, a digest of several, or several
+    follow-ups to one parent). Returns False when the channel must stop for now."""
+    async with rt.sessions() as session:
+        msgs = [await build_message(session, rt, r) for r in batch]
+        for r in batch:
+            fresh = await session.get(AlertRow, r.id)
+            if fresh is None or fresh.state != "pending":
+                return True  # someone else took it
+            fresh.state, fresh.sending_at = "sending", rt.clock()
+            fresh.attempts += 1
+            session.add(fresh)
+        await session.commit()
+    msg = msgs[0]
+    if len(msgs) > 1 and msg.kind == "followup":
+        msg.sources = [SourceRef(m.source, m.link, m.title) for m in msgs]
+    elif len(msgs) > 1:
+        msg.digest = msgs
+    await _pace(rt, key)
+    try:
+        result = await notifier.send(msg)
+    except Exception as exc:  # a notifier bug must not lose the alert
+        log.exception("notifier %s raised", notifier.name)
+        result = DeliveryResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+    await _finish(rt, batch, result, report)
+    if result.ok and folded:
+        await _mark_folded(rt, folded, result.ts)
+    if result.ok and msg.kind == "followup" and batch[0].parent_id is not None:
+        await _update_parent(rt, notifier, batch[0].parent_id)
+    return result.ok or result.permanent
+
+
+async def _finish(
+    rt: Runtime, batch: list[AlertRow], result: DeliveryResult, report: DeliveryReport
+) -> None:
+    now = rt.clock()
+    async with rt.sessions() as session:
+        for r in batch:
+            row = await session.get(AlertRow, r.id)
+            if row is None:
+                continue
+            if result.ok:
+                row.state, row.ts, row.sent_at, row.last_error = "sent", result.ts, now, None
+                report.sent += 1
+            elif result.uncertain:
+                # the request may have reached Slack: reconcile against the channel
+                # history before sending again (see reconcile())
+                row.state, row.sending_at, row.last_error = "sending", now, result.error
+                report.retried += 1
+                log.warning(
+                    "alert %s to %s %s: %s; outcome unknown, will check the channel before "
+                    "resending", row.id, row.sink, row.channel, result.error,
+                )
+            elif result.permanent:
+                row.state, row.last_error = "failed", result.error
+                report.failed += 1
+                report.errors.append(f"alert {row.id} ({row.sink} {row.channel}): {result.error}")
+                log.error(
+                    "alert %s to %s %s failed permanently: %s (see `wirewatch outbox`)",
+                    row.id, row.sink, row.channel or "", result.error,
+                )
+            else:
+                delay = _backoff(rt, row.attempts, result.retry_after)
+                row.state, row.last_error = "pending", result.error
+                row.next_attempt_at = now + timedelta(seconds=delay)
+                report.retried += 1
+                log.warning(
+                    "alert %s to %s %s: %s; retry in %.0fs", row.id, row.sink, row.channel,
+                    result.error, delay,
+                )
+            session.add(row)
+        await session.commit()
+
+
+async def _mark_folded(rt: Runtime, rows: list[AlertRow], ts: str | None) -> None:
+    now = rt.clock()
+    async with rt.sessions() as session:
+        for r in rows:
+            row = await session.get(AlertRow, r.id)
+            if row is not None and row.state == "pending":
+                row.state, row.ts, row.sent_at = "sent", ts, now
+                row.last_error = "shown in the parent message (queued before it was sent)"
+                session.add(row)
+        await session.commit()
+
+
+async def _update_parent(rt: Runtime, notifier: Notifier, parent_id: int) -> None:
+    async with rt.sessions() as session:
+        parent = await session.get(AlertRow, parent_id)
+        if parent is None or not parent.ts:
+            return
+        msg = await build_message(session, rt, parent)
+    try:
+        result = await notifier.update(msg, parent.ts)
+    except Exception as exc:
+        log.warning("could not update the parent of alert %s: %s", parent_id, exc)
+        return
+    if not result.ok:
+        log.warning("could not update the parent of alert %s: %s", parent_id, result.error)
+
+
+async def next_due_in(rt: Runtime) -> float | None:
+    """Seconds until the next pending alert is due (None when nothing is pending)."""
+    async with rt.sessions() as session:
+        when = (
+            await session.exec(
+                select(func.min(AlertRow.next_attempt_at)).where(AlertRow.state == "pending")
+            )
+        ).one()
+    if when is None:
+        return None
+    return max(0.0, (when - rt.clock()).total_seconds())

@@ -1,0 +1,696 @@
+"""Feed bytes + response headers → normalised ``Entry`` list. Pure; CPU-bound.
+
+``parse_feed`` is what runs in a worker process; ``parse_in_pool`` and ``ParsePool`` run it
+off the event loop with a hard timeout.
+
+How hostile or broken input is handled:
+
+* **Only bytes go to feedparser**, with ``response_headers=`` (a ``str`` would be treated
+  as a URL or a file path and fetched).
+* **Overlong fields are cut before feedparser sees them** (``cap_field_lengths``): the raw
+  bytes are scanned once with a linear regex for runs of characters containing no ``<`` or
+  ``>``; a run longer than ``max_field_chars`` keeps its first ``max_field_chars`` bytes
+  and its last 32 (so closing quotes, ``]]`` and ``--`` survive) with ``...`` between.
+  Text directly inside author-like elements (``author``, ``dc:creator``, ``name``,
+  ``email``, ``managingEditor`` …) is cut to 512 bytes, because feedparser runs a
+  quadratic e-mail regex over author values (20,000 characters take ~3 s). UTF-16/32
+  bodies are left alone (the pool timeout still bounds them).
+* **Charsets**: RFC 3023 makes ``text/xml`` without a charset mean US-ASCII and lets a
+  wrong header charset override the document; real feeds get both wrong all the time.
+  We hand feedparser ``application/xml`` (so the XML declaration and BOM count) plus the
+  header's charset only when the bytes actually decode with it, and UTF-8 when the header
+  names a single-byte charset but the bytes are valid non-ASCII UTF-8.
+* **HTML pages** (first element ``<html>``/``<!DOCTYPE html>``) give ``is_html=True`` and
+  an error naming the feed links the page advertises, if any.
+* **JSON Feed** (https://jsonfeed.org/version/1.1) is detected by content type or a
+  leading ``{`` and parsed with ``json``.
+* **Malformed feeds** (feedparser's ``bozo``) keep every entry feedparser recovered; the
+  reason is returned in ``error`` so it can be recorded on the feed.
+* **Dates** become aware UTC datetimes. A date more than a day after the reference time
+  (``now=`` if given, else the response's ``Date`` header) is treated as bogus and becomes
+  ``None``; without either no clamping is done (no clock is read here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import codecs
+import functools
+import hashlib
+import json
+import multiprocessing
+import re
+import xml.sax
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+
+from monitor.discover import discover_feed_links
+from monitor.models import Entry
+from monitor.normalize import canonical_url, html_to_text, truncate
+
+AUTHOR_FIELD_CHARS = 512
+_TITLE_CHARS = 1_000
+_SMALL_CHARS = 200
+_MAX_CATEGORIES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class FeedMeta:
+    title: str = ""
+    link: str = ""
+    ttl_minutes: int | None = None
+    update_period_minutes: float | None = None  # from sy:updatePeriod / sy:updateFrequency
+    version: str = ""  # feedparser's version ("rss20", "atom10", …) or "json1"; "" = not a feed
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    entries: list[Entry]
+    meta: FeedMeta
+    error: str | None  # recorded on the feed even when entries were recovered
+    is_html: bool = False
+
+
+def _failed(error: str, *, is_html: bool = False, meta: FeedMeta | None = None) -> ParseResult:
+    return ParseResult(entries=[], meta=meta or FeedMeta(), error=error, is_html=is_html)
+
+
+# --------------------------------------------------------------------------- pre-scan
+
+_AUTHOR_RUN = re.compile(
+    rb"(<(?:[A-Za-z_][\w.-]*:)?(?:author|creator|contributor|publisher|managingEditor|webMaster"
+    rb"|name|email|owner)\b[^<>]*>(?:<!\[CDATA\[)?)([^<>\]]{%d,})" % (AUTHOR_FIELD_CHARS + 1)
+)
+_TAIL = 32
+
+
+def _utf8_floor(data: bytes, end: int) -> int:
+    """Largest index <= end that is not inside a UTF-8 multi-byte sequence."""
+    i = end
+    while i > 0 and i > end - 4 and 0x80 <= data[i] <= 0xBF:
+        i -= 1
+    return i
+
+
+def _cut(run: bytes, keep: int, tail: int) -> bytes:
+    head_end = _utf8_floor(run, keep)
+    amp = run.rfind(b"&", max(0, head_end - 12), head_end)
+    if amp != -1 and b";" not in run[amp:head_end]:
+        head_end = amp  # do not cut inside an entity reference
+    if tail:
+        tail_start = len(run) - tail
+        while tail_start < len(run) and 0x80 <= run[tail_start] <= 0xBF:
+            tail_start += 1
+        return run[:head_end] + b"..." + run[tail_start:]
+    return run[:head_end] + b"..."
+
+
+def cap_field_lengths(body: bytes, max_field_chars: int) -> bytes:
+    """Cut overlong runs of text (see the module docstring). Linear in ``len(body)``."""
+    if body[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in body[:4]:
+        return body  # UTF-16/32: byte-level cutting would break code units
+    if len(body) > max_field_chars:
+        # the look-behind anchors each attempt at the start of a run: without it the
+        # engine retries from every position inside a long-but-not-too-long run (quadratic)
+        long_run = re.compile(rb"(?<![^<>])[^<>]{%d,}" % (max_field_chars + _TAIL + 4))
+        body = long_run.sub(lambda m: _cut(m.group(0), max_field_chars, _TAIL), body)
+    return _AUTHOR_RUN.sub(lambda m: m.group(1) + _cut(m.group(2), AUTHOR_FIELD_CHARS, 0), body)
+
+
+# --------------------------------------------------------------------------- sniffing
+
+_PROLOG = re.compile(
+    rb"\s*(?:<\?.*?\?>|<!--.*?-->|<!(?![dD][oO][cC][tT][yY][pP][eE]\s+html)[^>]*>)", re.S
+)
+_FIRST_TAG = re.compile(rb"\s*<(!doctype\s+html|[a-z][\w:.-]*)", re.I)
+_HTML_ROOTS = frozenset({b"html", b"head", b"body", b"!doctype html"})
+
+
+def _strip_bom(body: bytes) -> bytes:
+    for bom in (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        if body.startswith(bom):
+            return body[len(bom) :]
+    return body
+
+
+def _head_ascii(body: bytes, n: int = 4096) -> bytes:
+    head = _strip_bom(body[: n * 2])
+    if b"\x00" in head[:8]:
+        head = head.replace(b"\x00", b"")  # UTF-16/32: good enough for tag sniffing
+    return head[:n]
+
+
+def looks_like_html(body: bytes) -> bool:
+    head = _head_ascii(body)
+    pos = 0
+    while True:
+        m = _PROLOG.match(head, pos)
+        if not m or m.end() == pos:
+            break
+        pos = m.end()
+    first = _FIRST_TAG.match(head, pos)
+    if not first:
+        return False
+    name = re.sub(rb"\s+", b" ", first.group(1).lower())
+    return name in _HTML_ROOTS
+
+
+def _looks_like_json(body: bytes, content_type: str) -> bool:
+    lead = _head_ascii(body, 64).lstrip()
+    if lead.startswith(b"{"):
+        return True
+    return "json" in content_type and not lead.startswith(b"<")
+
+
+# --------------------------------------------------------------------------- charsets
+
+_SINGLE_BYTE = ("us-ascii", "ascii", "latin", "iso8859", "iso-8859", "cp125", "windows-125")
+
+
+def _charset_of(content_type: str) -> str | None:
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            value = value.strip().strip("\"'").strip()
+            return value or None
+    return None
+
+
+def effective_headers(headers: Mapping[str, str], body: bytes, url: str) -> dict[str, str]:
+    """Headers to give feedparser: see "Charsets" in the module docstring."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    charset = _charset_of(lower.get("content-type", ""))
+    chosen: str | None = None
+    has_bom = body.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if charset and not has_bom:
+        try:
+            name = codecs.lookup(charset).name
+        except LookupError:
+            name = ""
+        if name:
+            try:
+                body.decode(name)
+            except UnicodeDecodeError:
+                name = ""  # the header lies; let the document and sniffing decide
+        if name and name != "utf-8" and name.startswith(_SINGLE_BYTE) and not body.isascii():
+            try:
+                body.decode("utf-8")
+                name = "utf-8"  # valid non-ASCII UTF-8 is almost never latin-1 text
+            except UnicodeDecodeError:
+                pass
+        chosen = name or None
+    out = {"content-type": "application/xml" + (f"; charset={chosen}" if chosen else "")}
+    out["content-location"] = url
+    if "content-language" in lower:
+        out["content-language"] = lower["content-language"]
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+_WS = re.compile(r"\s+")
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def _plain(value: str) -> str:
+    return _WS.sub(" ", _CONTROL.sub("", value)).strip()
+
+
+def _text(value: Any, detail: Any = None) -> str:
+    """Plain text of a feedparser field; HTML only when feedparser says it is HTML."""
+    if not isinstance(value, str) or not value:
+        return ""
+    kind = detail.get("type", "") if isinstance(detail, Mapping) else ""
+    if kind == "text/plain":
+        return _plain(value)
+    return html_to_text(value)
+
+
+def _struct_to_dt(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _reference_time(headers: Mapping[str, str], now: datetime | None) -> datetime | None:
+    if now is not None:
+        return now if now.tzinfo else now.replace(tzinfo=UTC)
+    date = next((v for k, v in headers.items() if k.lower() == "date"), None)
+    if not date:
+        return None
+    try:
+        ref = parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return ref if ref.tzinfo else ref.replace(tzinfo=UTC)
+
+
+def _clamp_future(value: datetime | None, ref: datetime | None) -> datetime | None:
+    if value is not None and ref is not None and value > ref + timedelta(days=1):
+        return None
+    return value
+
+
+def _guid(raw_id: Any, link: str, title: str, summary: str) -> str:
+    guid = raw_id.strip() if isinstance(raw_id, str) else ""
+    if not guid:
+        guid = link
+    if not guid:
+        digest = hashlib.sha1(f"{title}\n{summary}".encode(), usedforsecurity=False)
+        return "sha1:" + digest.hexdigest()
+    if len(guid) > 500:
+        return "sha1:" + hashlib.sha1(guid.encode(), usedforsecurity=False).hexdigest()
+    return guid
+
+
+def _link(raw: Any, base: str) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        return ""
+    href = raw.strip()
+    if href.startswith("feed://"):
+        href = "http://" + href[len("feed://") :]
+    try:
+        absolute = urljoin(base, href)
+    except ValueError:
+        return ""
+    if not absolute.lower().startswith(("http://", "https://")):
+        return ""
+    return canonical_url(absolute)
+
+
+def _categories(values: Sequence[str]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for value in values:
+        term = truncate(_plain(html_to_text(value)), _SMALL_CHARS)
+        if term and term not in seen:
+            seen[term] = None
+        if len(seen) >= _MAX_CATEGORIES:
+            break
+    return tuple(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    url: str
+    feed: str
+    source: str
+    feed_tags: tuple[str, ...]
+    max_field_chars: int
+    ref: datetime | None
+
+
+def _make_entry(
+    ctx: _Ctx,
+    *,
+    raw_id: Any,
+    link: str,
+    title: str,
+    summary: str,
+    content: str,
+    published: datetime | None,
+    author: str,
+    categories: Sequence[str],
+) -> Entry | None:
+    summary = truncate(summary, ctx.max_field_chars)
+    content = truncate(content, ctx.max_field_chars)
+    if not summary and content:
+        summary = truncate(content, 1_000)
+    if not title and summary:
+        title = truncate(summary, 140)
+    title = truncate(title, _TITLE_CHARS)
+    if not (title or link or summary):
+        return None
+    return Entry(
+        feed=ctx.feed,
+        source=ctx.source,
+        guid=_guid(raw_id, link, title, summary),
+        link=link,
+        title=title,
+        summary=summary,
+        published=_clamp_future(published, ctx.ref),
+        content=content,
+        author=truncate(author, _SMALL_CHARS),
+        categories=_categories(categories),
+        feed_tags=ctx.feed_tags,
+    )
+
+
+def _dedupe(entries: list[Entry]) -> list[Entry]:
+    seen: set[str] = set()
+    out: list[Entry] = []
+    for entry in entries:
+        if entry.guid not in seen:
+            seen.add(entry.guid)
+            out.append(entry)
+    return out
+
+
+# --------------------------------------------------------------------------- feedparser
+
+_PERIOD_MINUTES = {"hourly": 60, "daily": 1440, "weekly": 10080, "monthly": 43200, "yearly": 525600}
+
+
+def _update_period(feed: Mapping[str, Any]) -> float | None:
+    period = str(feed.get("sy_updateperiod") or "").strip().lower()
+    if period not in _PERIOD_MINUTES:
+        return None
+    try:
+        frequency = float(str(feed.get("sy_updatefrequency") or "1").strip())
+    except ValueError:
+        frequency = 1.0
+    if frequency <= 0:
+        frequency = 1.0
+    return _PERIOD_MINUTES[period] / frequency
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def bozo_reason(exc: BaseException | None) -> str:
+    if exc is None:
+        return "malformed feed"
+    if isinstance(exc, xml.sax.SAXParseException):
+        return (
+            f"malformed XML: {exc.getMessage()} "
+            f"(line {exc.getLineNumber()}, column {exc.getColumnNumber()})"
+        )
+    name = type(exc).__name__
+    text = str(exc)
+    if name in ("CharacterEncodingOverride", "CharacterEncodingUnknown", "NonXMLContentType"):
+        return text
+    return f"{name}: {text}" if text else name
+
+
+def _parse_xml(body: bytes, headers: Mapping[str, str], ctx: _Ctx) -> ParseResult:
+    capped = cap_field_lengths(body, ctx.max_field_chars)
+    parsed = feedparser.parse(capped, response_headers=effective_headers(headers, body, ctx.url))
+    feed = parsed.get("feed", {})
+    version = str(parsed.get("version") or "")
+    meta = FeedMeta(
+        title=truncate(_text(feed.get("title"), feed.get("title_detail")), _TITLE_CHARS),
+        link=_link(feed.get("link"), ctx.url),
+        ttl_minutes=_int_or_none(feed.get("ttl")),
+        update_period_minutes=_update_period(feed),
+        version=version,
+    )
+    entries: list[Entry] = []
+    for item in parsed.get("entries", []):
+        contents = item.get("content") or []
+        content = ""
+        if contents and isinstance(contents[0], Mapping):
+            content = _text(contents[0].get("value"), contents[0])
+        entry = _make_entry(
+            ctx,
+            raw_id=item.get("id"),
+            link=_link(item.get("link"), ctx.url),
+            title=_text(item.get("title"), item.get("title_detail")),
+            summary=_text(item.get("summary"), item.get("summary_detail")),
+            content=content,
+            published=_struct_to_dt(item.get("published_parsed") or item.get("updated_parsed")),
+            author=_text(item.get("author"), {"type": "text/html"}),
+            categories=[
+                t.get("term") or t.get("label") or ""
+                for t in item.get("tags") or []
+                if isinstance(t, Mapping)
+            ],
+        )
+        if entry is not None:
+            entries.append(entry)
+    error: str | None = None
+    if parsed.get("bozo"):
+        error = bozo_reason(parsed.get("bozo_exception"))
+    if not entries and not version:
+        error = f"not a feed: {error}" if error else "not a feed (no RSS or Atom elements found)"
+    return ParseResult(entries=_dedupe(entries), meta=meta, error=error, is_html=False)
+
+
+# --------------------------------------------------------------------------- JSON Feed
+
+
+def _json_date(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        dt = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _json_author(item: Mapping[str, Any]) -> str:
+    authors = item.get("authors")
+    if isinstance(authors, list) and authors and isinstance(authors[0], Mapping):
+        return _plain(str(authors[0].get("name") or ""))
+    author = item.get("author")
+    if isinstance(author, Mapping):
+        return _plain(str(author.get("name") or ""))
+    return ""
+
+
+def _parse_json(body: bytes, ctx: _Ctx) -> ParseResult:
+    try:
+        doc = json.loads(_strip_bom(body) if body.startswith(codecs.BOM_UTF8) else body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _failed(f"not a feed: invalid JSON ({exc})")
+    if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
+        return _failed('not a feed: JSON document without an "items" list')
+    version = str(doc.get("version") or "")
+    meta = FeedMeta(
+        title=truncate(_plain(str(doc.get("title") or "")), _TITLE_CHARS),
+        link=_link(doc.get("home_page_url"), ctx.url),
+        version="json1" if version.startswith("https://jsonfeed.org/version/1") else "json",
+    )
+    entries: list[Entry] = []
+    base = str(doc.get("feed_url") or ctx.url)
+    for item in doc["items"]:
+        if not isinstance(item, Mapping):
+            continue
+        html_body = item.get("content_html")
+        content = (
+            html_to_text(cap_text(html_body, ctx.max_field_chars * 4))
+            if isinstance(html_body, str)
+            else _plain(cap_text(item.get("content_text"), ctx.max_field_chars))
+        )
+        summary = _plain(cap_text(item.get("summary"), ctx.max_field_chars))
+        raw_id = item.get("id")
+        entry = _make_entry(
+            ctx,
+            raw_id=str(raw_id) if isinstance(raw_id, str | int) else None,
+            link=_link(item.get("url") or item.get("external_url"), base),
+            title=_plain(cap_text(item.get("title"), _TITLE_CHARS * 2)),
+            summary=summary,
+            content=content,
+            published=_json_date(item.get("date_published") or item.get("date_modified")),
+            author=_json_author(item),
+            categories=[t for t in item.get("tags") or [] if isinstance(t, str)],
+        )
+        if entry is not None:
+            entries.append(entry)
+    return ParseResult(entries=_dedupe(entries), meta=meta, error=None)
+
+
+def cap_text(value: Any, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def parse_feed(
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    url: str,
+    feed: str,
+    source: str,
+    feed_tags: tuple[str, ...] = (),
+    max_field_chars: int = 20_000,
+    now: datetime | None = None,
+) -> ParseResult:
+    """Parse one response body. Pure; never raises (problems go to ``error``)."""
+    ctx = _Ctx(url, feed, source, tuple(feed_tags), max_field_chars, _reference_time(headers, now))
+    if not body or not body.strip():
+        return _failed("empty response body")
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    try:
+        if looks_like_html(body):
+            links = discover_feed_links(body, url)
+            hint = f"; the page links to {', '.join(links[:3])}" if links else ""
+            return _failed(f"not a feed (HTML page){hint}", is_html=True)
+        if _looks_like_json(body, content_type.lower()):
+            return _parse_json(body, ctx)
+        return _parse_xml(body, headers, ctx)
+    except Exception as exc:  # a parser bug must not take the poll down
+        return _failed(f"parser error: {type(exc).__name__}: {exc}"[:500])
+
+
+async def _run(
+    executor: Executor, limit_s: float, call: functools.partial[ParseResult]
+) -> tuple[ParseResult, str]:
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(executor, call)
+    try:
+        async with asyncio.timeout(limit_s):
+            return await future, "ok"
+    except TimeoutError:
+        return _failed(f"parse timed out after {limit_s:g}s"), "timeout"
+    except BrokenProcessPool:
+        return _failed("parser pool broken (a worker process died)"), "broken"
+    except RuntimeError as exc:  # "cannot schedule new futures after shutdown"
+        return _failed(f"parser pool unavailable: {exc}"), "broken"
+
+
+async def parse_in_pool(
+    executor: Executor,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    url: str,
+    feed: str,
+    source: str,
+    feed_tags: tuple[str, ...] = (),
+    timeout: float = 30.0,  # noqa: ASYNC109 - a deadline for the worker, not for the caller
+) -> ParseResult:
+    """Run ``parse_feed`` in ``executor`` with a hard timeout (which includes time queued
+    behind other parses). Never raises for parser problems.
+
+    On timeout the awaiting coroutine returns at once with ``error="parse timed out after
+    Ns"``; the worker itself keeps running the parse until it finishes, because an executor
+    cannot interrupt a task. To reclaim it, call ``terminate_workers(executor)`` and create
+    a new pool, or use ``ParsePool``, which does exactly that.
+    """
+    call = functools.partial(
+        parse_feed,
+        body,
+        dict(headers),
+        url=url,
+        feed=feed,
+        source=source,
+        feed_tags=tuple(feed_tags),
+    )
+    result, _status = await _run(executor, timeout, call)
+    return result
+
+
+def terminate_workers(executor: ProcessPoolExecutor) -> None:
+    """Kill the worker processes of ``executor`` (Python 3.11 has no public API for it) and
+    shut it down; futures still running in it fail with ``BrokenProcessPool``."""
+    processes = dict(getattr(executor, "_processes", None) or {})
+    for process in processes.values():
+        if process.is_alive():
+            process.terminate()
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes.values():
+        process.join(timeout=5)
+
+
+def _warm_up() -> None:  # runs in each worker at start: import cost paid once, not per parse
+    feedparser.parse(b"<rss version='2.0'><channel><title>x</title></channel></rss>")
+
+
+class ParsePool:
+    """A process pool for parsing, with a hard timeout per parse that does not count time
+    spent waiting for a free worker. A parse that overruns is answered with an error and
+    its pool is killed and replaced, so a pathological feed cannot pin a worker; parses
+    that were running in the killed pool are retried once in the new one."""
+
+    def __init__(
+        self,
+        workers: int = 2,
+        *,
+        timeout: float = 30.0,
+        max_field_chars: int = 20_000,
+        start_method: str = "forkserver",
+    ) -> None:
+        self.workers = workers
+        self.timeout = timeout
+        self.max_field_chars = max_field_chars
+        self.restarts = 0
+        self._context = multiprocessing.get_context(start_method)
+        self._executor = self._new_executor()
+        self._slots = asyncio.Semaphore(workers)
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=self._context, initializer=_warm_up
+        )
+
+    def start(self) -> None:
+        """Start the workers now and wait until they are ready (blocking; call once at
+        start-up), so the first parses' timeouts do not include process start-up."""
+        futures = [self._executor.submit(_warm_up) for _ in range(self.workers)]
+        for future in futures:
+            future.result()
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        if self._executor is broken:
+            self._executor = self._new_executor()
+            self.restarts += 1
+            terminate_workers(broken)
+
+    async def parse(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        url: str,
+        feed: str,
+        source: str,
+        feed_tags: tuple[str, ...] = (),
+        now: datetime | None = None,
+    ) -> ParseResult:
+        call = functools.partial(
+            parse_feed,
+            body,
+            dict(headers),
+            url=url,
+            feed=feed,
+            source=source,
+            feed_tags=tuple(feed_tags),
+            max_field_chars=self.max_field_chars,
+            now=now,
+        )
+        async with self._slots:
+            for attempt in range(2):
+                executor = self._executor
+                result, status = await _run(executor, self.timeout, call)
+                if status == "timeout":
+                    self._replace(executor)
+                    return result
+                if status == "broken" and attempt == 0:
+                    self._replace(executor)
+                    continue
+                return result
+        return result  # pragma: no cover - loop always returns
+
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the workers: let running parses finish (``wait=True``) or kill them."""
+        if wait:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        else:
+            terminate_workers(self._executor)
+
+    def __enter__(self) -> ParsePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,518 @@
+"""Orchestration of one feed poll: fetch → parse → store → dedupe → match → outbox.
+
+The stages themselves are pure modules; this is the one place that sequences them
+and touches network, storage and clock (Miniflux's ``handler.go`` shape).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from monitor.dedupe import StoryItem, is_material_change
+from monitor.fetch import FetchResult, fetch
+from monitor.intervals import next_interval, parse_cache_headers
+from monitor.match import Hit
+from monitor.models import Entry
+from monitor.parse import ParseResult, parse_in_pool
+from monitor.runtime import Runtime, slack_sink
+from monitor.store.queries import claim_due_feeds, story_sources
+from monitor.store.tables import AlertRow, EntryRow, FeedRow, MatchRow, StoryRow
+
+log = logging.getLogger("wirewatch.pipeline")
+
+GUID_FLOOD_MIN = 5  # a poll with at least this many "new" guids that are old links is a flood
+
+
+@dataclass
+class PollReport:
+    feed: str
+    url: str
+    status: int | None = None
+    not_modified: bool = False
+    entries: int = 0
+    new: int = 0
+    updated: int = 0
+    alerts: int = 0
+    error: str | None = None
+    parse_error: str | None = None
+    relinked: int = 0
+
+
+@dataclass
+class CycleReport:
+    polls: list[PollReport] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[PollReport]:
+        return [p for p in self.polls if p.error]
+
+    @property
+    def new(self) -> int:
+        return sum(p.new for p in self.polls)
+
+    @property
+    def alerts(self) -> int:
+        return sum(p.alerts for p in self.polls)
+
+
+class HostGate:
+    """Per-host concurrency limit and minimum spacing between requests to one host."""
+
+    def __init__(self, per_host: int, spacing: float) -> None:
+        self.per_host = per_host
+        self.spacing = spacing
+        self._sems: dict[str, asyncio.Semaphore] = {}
+        self._last: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def semaphore(self, host: str) -> asyncio.Semaphore:
+        if host not in self._sems:
+            self._sems[host] = asyncio.Semaphore(self.per_host)
+        return self._sems[host]
+
+    async def wait_turn(self, host: str) -> None:
+        if self.spacing <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        async with self._locks[host]:
+            last = self._last.get(host)
+            if last is not None:
+                delay = last + self.spacing - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            self._last[host] = loop.time()
+
+
+# --------------------------------------------------------------------------- polling
+
+
+async def poll_cycle(rt: Runtime, *, all_feeds: bool = False, gate: HostGate | None = None) -> CycleReport:
+    """Claim due feeds (or every enabled feed) and poll them concurrently within the
+    global and per-host limits. Returns what happened to each feed."""
+    poll = rt.config.settings.poll
+    gate = gate or HostGate(poll.per_host, poll.per_host_spacing)
+    report = CycleReport()
+    global_sem = asyncio.Semaphore(poll.concurrency)
+    done: set[int] = set()
+    while True:
+        async with rt.sessions() as session:
+            feeds = await claim_due_feeds(
+                session, now=rt.clock(), owner=rt.owner, lease_s=poll.lease,
+                limit=max(poll.concurrency * 4, 100), all_feeds=all_feeds, exclude=done,
+            )
+        if not feeds:
+            return report
+        done.update(f.id for f in feeds if f.id is not None)
+
+        async def one(row: FeedRow) -> PollReport:
+            host = urlsplit(row.url).hostname or ""
+            async with global_sem, gate.semaphore(host):
+                await gate.wait_turn(host)
+                return await poll_feed(rt, row)
+
+        results = await asyncio.gather(*(one(f) for f in feeds), return_exceptions=True)
+        for row, res in zip(feeds, results, strict=True):
+            if isinstance(res, BaseException):
+                if not isinstance(res, Exception):
+                    raise res
+                log.error("poll of %s crashed", row.name, exc_info=res)
+                await _record_failure(rt, row, f"internal error: {res!r}", "internal", None, None)
+                report.polls.append(PollReport(row.name, row.url, error=f"internal error: {res!r}"))
+            else:
+                report.polls.append(res)
+
+
+async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
+    """Poll one feed and record the outcome on its row. Never raises for feed problems."""
+    report = PollReport(row.name, row.url)
+    result = await fetch(
+        rt.http, row.url, etag=row.etag, last_modified=row.last_modified, limits=rt.limits
+    )
+    report.status = result.status
+    if result.not_modified:
+        report.not_modified = True
+        await _record_success(rt, row, result, None, [])
+        return report
+    if result.error or result.body is None:
+        report.error = result.error or f"HTTP {result.status} with no body"
+        await _record_failure(rt, row, report.error, result.error_kind, result.status, result)
+        return report
+    tags = tuple(t for t in row.tags.split(",") if t)
+    parsed = await parse_in_pool(
+        rt.pool, result.body, result.headers, url=result.final_url, feed=row.name,
+        source=row.source or row.name, feed_tags=tags,
+        timeout=rt.config.settings.poll.parse_timeout,
+    )
+    report.entries = len(parsed.entries)
+    if parsed.error:
+        report.parse_error = parsed.error
+    if not parsed.entries and parsed.error:
+        report.error = parsed.error
+        await _record_failure(rt, row, parsed.error, "parse", result.status, result)
+        return report
+    await ingest(rt, row, parsed.entries, report)
+    await _record_success(rt, row, result, parsed, [e.published for e in parsed.entries])
+    return report
+
+
+async def _record_success(
+    rt: Runtime, row: FeedRow, result: FetchResult, parsed: ParseResult | None,
+    times: Sequence[datetime | None],
+) -> None:
+    now = rt.clock()
+    async with rt.sessions() as session:
+        feed = await session.get(FeedRow, row.id)
+        if feed is None:
+            return
+        feed.last_polled = feed.last_success = now
+        feed.last_status = result.status
+        if not result.not_modified:
+            feed.etag = result.etag
+            feed.last_modified = result.last_modified
+        if result.permanent_redirect and result.permanent_redirect != feed.url:
+            log.warning(
+                "feed %s moved permanently: %s -> %s", feed.name, feed.url,
+                result.permanent_redirect,
+            )
+            feed.url = result.permanent_redirect
+        feed.consecutive_failures = 0
+        if parsed is not None and parsed.error:
+            # entries were recovered, but the feed is malformed: keep the reason visible
+            feed.last_error, feed.last_error_kind, feed.last_error_at = parsed.error, "parse", now
+        elif parsed is not None or result.not_modified:
+            feed.last_error = feed.last_error_kind = None
+        if parsed is not None and parsed.meta.title:
+            feed.title = parsed.meta.title[:500]
+        feed.next_due = now + timedelta(seconds=_interval(rt, feed, result, parsed, times, now))
+        feed.lease_until = feed.lease_owner = None
+        session.add(feed)
+        await session.commit()
+
+
+async def _record_failure(
+    rt: Runtime, row: FeedRow, error: str, kind: str | None, status: int | None,
+    result: FetchResult | None,
+) -> None:
+    now = rt.clock()
+    async with rt.sessions() as session:
+        feed = await session.get(FeedRow, row.id)
+        if feed is None:
+            return
+        feed.last_polled = now
+        feed.last_status = status
+        feed.last_error, feed.last_error_kind, feed.last_error_at = error, kind, now
+        feed.consecutive_failures += 1
+        if kind == "gone" or status == 410:
+            feed.enabled = False
+            feed.disabled_reason = f"410 Gone at {now:%Y-%m-%d %H:%M}Z: disabled"
+            log.warning("feed %s answered 410 Gone: disabled", feed.name)
+        else:
+            log.warning("feed %s failed (%s): %s", feed.name, kind or "error", error)
+        feed.next_due = now + timedelta(seconds=_interval(rt, feed, result, None, [], now))
+        feed.lease_until = feed.lease_owner = None
+        session.add(feed)
+        await session.commit()
+
+
+def _interval(
+    rt: Runtime, feed: FeedRow, result: FetchResult | None, parsed: ParseResult | None,
+    times: Sequence[datetime | None], now: datetime,
+) -> float:
+    poll = rt.config.settings.poll
+    max_age, expires_in = (None, None)
+    if result is not None:
+        max_age, expires_in = parse_cache_headers(result.headers, now)
+    default = feed.interval_s or poll.default_interval
+    interval = next_interval(
+        min_s=min(poll.min_interval, default), max_s=max(poll.max_interval, default),
+        default_s=default,
+        ttl_minutes=parsed.meta.ttl_minutes if parsed else None,
+        update_period_minutes=parsed.meta.update_period_minutes if parsed else None,
+        cache_max_age=max_age, expires_in=expires_in,
+        retry_after=result.retry_after if result else None,
+        entry_times=[t for t in times if t is not None],
+        consecutive_failures=feed.consecutive_failures, now=now, rng=rt.rng,
+    )
+    feed.current_interval_s = interval
+    return interval
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def _fields(e: Entry) -> dict[str, str]:
+    return {
+        "title": e.title,
+        "summary": e.summary,
+        "content": e.content,
+        "author": e.author,
+        "categories": " ; ".join(e.categories),
+        "feed": e.source,
+        "url": e.link,
+    }
+
+
+def entry_fields(row: EntryRow, feed_name: str = "") -> dict[str, str]:
+    return {
+        "title": row.title,
+        "summary": row.summary,
+        "content": row.content,
+        "author": row.author,
+        "categories": row.categories.replace("\n", " ; "),
+        "feed": row.source or feed_name,
+        "url": row.link,
+    }
+
+
+async def ingest(rt: Runtime, feed: FeedRow, entries: Sequence[Entry], report: PollReport) -> None:
+    """Store new entries, fold them into stories, match watchlists and queue alerts,
+    all in one transaction (the alert is written with its match). Serialised per
+    process so the in-memory story index and the database agree."""
+    assert feed.id is not None
+    # one entry per guid (feeds sometimes repeat an item)
+    unique: dict[str, Entry] = {}
+    for e in entries:
+        unique.setdefault(e.guid, e)
+    async with rt.ingest_lock:
+        try:
+            await _ingest_locked(rt, feed, unique, report)
+        except BaseException:
+            # the index may hold items of the rolled-back transaction: rebuild it
+            await load_index(rt)
+            raise
+
+
+async def _ingest_locked(
+    rt: Runtime, feed: FeedRow, unique: dict[str, Entry], report: PollReport
+) -> None:
+    assert feed.id is not None
+    now = rt.clock()
+    async with rt.sessions() as session:
+        guids = list(unique)
+        existing: dict[str, EntryRow] = {}
+        for chunk in _chunks(guids, 500):
+            rows = await session.exec(
+                select(EntryRow).where(EntryRow.feed_id == feed.id)
+                .where(col(EntryRow.guid).in_(chunk))
+            )
+            existing.update({r.guid: r for r in rows.all()})
+        links = [e.link for g, e in unique.items() if g not in existing and e.link]
+        known_links: set[str] = set()
+        for chunk in _chunks(links, 500):
+            rows2 = await session.exec(
+                select(EntryRow.link).where(EntryRow.feed_id == feed.id)
+                .where(col(EntryRow.link).in_(chunk))
+            )
+            known_links.update(rows2.all())
+        fresh: list[Entry] = []
+        for guid, e in unique.items():
+            old = existing.get(guid)
+            if old is not None:
+                if is_material_change(old.title, e.title):
+                    old.title, old.summary = e.title, e.summary or old.summary
+                    old.updates += 1
+                    session.add(old)
+                    report.updated += 1
+                    if old.story_id is not None:
+                        story = await session.get(StoryRow, old.story_id)
+                        if story is not None:
+                            story.updated_at = now
+                            session.add(story)
+                continue
+            if e.link and e.link in known_links:
+                report.relinked += 1  # same article under a regenerated guid
+                continue
+            fresh.append(e)
+        if report.relinked >= GUID_FLOOD_MIN:
+            log.warning(
+                "feed %s: %d items came back with new guids but known links "
+                "(guid regeneration); treated as already seen",
+                feed.name, report.relinked,
+            )
+        for e in fresh:
+            alerts = await _ingest_one(rt, session, feed, e, now)
+            report.new += 1
+            report.alerts += alerts
+        if fresh:
+            feed_row = await session.get(FeedRow, feed.id)
+            if feed_row is not None:
+                feed_row.last_new_entry = now
+                feed_row.entries_seen += len(fresh)
+                session.add(feed_row)
+        await session.commit()
+
+
+def _chunks(values: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+async def _ingest_one(
+    rt: Runtime, session: AsyncSession, feed: FeedRow, e: Entry, now: datetime
+) -> int:
+    row = EntryRow(
+        feed_id=feed.id or 0, guid=e.guid, link=e.link, title=e.title, summary=e.summary,
+        content=e.content, author=e.author, categories="\n".join(e.categories),
+        source=e.source, published=e.published, seen_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    assert row.id is not None
+    item = StoryItem(
+        key=str(row.id), title=e.title, summary=e.summary, published=e.published or now,
+        source=e.source, url=e.link,
+    )
+    story_id = rt.index.find(item, now).story_id
+    if story_id is not None and await session.get(StoryRow, story_id) is None:
+        story_id = None  # index knew a story the database no longer has
+    if story_id is None:
+        story = StoryRow(
+            title=e.title, link=e.link, source=e.source, first_entry_id=row.id,
+            created_at=now, updated_at=now,
+        )
+        session.add(story)
+        await session.flush()
+        assert story.id is not None
+        story_id = story.id
+        new_outlet = True
+    else:
+        prior = await story_sources(session, story_id)
+        new_outlet = e.source not in {s for s, _, _ in prior}
+        story = await session.get(StoryRow, story_id)  # type: ignore[assignment]
+        assert story is not None
+        story.updated_at = now
+        if new_outlet:
+            story.source_count += 1
+        session.add(story)
+    row.story_id = story_id
+    session.add(row)
+    rt.index.add(item, story_id)
+
+    too_old = (
+        rt.max_age is not None
+        and e.published is not None
+        and e.published < now - timedelta(seconds=rt.max_age)
+    )
+    if too_old:
+        return 0
+    hits = rt.matcher.match(_fields(e), feed=feed.name, feed_tags=e.feed_tags)
+    return await _queue_alerts(rt, session, story, row, hits, new_outlet, now)
+
+
+async def _queue_alerts(
+    rt: Runtime, session: AsyncSession, story: StoryRow, entry: EntryRow, hits: list[Hit],
+    new_outlet: bool, now: datetime,
+) -> int:
+    assert story.id is not None and entry.id is not None
+    queued = 0
+    matches = {
+        m.watchlist: m
+        for m in (await session.exec(select(MatchRow).where(MatchRow.story_id == story.id))).all()
+    }
+    for hit in hits:
+        m = matches.get(hit.watchlist)
+        if m is None:
+            m = MatchRow(
+                story_id=story.id, entry_id=entry.id, watchlist=hit.watchlist,
+                terms=json.dumps(list(hit.terms)), words=json.dumps(list(hit.words)),
+                created_at=now,
+            )
+            matches[hit.watchlist] = m
+        else:
+            m.terms = json.dumps(_union(json.loads(m.terms), hit.terms))
+            m.words = json.dumps(_union(json.loads(m.words), hit.words))
+        session.add(m)
+    await session.flush()
+    sinks = _sinks(rt)
+    for name, m in matches.items():
+        wl = rt.matcher.watchlists.get(name)
+        if wl is None:
+            continue
+        channel = wl.channel or rt.config.settings.slack.channel or ""
+        if not m.alerted:
+            if story.source_count >= max(1, wl.min_sources):
+                m.alerted = True
+                session.add(m)
+                for sink in sinks:
+                    session.add(
+                        AlertRow(
+                            story_id=story.id, entry_id=m.entry_id, watchlist=name, sink=sink,
+                            channel=channel if sink.startswith("slack") else "",
+                            kind="new", next_attempt_at=now, created_at=now,
+                            terms=m.terms, words=m.words,
+                        )
+                    )
+                    queued += 1
+        elif new_outlet and wl.followups == "thread":
+            for sink in sinks:
+                parent = (
+                    await session.exec(
+                        select(AlertRow)
+                        .where(AlertRow.story_id == story.id, AlertRow.watchlist == name)
+                        .where(AlertRow.sink == sink, AlertRow.kind == "new")
+                        .order_by(col(AlertRow.id))
+                    )
+                ).first()
+                if parent is None:
+                    continue
+                session.add(
+                    AlertRow(
+                        story_id=story.id, entry_id=entry.id, watchlist=name, sink=sink,
+                        channel=parent.channel, kind="followup", parent_id=parent.id,
+                        next_attempt_at=now, created_at=now, terms=m.terms, words=m.words,
+                    )
+                )
+                queued += 1
+    return queued
+
+
+def _union(old: list[str], new: Sequence[str]) -> list[str]:
+    out = list(old)
+    for v in new:
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _sinks(rt: Runtime) -> list[str]:
+    return list(rt.notifiers) or [slack_sink(rt.config) or "console"]
+
+
+async def load_index(rt: Runtime) -> int:
+    """Rebuild the in-memory story index from the entries stored within the window."""
+    from monitor.runtime import dedupe_config
+
+    rt.index = type(rt.index)(dedupe_config(rt.config))
+    since = rt.clock() - timedelta(seconds=rt.config.settings.dedupe.window)
+    count = 0
+    async with rt.sessions() as session:
+        result = await session.stream(
+            select(
+                EntryRow.id, EntryRow.title, EntryRow.summary, EntryRow.published,
+                EntryRow.seen_at, EntryRow.source, EntryRow.link, EntryRow.story_id,
+            )
+            .where(col(EntryRow.seen_at) >= since)
+            .where(col(EntryRow.story_id).is_not(None))
+            .order_by(col(EntryRow.id))
+            .execution_options(yield_per=5000)
+        )
+        async for eid, title, summary, published, seen_at, source, link, story_id in result:
+            rt.index.add(
+                StoryItem(
+                    key=str(eid), title=title, summary=summary, published=published or seen_at,
+                    source=source, url=link,
+                ),
+                story_id,
+            )
+            count += 1
+    rt.index_loaded = True
+    return count

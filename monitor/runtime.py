@@ -1,0 +1,155 @@
+"""The process's live objects (engine, HTTP session, parse pool, notifiers, matcher,
+story index) in one place, built by :func:`open_runtime` and torn down with it.
+
+The CLI opens one runtime per command; tests open one directly with their own clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TextIO
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from monitor.config import AppConfig
+from monitor.dedupe import DedupeConfig, StoryIndex
+from monitor.deliver.base import Notifier
+from monitor.deliver.console import ConsoleNotifier
+from monitor.deliver.slack import SlackBotNotifier, SlackWebhookNotifier
+from monitor.deliver.webhook import WebhookNotifier
+from monitor.fetch import FetchLimits, make_session
+from monitor.match import Matcher, compile_watchlists
+from monitor.store.db import create_engine, migrate, sessionmaker
+
+log = logging.getLogger("wirewatch")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def dedupe_config(config: AppConfig) -> DedupeConfig:
+    return DedupeConfig(window_hours=config.settings.dedupe.window / 3600.0)
+
+
+def slack_sink(config: AppConfig) -> str | None:
+    """Which Slack transport is configured: ``"slack"`` (bot token), ``"slack-webhook"``
+    (incoming webhook) or ``None``."""
+    slack = config.settings.slack
+    if slack.bot_token:
+        return "slack"
+    if slack.webhook_url:
+        return "slack-webhook"
+    return None
+
+
+def build_notifiers(config: AppConfig, *, console: TextIO | None = None) -> dict[str, Notifier]:
+    """Sinks by name. Slack when configured, otherwise the console; the generic
+    webhook in addition when ``WIREWATCH_WEBHOOK_URL`` is set."""
+    s = config.settings
+    out: dict[str, Notifier] = {}
+    sink = slack_sink(config)
+    if sink == "slack" and s.slack.bot_token:
+        out["slack"] = SlackBotNotifier(
+            s.slack.bot_token, default_channel=s.slack.channel or "#general",
+            base_url=s.slack.api_url,
+        )
+    elif sink == "slack-webhook" and s.slack.webhook_url:
+        out["slack-webhook"] = SlackWebhookNotifier(s.slack.webhook_url)
+    else:
+        out["console"] = ConsoleNotifier(console or sys.stdout)
+    if s.webhook.url:
+        out["webhook"] = WebhookNotifier(s.webhook.url, secret=s.webhook.secret)
+    return out
+
+
+@dataclass
+class Runtime:
+    config: AppConfig
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    http: aiohttp.ClientSession
+    pool: ProcessPoolExecutor
+    notifiers: dict[str, Notifier]
+    matcher: Matcher
+    index: StoryIndex
+    clock: Callable[[], datetime] = utcnow
+    rng: random.Random = field(default_factory=random.Random)
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    max_age: float | None = None
+    ingest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    index_loaded: bool = False
+    last_sent: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    @property
+    def limits(self) -> FetchLimits:
+        f = self.config.settings.fetch
+        return FetchLimits(
+            connect_timeout=f.connect_timeout, read_timeout=f.read_timeout,
+            total_timeout=f.total_timeout, max_bytes=f.max_bytes, max_redirects=f.max_redirects,
+        )
+
+    def swap_config(self, config: AppConfig) -> None:
+        """Hot reload: new matcher and settings; the story index and queues stay."""
+        self.matcher = compile_watchlists(config.watchlists)
+        self.config = config
+
+
+@asynccontextmanager
+async def open_runtime(
+    config: AppConfig,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    console: TextIO | None = None,
+    notifiers: dict[str, Notifier] | None = None,
+    max_age: float | None | str = "config",
+) -> AsyncIterator[Runtime]:
+    engine = create_engine(config.settings.database_url)
+    try:
+        await migrate(engine)
+        limits = FetchLimits(
+            connect_timeout=config.settings.fetch.connect_timeout,
+            read_timeout=config.settings.fetch.read_timeout,
+            total_timeout=config.settings.fetch.total_timeout,
+            max_bytes=config.settings.fetch.max_bytes,
+            max_redirects=config.settings.fetch.max_redirects,
+        )
+        http = make_session(
+            limits, limit=config.settings.poll.concurrency,
+            limit_per_host=config.settings.poll.per_host,
+        )
+        pool = ProcessPoolExecutor(max_workers=config.settings.poll.parse_workers)
+        sinks = notifiers if notifiers is not None else build_notifiers(config, console=console)
+        rt = Runtime(
+            config=config,
+            engine=engine,
+            sessions=sessionmaker(engine),
+            http=http,
+            pool=pool,
+            notifiers=sinks,
+            matcher=compile_watchlists(config.watchlists),
+            index=StoryIndex(dedupe_config(config)),
+            clock=clock,
+            max_age=config.settings.max_age if max_age == "config" else max_age,  # type: ignore[arg-type]
+        )
+        try:
+            yield rt
+        finally:
+            await http.close()
+            for n in sinks.values():
+                await n.aclose()
+            pool.shutdown(wait=False, cancel_futures=True)
+    finally:
+        await engine.dispose()

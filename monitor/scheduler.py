@@ -1,0 +1,171 @@
+"""The daemon: one APScheduler 3.x ``AsyncIOScheduler`` per process running short jobs.
+
+* ``poll`` claims feeds whose persisted due time has passed (leases in the database,
+  so due times survive restarts and several processes can share PostgreSQL);
+* ``deliver`` drains the alert outbox;
+* ``reload`` notices changed YAML (mtime watch; SIGHUP forces it) and swaps the
+  matcher without a restart, keeping the last good config when the new one is bad.
+
+Shutdown (SIGINT/SIGTERM): no new jobs start; in-flight polls and sends finish; leases
+are released; then the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from monitor.config import AppConfig, ConfigError
+from monitor.outbox import deliver_pending, reconcile
+from monitor.pipeline import HostGate, load_index, poll_cycle
+from monitor.runtime import Runtime
+from monitor.store.queries import release_leases, sync_feeds
+
+log = logging.getLogger("wirewatch.daemon")
+
+
+@dataclass
+class Reloader:
+    """Re-reads the configuration when one of its files changes."""
+
+    load: Callable[[], AppConfig]
+    files: list[Path]
+    mtimes: dict[Path, float] = field(default_factory=dict)
+
+    def snapshot(self) -> None:
+        self.mtimes = {p: _mtime(p) for p in self.files}
+
+    def changed(self) -> bool:
+        return any(_mtime(p) != self.mtimes.get(p) for p in self.files)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except OSError:
+        return -1.0
+
+
+async def startup(rt: Runtime) -> int:
+    """Sync configured feeds to the database, rebuild the story window, and settle
+    alerts a previous process left half-sent. Returns the entries loaded."""
+    async with rt.sessions() as session:
+        await sync_feeds(session, rt.config.feeds, rt.clock())
+        await session.commit()
+    loaded = await load_index(rt)
+    await reconcile(rt)
+    return loaded
+
+
+async def apply_reload(rt: Runtime, reloader: Reloader) -> bool:
+    """Load the config again; swap it in if valid. Invalid: log every problem and
+    keep running on the last good config."""
+    reloader.snapshot()
+    try:
+        config = reloader.load()
+    except ConfigError as exc:
+        log.error(
+            "configuration reload failed; keeping the last good config:\n%s",
+            "\n".join(f"  {p}" for p in exc.problems),
+        )
+        return False
+    rt.swap_config(config)
+    async with rt.sessions() as session:
+        await sync_feeds(session, config.feeds, rt.clock())
+        await session.commit()
+    log.info("configuration reloaded: %s", config.summary())
+    return True
+
+
+class Daemon:
+    def __init__(self, rt: Runtime, reloader: Reloader | None = None) -> None:
+        self.rt = rt
+        self.reloader = reloader
+        self.stopping = asyncio.Event()
+        self.reload_requested = asyncio.Event()
+        self.inflight: set[asyncio.Task[object]] = set()
+        poll = rt.config.settings.poll
+        self.gate = HostGate(poll.per_host, poll.per_host_spacing)
+
+    def _tracked(self, fn: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            if self.stopping.is_set():
+                return
+            task = asyncio.current_task()
+            if task is not None:
+                self.inflight.add(task)  # type: ignore[arg-type]
+            try:
+                await fn()
+            except Exception:
+                log.exception("job failed; it will run again at its next tick")
+            finally:
+                if task is not None:
+                    self.inflight.discard(task)  # type: ignore[arg-type]
+
+        return job
+
+    async def _poll(self) -> None:
+        report = await poll_cycle(self.rt, gate=self.gate)
+        if report.polls:
+            log.info(
+                "polled %d feeds: %d new entries, %d alerts queued, %d failed",
+                len(report.polls), report.new, report.alerts, len(report.failed),
+            )
+        await self._deliver()
+
+    async def _deliver(self) -> None:
+        await deliver_pending(self.rt)
+
+    async def _reload(self) -> None:
+        if self.reloader is None:
+            return
+        if self.reload_requested.is_set() or self.reloader.changed():
+            self.reload_requested.clear()
+            await apply_reload(self.rt, self.reloader)
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+
+    def request_reload(self) -> None:
+        self.reload_requested.set()
+
+    async def run(self) -> None:
+        rt = self.rt
+        loaded = await startup(rt)
+        if self.reloader is not None:
+            self.reloader.snapshot()
+        log.info(
+            "wirewatch running: %s; %d entries in the story window",
+            rt.config.summary(), loaded,
+        )
+        tick = rt.config.settings.poll.tick
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        scheduler.add_job(
+            self._tracked(self._poll), "interval", seconds=tick, id="poll",
+            next_run_time=rt.clock(), **common,
+        )
+        scheduler.add_job(
+            self._tracked(self._deliver), "interval", seconds=1, id="deliver", **common
+        )
+        scheduler.add_job(
+            self._tracked(self._reload), "interval", seconds=1, id="reload", **common
+        )
+        scheduler.start()
+        try:
+            await self.stopping.wait()
+        finally:
+            log.info("stopping: finishing in-flight work")
+            scheduler.pause()
+            if self.inflight:
+                await asyncio.wait(self.inflight, timeout=max(30.0, tick))
+            scheduler.shutdown(wait=False)
+            async with rt.sessions() as session:
+                await release_leases(session, rt.owner)
+            log.info("stopped")

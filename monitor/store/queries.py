@@ -1,0 +1,106 @@
+"""Queries used by the pipeline and the CLI. Each takes a session and returns rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from monitor.config import FeedConfig
+from monitor.store.tables import AlertRow, EntryRow, FeedRow
+
+
+async def sync_feeds(session: AsyncSession, feeds: Sequence[FeedConfig], now: datetime) -> None:
+    """Make the feeds table reflect the config: new feeds are due now, changed URLs
+    reset the validators, feeds no longer configured are disabled (their history stays)."""
+    rows = {r.name: r for r in (await session.exec(select(FeedRow))).all()}
+    wanted = {f.name for f in feeds}
+    for f in feeds:
+        row = rows.get(f.name)
+        tags = ",".join(f.tags)
+        if row is None:
+            session.add(
+                FeedRow(
+                    name=f.name, url=f.url, source=f.outlet, tags=tags, enabled=f.enabled,
+                    interval_s=f.interval, next_due=now, created_at=now,
+                )
+            )
+            continue
+        if row.url != f.url and row.disabled_reason is None:
+            row.url, row.etag, row.last_modified = f.url, None, None
+        row.source, row.tags, row.interval_s = f.outlet, tags, f.interval
+        if row.disabled_reason is None:
+            row.enabled = f.enabled
+        if row.next_due is None:
+            row.next_due = now
+        session.add(row)
+    for name, row in rows.items():
+        if name not in wanted and row.enabled:
+            row.enabled = False
+            session.add(row)
+
+
+async def claim_due_feeds(
+    session: AsyncSession, *, now: datetime, owner: str, lease_s: float, limit: int,
+    all_feeds: bool = False, exclude: set[int] | None = None,
+) -> list[FeedRow]:
+    """Claim up to ``limit`` enabled feeds whose due time has passed (or every enabled
+    feed with ``all_feeds``) with an expiring lease, so several processes sharing one
+    PostgreSQL never poll the same feed at once (``FOR UPDATE SKIP LOCKED``)."""
+    query = (
+        select(FeedRow)
+        .where(col(FeedRow.enabled).is_(True))
+        .where(or_(col(FeedRow.lease_until).is_(None), col(FeedRow.lease_until) < now))
+        .order_by(col(FeedRow.next_due))
+        .limit(limit)
+    )
+    if exclude:
+        query = query.where(col(FeedRow.id).not_in(exclude))
+    if not all_feeds:
+        query = query.where(or_(col(FeedRow.next_due).is_(None), col(FeedRow.next_due) <= now))
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = list((await session.exec(query)).all())
+    for row in rows:
+        row.lease_until = now + timedelta(seconds=lease_s)
+        row.lease_owner = owner
+        session.add(row)
+    await session.commit()
+    return rows
+
+
+async def release_leases(session: AsyncSession, owner: str) -> None:
+    await session.exec(
+        update(FeedRow)
+        .where(col(FeedRow.lease_owner) == owner)
+        .values(lease_until=None, lease_owner=None)
+    )
+    await session.commit()
+
+
+async def story_sources(session: AsyncSession, story_id: int) -> list[tuple[str, str, str]]:
+    """(outlet, link, title) of every entry of a story, first seen first, one per outlet."""
+    rows = (
+        await session.exec(
+            select(EntryRow.source, EntryRow.link, EntryRow.title)
+            .where(EntryRow.story_id == story_id)
+            .order_by(col(EntryRow.id))
+        )
+    ).all()
+    seen: set[str] = set()
+    out = []
+    for source, link, title in rows:
+        if source not in seen:
+            seen.add(source)
+            out.append((source, link, title))
+    return out
+
+
+async def count_alerts(session: AsyncSession, state: str | None = None) -> int:
+    query = select(func.count()).select_from(AlertRow)
+    if state is not None:
+        query = query.where(AlertRow.state == state)
+    return int((await session.exec(query)).one())

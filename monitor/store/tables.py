@@ -1,0 +1,120 @@
+"""SQLModel tables. Datetimes are aware UTC (sqlmodel's UTCDateTime stores them as UTC on
+every backend and returns aware values)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class FeedRow(SQLModel, table=True):
+    __tablename__ = "feeds"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    source: str = Field(default="", max_length=200)
+    tags: str = Field(default="", max_length=1000)  # comma-separated
+    enabled: bool = Field(default=True)
+    interval_s: float | None = Field(default=None)  # configured fixed interval
+    etag: str | None = Field(default=None, sa_column=Column(Text))
+    last_modified: str | None = Field(default=None, max_length=100)
+    next_due: datetime | None = Field(default=None, index=True)
+    lease_until: datetime | None = Field(default=None)
+    lease_owner: str | None = Field(default=None, max_length=100)
+    last_polled: datetime | None = Field(default=None)
+    last_success: datetime | None = Field(default=None)
+    last_new_entry: datetime | None = Field(default=None)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    last_error_kind: str | None = Field(default=None, max_length=40)
+    last_error_at: datetime | None = Field(default=None)
+    consecutive_failures: int = Field(default=0)
+    last_status: int | None = Field(default=None)
+    disabled_reason: str | None = Field(default=None, sa_column=Column(Text))
+    title: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    entries_seen: int = Field(default=0)
+    current_interval_s: float | None = Field(default=None)
+    created_at: datetime = Field()
+
+
+class StoryRow(SQLModel, table=True):
+    __tablename__ = "stories"
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    link: str = Field(sa_column=Column(Text, nullable=False, default=""))
+    source: str = Field(default="", max_length=200)
+    first_entry_id: int | None = Field(default=None)
+    source_count: int = Field(default=1)
+    created_at: datetime = Field(index=True)
+    updated_at: datetime = Field()
+
+
+class EntryRow(SQLModel, table=True):
+    __tablename__ = "entries"
+    __table_args__ = (
+        UniqueConstraint("feed_id", "guid", name="uq_entries_feed_guid"),
+        Index("ix_entries_feed_link", "feed_id", "link"),
+        Index("ix_entries_seen_at", "seen_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    feed_id: int = Field(foreign_key="feeds.id")
+    guid: str = Field(sa_column=Column(Text, nullable=False))
+    link: str = Field(sa_column=Column(Text, nullable=False, default=""))
+    title: str = Field(sa_column=Column(Text, nullable=False, default=""))
+    summary: str = Field(sa_column=Column(Text, nullable=False, default=""))
+    content: str = Field(sa_column=Column(Text, nullable=False, default=""))
+    author: str = Field(sa_column=Column(Text, nullable=False, default=""))
+    categories: str = Field(sa_column=Column(Text, nullable=False, default=""))
+    source: str = Field(default="", max_length=200)
+    published: datetime | None = Field(default=None)
+    seen_at: datetime = Field()
+    story_id: int | None = Field(default=None, foreign_key="stories.id", index=True)
+    updates: int = Field(default=0)  # material title changes seen after first sight
+
+
+class MatchRow(SQLModel, table=True):
+    __tablename__ = "matches"
+    __table_args__ = (UniqueConstraint("story_id", "watchlist", name="uq_matches_story_watchlist"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    story_id: int = Field(foreign_key="stories.id")
+    entry_id: int = Field(foreign_key="entries.id")
+    watchlist: str = Field(max_length=200)
+    terms: str = Field(sa_column=Column(Text, nullable=False))  # JSON list
+    words: str = Field(sa_column=Column(Text, nullable=False, default="[]"))  # JSON list
+    alerted: bool = Field(default=False)  # False while waiting for min_sources
+    created_at: datetime = Field()
+
+
+class AlertRow(SQLModel, table=True):
+    """The outbox. States: pending → sending → sent | failed."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_state_next", "state", "next_attempt_at"),
+        Index("ix_alerts_story_watchlist", "story_id", "watchlist"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    story_id: int = Field(foreign_key="stories.id")
+    entry_id: int = Field(foreign_key="entries.id")
+    watchlist: str = Field(max_length=200)
+    sink: str = Field(default="console", max_length=40)
+    channel: str = Field(default="", max_length=200)
+    kind: str = Field(default="new", max_length=20)  # new | followup
+    parent_id: int | None = Field(default=None)
+    state: str = Field(default="pending", max_length=20)
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    next_attempt_at: datetime = Field()
+    created_at: datetime = Field()
+    sending_at: datetime | None = Field(default=None)
+    sent_at: datetime | None = Field(default=None)
+    ts: str | None = Field(default=None, max_length=64)
+    terms: str = Field(sa_column=Column(Text, nullable=False, default="[]"))
+    words: str = Field(sa_column=Column(Text, nullable=False, default="[]"))
+    needs_update: bool = Field(default=False)  # parent message must be edited (outlet count)

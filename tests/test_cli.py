@@ -1,0 +1,205 @@
+"""The `wirewatch` command as a user runs it: real subprocesses, real sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.fakeslack import FakeSlack
+from tests.feedserver import FeedServer
+from tests.util import seed_feeds, write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wirewatch(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+    )
+
+
+def _serve(server: FeedServer) -> list[dict[str, str]]:
+    for path, body in seed_feeds().items():
+        server.set(path, body, etag=f'"{path}"')
+    return [
+        {"name": "cna", "source": "CNA", "url": server.url("/cna.xml")},
+        {"name": "aljazeera", "source": "Al Jazeera", "url": server.url("/aj.xml")},
+    ]
+
+
+def test_check_ok_prints_summary(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}])
+    res = wirewatch("check", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert "ok: 1 feeds" in res.stdout and "1 watchlists" in res.stdout and "2 terms" in res.stdout
+
+
+def test_shipped_example_config_is_valid() -> None:
+    res = wirewatch("check")
+    assert res.returncode == 0, res.stderr
+    assert "watchlists" in res.stdout
+
+
+def test_check_reports_file_line_and_exits_2(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path,
+        feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}],
+        watchlists=(
+            "watchlists:\n"
+            "  - name: korea\n"
+            "    terms:\n"
+            "      - Kim Jong Un\n"
+            "      - regex: 'missile(s'\n"
+            "  - name: korea\n"
+            "    terms: [Putin]\n"
+        ),
+    )
+    res = wirewatch("check", "--config", str(cfg))
+    assert res.returncode == 2
+    wl = str(cfg / "watchlists.yaml")
+    assert f"{wl}:5:" in res.stderr and "missile(s" in res.stderr
+    # the duplicate name is reported too once the regex is fixed
+    (cfg / "watchlists.yaml").write_text(
+        "watchlists:\n  - name: korea\n    terms: [Kim]\n  - name: korea\n    terms: [Putin]\n"
+    )
+    res = wirewatch("check", "--config", str(cfg))
+    assert res.returncode == 2 and f"{wl}:4:" in res.stderr and "duplicate" in res.stderr
+
+
+def test_check_reports_yaml_syntax_error_with_line(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path,
+        feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}],
+        watchlists="watchlists:\n  - name: x\n    terms: [a, b\n  - name: y\n",
+    )
+    res = wirewatch("check", "--config", str(cfg))
+    assert res.returncode == 2
+    assert str(cfg / "watchlists.yaml") + ":" in res.stderr and "syntax" in res.stderr
+
+
+def test_feeds_override_accepts_opml_and_url_list(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, feeds=[])
+    opml = tmp_path / "subs.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><body><outline text="News">'
+        '<outline text="BBC" xmlUrl="https://feeds.bbci.co.uk/news/world/rss.xml"/>'
+        '<outline text="DW" xmlUrl="https://rss.dw.com/rdf/rss-en-world"/>'
+        "</outline></body></opml>"
+    )
+    res = wirewatch("check", "--config", str(cfg), "--feeds", str(opml))
+    assert res.returncode == 0, res.stderr
+    assert "2 feeds" in res.stdout
+    urls = tmp_path / "urls"
+    urls.write_text('# newsboat\nhttps://a.example/rss "world"\nhttps://b.example/atom.xml\n')
+    res = wirewatch("check", "--config", str(cfg), "--feeds", str(urls))
+    assert res.returncode == 0 and "2 feeds" in res.stdout
+
+
+def test_once_posts_to_slack_and_lists_failed_feeds(tmp_path: Path) -> None:
+    with FeedServer() as server, FakeSlack() as slack:
+        feeds = [*_serve(server), {"name": "dead", "url": server.url("/missing.xml")}]
+        cfg = write_config(tmp_path, feeds=feeds)
+        env = {
+            "SLACK_BOT_TOKEN": "xoxb-test-token",
+            "SLACK_CHANNEL": "#desk",
+            "SLACK_API_URL": slack.base_url,
+        }
+        res = wirewatch("once", "--config", str(cfg), env=env)
+        assert res.returncode == 0, res.stderr
+        assert "dead" in res.stderr and "404" in res.stderr
+        assert len(slack.messages) == 1
+        res = wirewatch("once", "--config", str(cfg), env=env)
+        assert res.returncode == 0 and len(slack.messages) == 1
+
+
+def test_once_without_slack_prints_alerts_to_console(tmp_path: Path) -> None:
+    with FeedServer() as server:
+        cfg = write_config(tmp_path, feeds=_serve(server))
+        res = wirewatch("once", "--config", str(cfg))
+        assert res.returncode == 0, res.stderr
+        assert "Kim Jong Un" in res.stdout and "korea" in res.stdout
+        # dry run on an unchanged state: nothing new to print
+        res = wirewatch("once", "--config", str(cfg), "--dry-run")
+        assert res.returncode == 0 and "Kim Jong Un" not in res.stdout
+
+
+def test_once_dry_run_leaves_state_untouched(tmp_path: Path) -> None:
+    with FeedServer() as server, FakeSlack() as slack:
+        cfg = write_config(tmp_path, feeds=_serve(server))
+        env = {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": slack.base_url}
+        res = wirewatch("once", "--config", str(cfg), "--dry-run", env=env)
+        assert res.returncode == 0, res.stderr
+        assert "Kim Jong Un" in res.stdout and slack.messages == []
+        res = wirewatch("once", "--config", str(cfg), env=env)
+        assert len(slack.messages) == 1
+
+
+def test_once_exits_nonzero_when_database_unreachable(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path,
+        feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}],
+        settings={"database_url": "postgresql://nobody@127.0.0.1:1/none"},
+    )
+    res = wirewatch("once", "--config", str(cfg))
+    assert res.returncode == 1
+    assert "database" in res.stderr.lower() or "cannot run" in res.stderr
+
+
+def test_once_bad_config_exits_2(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, feeds=[{"name": "a", "url": "ftp://x"}])
+    res = wirewatch("once", "--config", str(cfg))
+    assert res.returncode == 2 and "feeds.yaml:" in res.stderr and "ftp://x" in res.stderr
+
+
+def test_daemon_alerts_stops_cleanly_and_restart_sends_nothing(tmp_path: Path) -> None:
+    with FeedServer() as server, FakeSlack() as slack:
+        cfg = write_config(tmp_path, feeds=_serve(server), settings={"poll": {"tick": "1s"}})
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+        env.update({"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": slack.base_url})
+
+        def start() -> subprocess.Popen[str]:
+            return subprocess.Popen(
+                [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+
+        proc = start()
+        try:
+            slack.wait_for(1, timeout=30)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "stopped" in err
+        assert len(slack.messages) == 1
+
+        polls_before = len(server.hits("/cna.xml"))
+        proc = start()
+        try:
+            time.sleep(4)  # several ticks
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "wirewatch running" in err
+        # due times survive the restart: the feeds are not polled again early ...
+        assert len(server.hits("/cna.xml")) == polls_before
+        # ... and nothing is sent twice
+        assert len(slack.messages) == 1

@@ -1,0 +1,242 @@
+"""End to end over real sockets: local feed server → pipeline → local Slack Web API.
+
+These run the real runtime (aiohttp fetcher, parser process pool, SQLite/PostgreSQL,
+slack-sdk client pointed at the fake Slack server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from monitor.config import load_config
+from monitor.outbox import deliver_pending
+from monitor.pipeline import CycleReport, poll_cycle
+from monitor.runtime import open_runtime
+from monitor.scheduler import startup
+from monitor.store.tables import AlertRow, FeedRow
+from tests.fakeslack import FakeSlack
+from tests.feedserver import FeedServer, rss
+from tests.util import pubdate, seed_feeds, write_config
+
+
+def _env(slack: FakeSlack) -> dict[str, str]:
+    return {
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_CHANNEL": "#alerts",
+        "SLACK_API_URL": slack.base_url,
+    }
+
+
+async def _cycle(cfg_dir: Path, env: dict[str, str], **kw: Any) -> CycleReport:
+    cfg = load_config(cfg_dir, env=env)
+    async with open_runtime(cfg, **kw) as rt:
+        await startup(rt)
+        report = await poll_cycle(rt, all_feeds=True)
+        await deliver_pending(rt)
+        return report
+
+
+def _serve_seed(server: FeedServer) -> list[dict[str, Any]]:
+    for path, body in seed_feeds().items():
+        server.set(path, body, etag=f'"{path}-v1"')
+    return [
+        {"name": "cna", "source": "CNA", "url": server.url("/cna.xml")},
+        {"name": "aljazeera", "source": "Al Jazeera", "url": server.url("/aj.xml")},
+    ]
+
+
+def _all_text(message: dict[str, Any]) -> str:
+    return message["text"] + json.dumps(message.get("blocks") or [])
+
+
+def test_two_outlets_one_post_naming_both_terms_and_no_repeats(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack, db_url: str
+) -> None:
+    feeds = _serve_seed(feed_server)
+    cfg = write_config(tmp_path, feeds=feeds, settings={"database_url": db_url})
+    env = _env(slack)
+
+    report = asyncio.run(_cycle(cfg, env))
+    assert report.new == 4 and not report.failed
+    parents = [m for m in slack.messages if not m.get("thread_ts")]
+    assert len(parents) == 1, [m["text"] for m in slack.messages]
+    post = parents[0]
+    text = _all_text(post)
+    assert "Kim Jong Un" in text and "ballistic missile" in text
+    assert post["channel"] == "#alerts"
+    assert "Putin" in text
+    total = len(slack.messages)
+
+    # polling again (304s) sends nothing
+    report2 = asyncio.run(_cycle(cfg, env))
+    assert all(p.not_modified for p in report2.polls)
+    assert len(slack.messages) == total
+
+    # a restart with changed feeds bodies but the same items sends nothing new either
+    for path, body in seed_feeds().items():
+        feed_server.set(path, body + "\n<!-- changed -->", etag=f'"{path}-v2"')
+    report3 = asyncio.run(_cycle(cfg, env))
+    assert report3.new == 0
+    assert len(slack.messages) == total
+
+
+def test_304_costs_no_parse_and_sends_validators(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    feeds = _serve_seed(feed_server)
+    cfg = write_config(tmp_path, feeds=feeds)
+    asyncio.run(_cycle(cfg, _env(slack)))
+    report = asyncio.run(_cycle(cfg, _env(slack)))
+    second = feed_server.hits("/cna.xml")[-1]
+    assert second.headers.get("If-None-Match") == '"/cna.xml-v1"'
+    by_feed = {p.feed: p for p in report.polls}
+    assert by_feed["cna"].status == 304
+    assert by_feed["cna"].not_modified and by_feed["cna"].entries == 0
+
+
+def test_broken_feeds_are_recorded_and_others_still_alert(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack, db_url: str
+) -> None:
+    feeds = _serve_seed(feed_server)
+    feed_server.set("/broken.xml", "boom", status=500)
+    feed_server.set(
+        "/malformed.xml",
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>M</title>'
+        "<item><title>Kim Jong Un inspects &bogus; factory</title><link>http://m.example/1</link>"
+        f"<pubDate>{pubdate()}</pubDate></item><item><title>unclosed",
+    )
+    feeds += [
+        {"name": "broken", "url": feed_server.url("/broken.xml")},
+        {"name": "malformed", "url": feed_server.url("/malformed.xml")},
+    ]
+    cfg = write_config(tmp_path, feeds=feeds, settings={"database_url": db_url})
+    report = asyncio.run(_cycle(cfg, _env(slack)))
+    failed = {p.feed: p.error for p in report.failed}
+    assert "broken" in failed and "500" in (failed["broken"] or "")
+    texts = [_all_text(m) for m in slack.messages]
+    assert any("Vostochny" in t or "space" in t for t in texts)
+
+    async def rows() -> dict[str, FeedRow]:
+        cfg_obj = load_config(cfg, env=_env(slack))
+        async with open_runtime(cfg_obj) as rt, rt.sessions() as s:
+            return {r.name: r for r in (await s.exec(select(FeedRow))).all()}
+
+    state = asyncio.run(rows())
+    assert state["broken"].consecutive_failures == 1
+    assert "500" in (state["broken"].last_error or "")
+    assert state["malformed"].last_error  # the malformation is recorded on the feed
+    assert state["cna"].last_error is None and state["cna"].consecutive_failures == 0
+
+
+def test_hostile_title_is_escaped_in_slack_payload(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    hostile = rss(
+        "Evil",
+        [
+            {
+                "title": "Kim Jong Un &lt;!channel&gt; &lt;https://evil.example|click here&gt; &amp; co",
+                "link": "https://evil.example/a",
+                "guid": "evil-1",
+                "description": "&lt;!here&gt; ballistic missile &lt;@U123&gt;",
+                "pubDate": pubdate(),
+            }
+        ],
+    )
+    feed_server.set("/evil.xml", hostile)
+    cfg = write_config(tmp_path, feeds=[{"name": "evil", "url": feed_server.url("/evil.xml")}])
+    asyncio.run(_cycle(cfg, _env(slack)))
+    assert len(slack.messages) == 1
+    payload = _all_text(slack.messages[0])
+    assert "<!channel>" not in payload and "<!here>" not in payload
+    assert "<https://evil.example|click here>" not in payload
+    assert "<@U123>" not in payload
+    assert "&lt;!channel&gt;" in payload
+
+
+def test_old_items_are_stored_but_not_alerted_unless_max_age_none(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    for path, body in seed_feeds(hours_ago=72).items():
+        feed_server.set(path, body)
+    feeds = [
+        {"name": "cna", "source": "CNA", "url": feed_server.url("/cna.xml")},
+        {"name": "aljazeera", "source": "Al Jazeera", "url": feed_server.url("/aj.xml")},
+    ]
+    cfg = write_config(tmp_path, feeds=feeds)
+    report = asyncio.run(_cycle(cfg, _env(slack)))
+    assert report.new == 4
+    assert slack.messages == []
+
+    other = tmp_path / "replay"
+    cfg2 = write_config(other, feeds=feeds)
+    asyncio.run(_cycle(cfg2, _env(slack), max_age=None))
+    assert len([m for m in slack.messages if not m.get("thread_ts")]) == 1
+
+
+def test_slack_down_queues_alerts_and_they_drain_later(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    feeds = _serve_seed(feed_server)
+    cfg = write_config(tmp_path, feeds=feeds)
+    slack.down()
+    try:
+        asyncio.run(_cycle(cfg, _env(slack)))
+    finally:
+        slack.up()
+    assert slack.messages == []
+
+    async def pending() -> list[AlertRow]:
+        async with open_runtime(load_config(cfg, env=_env(slack))) as rt, rt.sessions() as s:
+            return list((await s.exec(select(AlertRow))).all())
+
+    rows = asyncio.run(pending())
+    assert rows and all(r.state == "pending" for r in rows)
+    assert all("connection" in (r.last_error or "") for r in rows if r.kind == "new")
+
+    async def drain() -> None:
+        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
+            async with rt.sessions() as s:
+                for r in (await s.exec(select(AlertRow))).all():
+                    r.next_attempt_at = rt.clock()
+                    s.add(r)
+                await s.commit()
+            await deliver_pending(rt)
+
+    asyncio.run(drain())
+    assert len([m for m in slack.messages if not m.get("thread_ts")]) == 1
+
+
+@pytest.mark.parametrize("followups", ["thread", "suppress"])
+def test_later_outlet_goes_into_thread_or_is_suppressed(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack, followups: str
+) -> None:
+    feeds_all = _serve_seed(feed_server)
+    cfg = write_config(
+        tmp_path,
+        feeds=feeds_all[:1],
+        watchlists=[{"name": "korea", "terms": ["Kim Jong Un"], "followups": followups}],
+    )
+    asyncio.run(_cycle(cfg, _env(slack)))
+    assert len(slack.messages) == 1
+    cfg = write_config(
+        tmp_path,
+        feeds=feeds_all,
+        watchlists=[{"name": "korea", "terms": ["Kim Jong Un"], "followups": followups}],
+    )
+    asyncio.run(_cycle(cfg, _env(slack)))
+    parents = [m for m in slack.messages if not m.get("thread_ts")]
+    replies = [m for m in slack.messages if m.get("thread_ts")]
+    assert len(parents) == 1
+    if followups == "thread":
+        assert len(replies) == 1
+        assert replies[0]["thread_ts"] == parents[0]["ts"]
+        assert "Al Jazeera" in _all_text(replies[0])
+        assert slack.updates, "the parent is edited to show how many outlets carry it"
+    else:
+        assert replies == []

@@ -1,0 +1,110 @@
+"""Helpers for tests: write a config directory, build fixture feeds of the seed story."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.feedserver import rss
+
+
+def write_config(
+    root: Path,
+    *,
+    feeds: list[dict[str, Any]],
+    watchlists: list[dict[str, Any]] | str | None = None,
+    settings: dict[str, Any] | None = None,
+) -> Path:
+    cfg = root / "config"
+    cfg.mkdir(parents=True, exist_ok=True)
+    base: dict[str, Any] = {
+        "database_url": f"sqlite:///{root / 'data' / 'wirewatch.db'}",
+        "delivery": {"per_channel_interval": "0s"},
+        "poll": {"per_host_spacing": "0s", "per_host": 8},
+    }
+    for key, value in (settings or {}).items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    (cfg / "settings.yaml").write_text(yaml.safe_dump(base), encoding="utf-8")
+    (cfg / "feeds.yaml").write_text(yaml.safe_dump({"feeds": feeds}), encoding="utf-8")
+    if watchlists is None:
+        watchlists = [{"name": "korea", "terms": ["Kim Jong Un", "ballistic missile"]}]
+    text = (
+        watchlists
+        if isinstance(watchlists, str)
+        else yaml.safe_dump({"watchlists": watchlists}, allow_unicode=True)
+    )
+    (cfg / "watchlists.yaml").write_text(text, encoding="utf-8")
+    return cfg
+
+
+def pubdate(hours_ago: float = 1.0) -> str:
+    return format_datetime(datetime.now(UTC) - timedelta(hours=hours_ago))
+
+
+SEED_SUMMARY_A = (
+    "North Korean leader Kim Jong Un met Russian President Vladimir Putin on Wednesday in "
+    "Russia's Far East for talks that Washington suspects will involve defence cooperation, "
+    "while at home Kim's military fired two ballistic missiles."
+)
+SEED_SUMMARY_B = (
+    "North Korea's Kim Jong Un met Vladimir Putin at the Vostochny cosmodrome on Wednesday "
+    "in talks the US fears will involve arms deals, as Pyongyang fired two ballistic "
+    "missiles into the sea."
+)
+
+
+def outlet_feed(outlet: str, items: list[dict[str, str]]) -> str:
+    return rss(outlet, items)
+
+
+def seed_feeds(hours_ago: float = 1.0) -> dict[str, str]:
+    """Two outlets carrying the seed story under different headlines, plus other news."""
+    cna = rss(
+        "CNA",
+        [
+            {
+                "title": "Kim Jong Un vows closer North Korea-Russia ties after meeting Putin "
+                "at space facility",
+                "link": "https://www.channelnewsasia.com/asia/kim-putin-meeting-3768011"
+                "?utm_source=rss&amp;utm_medium=feed",
+                "guid": "cna-3768011",
+                "description": SEED_SUMMARY_A,
+                "pubDate": pubdate(hours_ago),
+            },
+            {
+                "title": "Singapore GDP grows 0.5% in second quarter",
+                "link": "https://www.channelnewsasia.com/business/gdp-1",
+                "guid": "cna-gdp-1",
+                "description": "The economy expanded slightly, official data showed.",
+                "pubDate": pubdate(hours_ago),
+            },
+        ],
+    )
+    aj = rss(
+        "Al Jazeera",
+        [
+            {
+                "title": "North Korea's Kim Jong-un vows closer ties with Russia after meeting "
+                "Putin at space centre",
+                "link": "https://www.aljazeera.com/news/2023/9/13/kim-putin",
+                "guid": "aj-kim-putin",
+                "description": SEED_SUMMARY_B,
+                "pubDate": pubdate(hours_ago),
+            },
+            {
+                "title": "Floods in Libya leave thousands missing",
+                "link": "https://www.aljazeera.com/news/2023/9/13/libya-floods",
+                "guid": "aj-libya",
+                "description": "Rescuers search for survivors after dams burst in Derna.",
+                "pubDate": pubdate(hours_ago),
+            },
+        ],
+    )
+    return {"/cna.xml": cna, "/aj.xml": aj}
