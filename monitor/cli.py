@@ -24,6 +24,7 @@ import typer
 
 from monitor import __version__
 from monitor.config import AppConfig, ConfigError, load_config, parse_duration
+from monitor.deliver.base import Notifier
 from monitor.deliver.console import ConsoleNotifier
 from monitor.store.db import sqlite_path
 
@@ -119,7 +120,8 @@ def run(
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
     max_age: Annotated[
-        str | None, typer.Option("--max-age", help="Alert only on items newer than this (24h, none).")
+        str | None,
+        typer.Option("--max-age", help="Alert only on items newer than this (24h, none)."),
     ] = None,
     log_level: LogLevel = None,
 ) -> None:
@@ -208,7 +210,9 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
     from monitor.runtime import open_runtime
     from monitor.scheduler import startup
 
-    notifiers = {"console": ConsoleNotifier(sys.stdout)} if dry_run else None
+    notifiers: dict[str, Notifier] | None = (
+        {"console": ConsoleNotifier(sys.stdout)} if dry_run else None
+    )
     async with open_runtime(cfg, max_age=age, notifiers=notifiers) as rt:
         if dry_run:
             # re-route everything queued in the copy to the console
@@ -217,7 +221,7 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
             from monitor.store.tables import AlertRow
 
             async with rt.sessions() as session:
-                await session.exec(update(AlertRow).values(sink="console"))  # type: ignore[call-overload]
+                await session.exec(update(AlertRow).values(sink="console"))
                 await session.commit()
         await startup(rt)
         report = await poll_cycle(rt, all_feeds=True)
@@ -252,7 +256,9 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
 
 @app.command()
 def cluster(
-    items: Annotated[Path, typer.Argument(help="JSONL: id, title, summary, published, source, url")],
+    items: Annotated[
+        Path, typer.Argument(help="JSONL: id, title, summary, published, source, url")
+    ],
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
@@ -349,7 +355,8 @@ async def _entry_fields(
 
 
 feeds_app = typer.Typer(
-    help="Feed health; add feeds; OPML import/export.", invoke_without_command=True,
+    help="Feed health; add feeds; OPML import/export.",
+    invoke_without_command=True,
     no_args_is_help=False,
 )
 app.add_typer(feeds_app, name="feeds")
@@ -368,7 +375,10 @@ def feeds_health(
     cfg = _load(config, feeds, watchlists)
     rows = _run(_feed_rows(cfg))
     now = datetime.now(UTC)
-    header = f"{'feed':<24} {'state':<9} {'last ok':>9} {'fails':>5} {'every':>7} {'entries':>7}  last error"
+    header = (
+        f"{'feed':<24} {'state':<9} {'last ok':>9} {'fails':>5} {'every':>7} {'entries':>7}"
+        "  last error"
+    )
     typer.echo(header)
     for r in rows:
         state = "disabled" if not r.enabled else ("failing" if r.consecutive_failures else "ok")
@@ -418,7 +428,11 @@ def _clip(value: str, width: int) -> str:
 def _ago(when: datetime | None, now: datetime) -> str:
     if when is None:
         return "never"
-    return _dur((now - when).total_seconds()) + " ago" if (now - when).total_seconds() < 1e7 else "long ago"
+    return (
+        _dur((now - when).total_seconds()) + " ago"
+        if (now - when).total_seconds() < 1e7
+        else "long ago"
+    )
 
 
 def _dur(seconds: float | None) -> str:
@@ -449,7 +463,10 @@ def outbox_list(
     if not rows:
         typer.echo("outbox empty: nothing pending or failed")
         return
-    typer.echo(f"{'id':>6} {'state':<8} {'tries':>5} {'sink':<13} {'channel':<16} {'watchlist':<14} reason / title")
+    typer.echo(
+        f"{'id':>6} {'state':<8} {'tries':>5} {'sink':<13} {'channel':<16} {'watchlist':<14}"
+        " reason / title"
+    )
     for alert, title in rows:
         typer.echo(
             f"{alert.id:>6} {alert.state:<8} {alert.attempts:>5} {alert.sink:<13} "
@@ -518,7 +535,7 @@ async def _requeue(cfg: AppConfig, alert_id: int | None) -> int:
                 )
             else:
                 stmt = stmt.where(col(AlertRow.state) == "failed")
-            result = await session.exec(stmt)  # type: ignore[call-overload]
+            result = await session.exec(stmt)
             await session.commit()
             return int(result.rowcount or 0)
     finally:

@@ -76,8 +76,14 @@ class PollSettings(_Strict):
     parse_workers: int = Field(default=2, ge=1, le=64)
 
     @field_validator(
-        "default_interval", "min_interval", "max_interval", "per_host_spacing", "tick", "lease",
-        "parse_timeout", mode="before",
+        "default_interval",
+        "min_interval",
+        "max_interval",
+        "per_host_spacing",
+        "tick",
+        "lease",
+        "parse_timeout",
+        mode="before",
     )
     @classmethod
     def _dur(cls, v: object) -> float:
@@ -445,11 +451,15 @@ def load_config(
         errors.append(f"{directory}: config directory not found")
     settings_path = _first_existing(directory, "settings.yaml", "settings.yml")
     settings = _apply_env(_load_settings(settings_path, errors), env)
-    feeds_path = Path(feeds_file) if feeds_file else _first_existing(
-        directory, "feeds.yaml", "feeds.yml", "feeds.opml", "urls"
+    feeds_path = (
+        Path(feeds_file)
+        if feeds_file
+        else _first_existing(directory, "feeds.yaml", "feeds.yml", "feeds.opml", "urls")
     )
-    watch_path = Path(watchlists_file) if watchlists_file else _first_existing(
-        directory, "watchlists.yaml", "watchlists.yml"
+    watch_path = (
+        Path(watchlists_file)
+        if watchlists_file
+        else _first_existing(directory, "watchlists.yaml", "watchlists.yml")
     )
     feeds: list[FeedConfig] = []
     watchlists: list[Watchlist] = []
@@ -462,9 +472,7 @@ def load_config(
     else:
         watchlists = _load_watchlists(watch_path, errors)
     if settings.poll.min_interval > settings.poll.max_interval:
-        errors.append(
-            f"{settings_path}: poll.min_interval is larger than poll.max_interval"
-        )
+        errors.append(f"{settings_path}: poll.min_interval is larger than poll.max_interval")
     feed_names = {f.name for f in feeds}
     feed_tags = {t for f in feeds for t in f.tags}
     for w in watchlists:

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 from rapidfuzz import fuzz
 
+from monitor.storykey import STOPWORDS as _STOPWORDS
 from monitor.storykey import (
     TitleFeatures,
     TitleKey,
@@ -40,7 +41,6 @@ from monitor.storykey import (
     title_key,
     update_number,
 )
-from monitor.storykey import STOPWORDS as _STOPWORDS
 
 __all__ = [
     "Decision",
@@ -187,7 +187,7 @@ def summary_score(a: str, b: str) -> float:
 class _Rec:
     """One window entry. Kept small: about 1M of these live in memory at scale."""
 
-    __slots__ = ("story", "ts", "title", "stems", "summary", "tkey", "ukey")
+    __slots__ = ("stems", "story", "summary", "title", "tkey", "ts", "ukey")
 
     def __init__(
         self,

@@ -151,34 +151,51 @@ def _plurals(word: str, original: str) -> tuple[str, ...]:
     return (word, word + "s")
 
 
+def _plans(n: int, joins: Sequence[int], limit: bool = False) -> list[list[tuple[int, ...]]]:
+    """Ways to group n words when the gaps ``joins`` may be closed (all subsets, or with
+    ``limit`` only none and all)."""
+    subsets = (
+        [(), tuple(joins)]
+        if limit
+        else [c for r in range(len(joins) + 1) for c in combinations(joins, r)]
+    )
+    plans: list[list[tuple[int, ...]]] = []
+    for chosen in subsets:
+        groups: list[tuple[int, ...]] = []
+        current = [0]
+        for i in range(1, n):
+            if i - 1 in chosen:
+                current.append(i)
+            else:
+                groups.append(tuple(current))
+                current = [i]
+        groups.append(tuple(current))
+        plans.append(groups)
+    return plans
+
+
+# Precomputed groupings for terms of up to 4 words (constant tables).
+_PLANS: dict[tuple[int, tuple[int, ...]], list[list[tuple[int, ...]]]] = {
+    (n, joins): _plans(n, joins)
+    for n in range(2, 5)
+    for r in range(n)
+    for joins in combinations(range(n - 1), r)
+}
+
+
 def _variants(words: Sequence[str], last_original: str) -> list[str]:
     """Automaton patterns (space-delimited word sequences) for one phrase or alias:
     adjacent words joined (see module doc) x plural forms of the last word."""
     n = len(words)
     if n == 1:
         return [f" {w} " for w in _plurals(words[0], last_original)]
-    joins = [i for i in range(n - 1) if _joinable(words[i]) and _joinable(words[i + 1])]
-    if not joins:
-        head = " ".join(words[:-1])
-        return [f" {head} {w} " for w in _plurals(words[-1], last_original)]
-    if n <= 4:
-        choices = [c for r in range(len(joins) + 1) for c in combinations(joins, r)]
-    else:
-        choices = [(), tuple(joins)]
+    joins = tuple(i for i in range(n - 1) if _joinable(words[i]) and _joinable(words[i + 1]))
+    plans = _PLANS.get((n, joins)) or _plans(n, joins, limit=True)
     out: list[str] = []
-    for chosen in choices:
-        parts: list[str] = []
-        buf = words[0]
-        for i in range(1, n):
-            if i - 1 in chosen:
-                buf += words[i]
-            else:
-                parts.append(buf)
-                buf = words[i]
-        head = " ".join(parts)
-        out.extend(
-            f" {head} {w} " if head else f" {w} " for w in _plurals(buf, last_original)
-        )
+    for groups in plans:
+        parts = [words[g[0]] if len(g) == 1 else "".join(words[i] for i in g) for g in groups]
+        prefix = " " + " ".join(parts[:-1]) + " " if len(parts) > 1 else " "
+        out.extend(prefix + w + " " for w in _plurals(parts[-1], last_original))
     return out
 
 

@@ -161,7 +161,8 @@ async def _recent_sent(rt: Runtime, key: tuple[str, str], now: datetime) -> int:
     async with rt.sessions() as session:
         n = (
             await session.exec(
-                select(func.count()).select_from(AlertRow)
+                select(func.count())
+                .select_from(AlertRow)
                 .where(AlertRow.sink == key[0], AlertRow.channel == key[1])
                 .where(AlertRow.kind == "new", AlertRow.state == "sent")
                 .where(col(AlertRow.sent_at) >= now - window)
@@ -171,7 +172,10 @@ async def _recent_sent(rt: Runtime, key: tuple[str, str], now: datetime) -> int:
 
 
 async def _drain(
-    rt: Runtime, key: tuple[str, str], queue: list[AlertRow], now: datetime,
+    rt: Runtime,
+    key: tuple[str, str],
+    queue: list[AlertRow],
+    now: datetime,
     report: DeliveryReport,
 ) -> None:
     notifier = rt.notifiers.get(key[0])
@@ -193,8 +197,12 @@ async def _drain(
                 report.waiting += len(queue) - i
                 return
             if parent_state == "failed":
-                await _finish(rt, [row], DeliveryResult(ok=False, error="parent alert failed",
-                                                        permanent=True), report)
+                await _finish(
+                    rt,
+                    [row],
+                    DeliveryResult(ok=False, error="parent alert failed", permanent=True),
+                    report,
+                )
                 i += 1
                 continue
             while (
@@ -215,7 +223,8 @@ async def _drain(
         # copies from other outlets queued before the parent went out are shown in
         # the parent itself (it lists every outlet carrying the story), not as replies
         folded = [
-            q for q in queue[i + len(batch):]
+            q
+            for q in queue[i + len(batch) :]
             if q.kind == "followup" and q.parent_id in {b.id for b in batch if b.kind == "new"}
         ]
         ok = await _send(rt, notifier, key, batch, report, folded)
@@ -237,8 +246,12 @@ async def _parent_state(rt: Runtime, row: AlertRow) -> str | None:
 
 
 async def _send(
-    rt: Runtime, notifier: Notifier, key: tuple[str, str], batch: list[AlertRow],
-    report: DeliveryReport, folded: list[AlertRow] | None = None,
+    rt: Runtime,
+    notifier: Notifier,
+    key: tuple[str, str],
+    batch: list[AlertRow],
+    report: DeliveryReport,
+    folded: list[AlertRow] | None = None,
 ) -> bool:
     """Send one message for ``batch`` (one alert, a digest of several, or several
     follow-ups to one parent). Returns False when the channel must stop for now."""
@@ -290,7 +303,11 @@ async def _finish(
                 report.retried += 1
                 log.warning(
                     "alert %s to %s %s: %s; outcome unknown, will check the channel before "
-                    "resending", row.id, row.sink, row.channel, result.error,
+                    "resending",
+                    row.id,
+                    row.sink,
+                    row.channel,
+                    result.error,
                 )
             elif result.permanent:
                 row.state, row.last_error = "failed", result.error
@@ -298,7 +315,10 @@ async def _finish(
                 report.errors.append(f"alert {row.id} ({row.sink} {row.channel}): {result.error}")
                 log.error(
                     "alert %s to %s %s failed permanently: %s (see `wirewatch outbox`)",
-                    row.id, row.sink, row.channel or "", result.error,
+                    row.id,
+                    row.sink,
+                    row.channel or "",
+                    result.error,
                 )
             else:
                 delay = _backoff(rt, row.attempts, result.retry_after)
@@ -306,8 +326,12 @@ async def _finish(
                 row.next_attempt_at = now + timedelta(seconds=delay)
                 report.retried += 1
                 log.warning(
-                    "alert %s to %s %s: %s; retry in %.0fs", row.id, row.sink, row.channel,
-                    result.error, delay,
+                    "alert %s to %s %s: %s; retry in %.0fs",
+                    row.id,
+                    row.sink,
+                    row.channel,
+                    result.error,
+                    delay,
                 )
             session.add(row)
         await session.commit()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -96,7 +97,9 @@ class HostGate:
 # --------------------------------------------------------------------------- polling
 
 
-async def poll_cycle(rt: Runtime, *, all_feeds: bool = False, gate: HostGate | None = None) -> CycleReport:
+async def poll_cycle(
+    rt: Runtime, *, all_feeds: bool = False, gate: HostGate | None = None
+) -> CycleReport:
     """Claim due feeds (or every enabled feed) and poll them concurrently within the
     global and per-host limits. Returns what happened to each feed."""
     poll = rt.config.settings.poll
@@ -107,8 +110,13 @@ async def poll_cycle(rt: Runtime, *, all_feeds: bool = False, gate: HostGate | N
     while True:
         async with rt.sessions() as session:
             feeds = await claim_due_feeds(
-                session, now=rt.clock(), owner=rt.owner, lease_s=poll.lease,
-                limit=max(poll.concurrency * 4, 100), all_feeds=all_feeds, exclude=done,
+                session,
+                now=rt.clock(),
+                owner=rt.owner,
+                lease_s=poll.lease,
+                limit=max(poll.concurrency * 4, 100),
+                all_feeds=all_feeds,
+                exclude=done,
             )
         if not feeds:
             return report
@@ -149,8 +157,13 @@ async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
         return report
     tags = tuple(t for t in row.tags.split(",") if t)
     parsed = await parse_in_pool(
-        rt.pool, result.body, result.headers, url=result.final_url, feed=row.name,
-        source=row.source or row.name, feed_tags=tags,
+        rt.pool,
+        result.body,
+        result.headers,
+        url=result.final_url,
+        feed=row.name,
+        source=row.source or row.name,
+        feed_tags=tags,
         timeout=rt.config.settings.poll.parse_timeout,
     )
     report.entries = len(parsed.entries)
@@ -166,7 +179,10 @@ async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
 
 
 async def _record_success(
-    rt: Runtime, row: FeedRow, result: FetchResult, parsed: ParseResult | None,
+    rt: Runtime,
+    row: FeedRow,
+    result: FetchResult,
+    parsed: ParseResult | None,
     times: Sequence[datetime | None],
 ) -> None:
     now = rt.clock()
@@ -181,7 +197,9 @@ async def _record_success(
             feed.last_modified = result.last_modified
         if result.permanent_redirect and result.permanent_redirect != feed.url:
             log.warning(
-                "feed %s moved permanently: %s -> %s", feed.name, feed.url,
+                "feed %s moved permanently: %s -> %s",
+                feed.name,
+                feed.url,
                 result.permanent_redirect,
             )
             feed.url = result.permanent_redirect
@@ -200,7 +218,11 @@ async def _record_success(
 
 
 async def _record_failure(
-    rt: Runtime, row: FeedRow, error: str, kind: str | None, status: int | None,
+    rt: Runtime,
+    row: FeedRow,
+    error: str,
+    kind: str | None,
+    status: int | None,
     result: FetchResult | None,
 ) -> None:
     now = rt.clock()
@@ -225,8 +247,12 @@ async def _record_failure(
 
 
 def _interval(
-    rt: Runtime, feed: FeedRow, result: FetchResult | None, parsed: ParseResult | None,
-    times: Sequence[datetime | None], now: datetime,
+    rt: Runtime,
+    feed: FeedRow,
+    result: FetchResult | None,
+    parsed: ParseResult | None,
+    times: Sequence[datetime | None],
+    now: datetime,
 ) -> float:
     poll = rt.config.settings.poll
     max_age, expires_in = (None, None)
@@ -234,14 +260,18 @@ def _interval(
         max_age, expires_in = parse_cache_headers(result.headers, now)
     default = feed.interval_s or poll.default_interval
     interval = next_interval(
-        min_s=min(poll.min_interval, default), max_s=max(poll.max_interval, default),
+        min_s=min(poll.min_interval, default),
+        max_s=max(poll.max_interval, default),
         default_s=default,
         ttl_minutes=parsed.meta.ttl_minutes if parsed else None,
         update_period_minutes=parsed.meta.update_period_minutes if parsed else None,
-        cache_max_age=max_age, expires_in=expires_in,
+        cache_max_age=max_age,
+        expires_in=expires_in,
         retry_after=result.retry_after if result else None,
         entry_times=[t for t in times if t is not None],
-        consecutive_failures=feed.consecutive_failures, now=now, rng=rt.rng,
+        consecutive_failures=feed.consecutive_failures,
+        now=now,
+        rng=rt.rng,
     )
     feed.current_interval_s = interval
     return interval
@@ -302,7 +332,8 @@ async def _ingest_locked(
         existing: dict[str, EntryRow] = {}
         for chunk in _chunks(guids, 500):
             rows = await session.exec(
-                select(EntryRow).where(EntryRow.feed_id == feed.id)
+                select(EntryRow)
+                .where(EntryRow.feed_id == feed.id)
                 .where(col(EntryRow.guid).in_(chunk))
             )
             existing.update({r.guid: r for r in rows.all()})
@@ -310,7 +341,8 @@ async def _ingest_locked(
         known_links: set[str] = set()
         for chunk in _chunks(links, 500):
             rows2 = await session.exec(
-                select(EntryRow.link).where(EntryRow.feed_id == feed.id)
+                select(EntryRow.link)
+                .where(EntryRow.feed_id == feed.id)
                 .where(col(EntryRow.link).in_(chunk))
             )
             known_links.update(rows2.all())
@@ -337,7 +369,8 @@ async def _ingest_locked(
             log.warning(
                 "feed %s: %d items came back with new guids but known links "
                 "(guid regeneration); treated as already seen",
-                feed.name, report.relinked,
+                feed.name,
+                report.relinked,
             )
         for e in fresh:
             alerts = await _ingest_one(rt, session, feed, e, now)
@@ -360,24 +393,40 @@ async def _ingest_one(
     rt: Runtime, session: AsyncSession, feed: FeedRow, e: Entry, now: datetime
 ) -> int:
     row = EntryRow(
-        feed_id=feed.id or 0, guid=e.guid, link=e.link, title=e.title, summary=e.summary,
-        content=e.content, author=e.author, categories="\n".join(e.categories),
-        source=e.source, published=e.published, seen_at=now,
+        feed_id=feed.id or 0,
+        guid=e.guid,
+        link=e.link,
+        title=e.title,
+        summary=e.summary,
+        content=e.content,
+        author=e.author,
+        categories="\n".join(e.categories),
+        source=e.source,
+        published=e.published,
+        seen_at=now,
     )
     session.add(row)
     await session.flush()
     assert row.id is not None
     item = StoryItem(
-        key=str(row.id), title=e.title, summary=e.summary, published=e.published or now,
-        source=e.source, url=e.link,
+        key=str(row.id),
+        title=e.title,
+        summary=e.summary,
+        published=e.published or now,
+        source=e.source,
+        url=e.link,
     )
     story_id = rt.index.find(item, now).story_id
     if story_id is not None and await session.get(StoryRow, story_id) is None:
         story_id = None  # index knew a story the database no longer has
     if story_id is None:
         story = StoryRow(
-            title=e.title, link=e.link, source=e.source, first_entry_id=row.id,
-            created_at=now, updated_at=now,
+            title=e.title,
+            link=e.link,
+            source=e.source,
+            first_entry_id=row.id,
+            created_at=now,
+            updated_at=now,
         )
         session.add(story)
         await session.flush()
@@ -409,8 +458,13 @@ async def _ingest_one(
 
 
 async def _queue_alerts(
-    rt: Runtime, session: AsyncSession, story: StoryRow, entry: EntryRow, hits: list[Hit],
-    new_outlet: bool, now: datetime,
+    rt: Runtime,
+    session: AsyncSession,
+    story: StoryRow,
+    entry: EntryRow,
+    hits: list[Hit],
+    new_outlet: bool,
+    now: datetime,
 ) -> int:
     assert story.id is not None and entry.id is not None
     queued = 0
@@ -422,8 +476,11 @@ async def _queue_alerts(
         m = matches.get(hit.watchlist)
         if m is None:
             m = MatchRow(
-                story_id=story.id, entry_id=entry.id, watchlist=hit.watchlist,
-                terms=json.dumps(list(hit.terms)), words=json.dumps(list(hit.words)),
+                story_id=story.id,
+                entry_id=entry.id,
+                watchlist=hit.watchlist,
+                terms=json.dumps(list(hit.terms)),
+                words=json.dumps(list(hit.words)),
                 created_at=now,
             )
             matches[hit.watchlist] = m
@@ -445,10 +502,16 @@ async def _queue_alerts(
                 for sink in sinks:
                     session.add(
                         AlertRow(
-                            story_id=story.id, entry_id=m.entry_id, watchlist=name, sink=sink,
+                            story_id=story.id,
+                            entry_id=m.entry_id,
+                            watchlist=name,
+                            sink=sink,
                             channel=channel if sink.startswith("slack") else "",
-                            kind="new", next_attempt_at=now, created_at=now,
-                            terms=m.terms, words=m.words,
+                            kind="new",
+                            next_attempt_at=now,
+                            created_at=now,
+                            terms=m.terms,
+                            words=m.words,
                         )
                     )
                     queued += 1
@@ -466,9 +529,17 @@ async def _queue_alerts(
                     continue
                 session.add(
                     AlertRow(
-                        story_id=story.id, entry_id=entry.id, watchlist=name, sink=sink,
-                        channel=parent.channel, kind="followup", parent_id=parent.id,
-                        next_attempt_at=now, created_at=now, terms=m.terms, words=m.words,
+                        story_id=story.id,
+                        entry_id=entry.id,
+                        watchlist=name,
+                        sink=sink,
+                        channel=parent.channel,
+                        kind="followup",
+                        parent_id=parent.id,
+                        next_attempt_at=now,
+                        created_at=now,
+                        terms=m.terms,
+                        words=m.words,
                     )
                 )
                 queued += 1
@@ -496,9 +567,15 @@ async def load_index(rt: Runtime) -> int:
     count = 0
     async with rt.sessions() as session:
         result = await session.stream(
-            select(
-                EntryRow.id, EntryRow.title, EntryRow.summary, EntryRow.published,
-                EntryRow.seen_at, EntryRow.source, EntryRow.link, EntryRow.story_id,
+            sa_select(
+                col(EntryRow.id),
+                col(EntryRow.title),
+                col(EntryRow.summary),
+                col(EntryRow.published),
+                col(EntryRow.seen_at),
+                col(EntryRow.source),
+                col(EntryRow.link),
+                col(EntryRow.story_id),
             )
             .where(col(EntryRow.seen_at) >= since)
             .where(col(EntryRow.story_id).is_not(None))
@@ -506,10 +583,16 @@ async def load_index(rt: Runtime) -> int:
             .execution_options(yield_per=5000)
         )
         async for eid, title, summary, published, seen_at, source, link, story_id in result:
+            if story_id is None:
+                continue
             rt.index.add(
                 StoryItem(
-                    key=str(eid), title=title, summary=summary, published=published or seen_at,
-                    source=source, url=link,
+                    key=str(eid),
+                    title=title,
+                    summary=summary,
+                    published=published or seen_at,
+                    source=source,
+                    url=link,
                 ),
                 story_id,
             )

@@ -63,7 +63,8 @@ def build_notifiers(config: AppConfig, *, console: TextIO | None = None) -> dict
     sink = slack_sink(config)
     if sink == "slack" and s.slack.bot_token:
         out["slack"] = SlackBotNotifier(
-            s.slack.bot_token, default_channel=s.slack.channel or "#general",
+            s.slack.bot_token,
+            default_channel=s.slack.channel or "#general",
             base_url=s.slack.api_url,
         )
     elif sink == "slack-webhook" and s.slack.webhook_url:
@@ -97,8 +98,11 @@ class Runtime:
     def limits(self) -> FetchLimits:
         f = self.config.settings.fetch
         return FetchLimits(
-            connect_timeout=f.connect_timeout, read_timeout=f.read_timeout,
-            total_timeout=f.total_timeout, max_bytes=f.max_bytes, max_redirects=f.max_redirects,
+            connect_timeout=f.connect_timeout,
+            read_timeout=f.read_timeout,
+            total_timeout=f.total_timeout,
+            max_bytes=f.max_bytes,
+            max_redirects=f.max_redirects,
         )
 
     def swap_config(self, config: AppConfig) -> None:
@@ -114,7 +118,7 @@ async def open_runtime(
     clock: Callable[[], datetime] = utcnow,
     console: TextIO | None = None,
     notifiers: dict[str, Notifier] | None = None,
-    max_age: float | None | str = "config",
+    max_age: float | str | None = "config",
 ) -> AsyncIterator[Runtime]:
     engine = create_engine(config.settings.database_url)
     try:
@@ -127,7 +131,8 @@ async def open_runtime(
             max_redirects=config.settings.fetch.max_redirects,
         )
         http = make_session(
-            limits, limit=config.settings.poll.concurrency,
+            limits,
+            limit=config.settings.poll.concurrency,
             limit_per_host=config.settings.poll.per_host,
         )
         pool = ProcessPoolExecutor(max_workers=config.settings.poll.parse_workers)

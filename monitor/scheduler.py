@@ -99,14 +99,14 @@ class Daemon:
                 return
             task = asyncio.current_task()
             if task is not None:
-                self.inflight.add(task)  # type: ignore[arg-type]
+                self.inflight.add(task)
             try:
                 await fn()
             except Exception:
                 log.exception("job failed; it will run again at its next tick")
             finally:
                 if task is not None:
-                    self.inflight.discard(task)  # type: ignore[arg-type]
+                    self.inflight.discard(task)
 
         return job
 
@@ -115,7 +115,10 @@ class Daemon:
         if report.polls:
             log.info(
                 "polled %d feeds: %d new entries, %d alerts queued, %d failed",
-                len(report.polls), report.new, report.alerts, len(report.failed),
+                len(report.polls),
+                report.new,
+                report.alerts,
+                len(report.failed),
             )
         await self._deliver()
 
@@ -142,21 +145,24 @@ class Daemon:
             self.reloader.snapshot()
         log.info(
             "wirewatch running: %s; %d entries in the story window",
-            rt.config.summary(), loaded,
+            rt.config.summary(),
+            loaded,
         )
         tick = rt.config.settings.poll.tick
         scheduler = AsyncIOScheduler(timezone=UTC)
         common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         scheduler.add_job(
-            self._tracked(self._poll), "interval", seconds=tick, id="poll",
-            next_run_time=rt.clock(), **common,
+            self._tracked(self._poll),
+            "interval",
+            seconds=tick,
+            id="poll",
+            next_run_time=rt.clock(),
+            **common,
         )
         scheduler.add_job(
             self._tracked(self._deliver), "interval", seconds=1, id="deliver", **common
         )
-        scheduler.add_job(
-            self._tracked(self._reload), "interval", seconds=1, id="reload", **common
-        )
+        scheduler.add_job(self._tracked(self._reload), "interval", seconds=1, id="reload", **common)
         scheduler.start()
         try:
             await self.stopping.wait()

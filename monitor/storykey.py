@@ -135,22 +135,11 @@ def update_number(title: str) -> int:
 # --- tokens ----------------------------------------------------------------------------
 
 STOPWORDS = frozenset(
-    """a an the and or but of to in on at by for from with as into onto over under up down
-    out off about after before amid among between during since until via vs v is are was were
-    be been being am has have had having do does did will would shall should can could may
-    might must it its it's this that these those there here he she they we you i his her
-    their our your my him them us who whom whose which what when where why how than then so
-    if not no nor too very just also still yet again more most less least much many some any
-    all each every both few other such own same s t says said say tells told report reports
-    reported new news latest update live video watch photos amid against through per while
-    upon within without across behind near like says' ahead set gets get got make makes""".split()
+    ["a", "an", "the", "and", "or", "but", "of", "to", "in", "on", "at", "by", "for", "from", "with", "as", "into", "onto", "over", "under", "up", "down", "out", "off", "about", "after", "before", "amid", "among", "between", "during", "since", "until", "via", "vs", "v", "is", "are", "was", "were", "be", "been", "being", "am", "has", "have", "had", "having", "do", "does", "did", "will", "would", "shall", "should", "can", "could", "may", "might", "must", "it", "its", "it's", "this", "that", "these", "those", "there", "here", "he", "she", "they", "we", "you", "i", "his", "her", "their", "our", "your", "my", "him", "them", "us", "who", "whom", "whose", "which", "what", "when", "where", "why", "how", "than", "then", "so", "if", "not", "no", "nor", "too", "very", "just", "also", "still", "yet", "again", "more", "most", "less", "least", "much", "many", "some", "any", "all", "each", "every", "both", "few", "other", "such", "own", "same", "s", "t", "says", "said", "say", "tells", "told", "report", "reports", "reported", "new", "news", "latest", "update", "live", "video", "watch", "photos", "amid", "against", "through", "per", "while", "upon", "within", "without", "across", "behind", "near", "like", "says'", "ahead", "set", "gets", "get", "got", "make", "makes"]
 )
 
 NEGATIONS = frozenset(
-    """not no never nobody nothing none neither nor cannot can't won't don't doesn't didn't
-    isn't aren't wasn't weren't hasn't haven't hadn't shouldn't wouldn't couldn't without
-    rejects rejected denies denied refuses refused fails failed scraps scrapped halts halted
-    cancels cancelled canceled calls-off""".split()
+    ["not", "no", "never", "nobody", "nothing", "none", "neither", "nor", "cannot", "can't", "won't", "don't", "doesn't", "didn't", "isn't", "aren't", "wasn't", "weren't", "hasn't", "haven't", "hadn't", "shouldn't", "wouldn't", "couldn't", "without", "rejects", "rejected", "denies", "denied", "refuses", "refused", "fails", "failed", "scraps", "scrapped", "halts", "halted", "cancels", "cancelled", "canceled", "calls-off"]
 )
 
 _NUMBER_WORDS = {
@@ -163,9 +152,7 @@ _NUMBER_WORDS = {
     "first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th",
 }  # fmt: skip
 _MONTHS_DAYS = frozenset(
-    """january february march april may june july august september october november
-    december jan feb mar apr jun jul aug sep sept oct nov dec monday tuesday wednesday
-    thursday friday saturday sunday today tonight yesterday tomorrow""".split()
+    ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "today", "tonight", "yesterday", "tomorrow"]
 )
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
@@ -326,7 +313,7 @@ _SERIES = re.compile(
     r"weather forecast|in pictures|photos of the day|pictures of the day|"
     r"week in pictures|what we know|letters|cartoon|editorial|things to know)\b"
 )
-_WEEKDAYS = frozenset("monday tuesday wednesday thursday friday saturday sunday".split())
+_WEEKDAYS = frozenset(["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"])
 
 
 def is_series_title(folded: str) -> bool:

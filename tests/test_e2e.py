@@ -140,7 +140,8 @@ def test_hostile_title_is_escaped_in_slack_payload(
         "Evil",
         [
             {
-                "title": "Kim Jong Un &lt;!channel&gt; &lt;https://evil.example|click here&gt; &amp; co",
+                "title": "Kim Jong Un &lt;!channel&gt; &lt;https://evil.example|click here&gt; "
+                "&amp; co",
                 "link": "https://evil.example/a",
                 "guid": "evil-1",
                 "description": "&lt;!here&gt; ballistic missile &lt;@U123&gt;",

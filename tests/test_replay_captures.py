@@ -53,7 +53,7 @@ def test_second_capture_only_new_items_are_new(tmp_path: Path) -> None:
         expected: dict[str, int] = {}
         for o in outlets:
             a = (CAPTURES / FIRST / f"{o}.xml").read_bytes()
-            b = (CAPTURES / SECOND / f"{o}.xml")
+            b = CAPTURES / SECOND / f"{o}.xml"
             if not b.exists():
                 continue
             body = b.read_bytes()
@@ -71,7 +71,11 @@ def test_second_capture_only_new_items_are_new(tmp_path: Path) -> None:
                 n += 1
             expected[o] = n
         second = asyncio.run(poll())
-        print("\nreplay: first poll", sum(first.values()), "items; second poll new per outlet:",
-              {o: second.get(o) for o in expected})
+        print(
+            "\nreplay: first poll",
+            sum(first.values()),
+            "items; second poll new per outlet:",
+            {o: second.get(o) for o in expected},
+        )
         assert {o: second.get(o, 0) for o in expected} == expected
         assert 0 < sum(expected.values()) < sum(first.values())

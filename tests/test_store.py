@@ -85,8 +85,10 @@ def test_leases_keep_two_workers_off_the_same_feed_and_due_times_persist(db_url:
                 await s.commit()
             later = NOW + timedelta(seconds=61)
             async with sm() as s:
-                names = {f.name for f in await claim_due_feeds(
-                    s, now=later, owner="c", lease_s=60, limit=10)}
+                names = {
+                    f.name
+                    for f in await claim_due_feeds(s, now=later, owner="c", lease_s=60, limit=10)
+                }
             assert names == {"f1", "f2", "f3", "f4"}
             async with sm() as s:
                 await release_leases(s, "c")

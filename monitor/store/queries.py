@@ -24,8 +24,14 @@ async def sync_feeds(session: AsyncSession, feeds: Sequence[FeedConfig], now: da
         if row is None:
             session.add(
                 FeedRow(
-                    name=f.name, url=f.url, source=f.outlet, tags=tags, enabled=f.enabled,
-                    interval_s=f.interval, next_due=now, created_at=now,
+                    name=f.name,
+                    url=f.url,
+                    source=f.outlet,
+                    tags=tags,
+                    enabled=f.enabled,
+                    interval_s=f.interval,
+                    next_due=now,
+                    created_at=now,
                 )
             )
             continue
@@ -44,8 +50,14 @@ async def sync_feeds(session: AsyncSession, feeds: Sequence[FeedConfig], now: da
 
 
 async def claim_due_feeds(
-    session: AsyncSession, *, now: datetime, owner: str, lease_s: float, limit: int,
-    all_feeds: bool = False, exclude: set[int] | None = None,
+    session: AsyncSession,
+    *,
+    now: datetime,
+    owner: str,
+    lease_s: float,
+    limit: int,
+    all_feeds: bool = False,
+    exclude: set[int] | None = None,
 ) -> list[FeedRow]:
     """Claim up to ``limit`` enabled feeds whose due time has passed (or every enabled
     feed with ``all_feeds``) with an expiring lease, so several processes sharing one
