@@ -106,6 +106,7 @@ class FakeSlack:
         self._server_status = 500
         self._drops = 0
         self._delay = 0.0
+        self._hold = 0.0
         self._channel_errors: dict[str, str] = {}
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -196,6 +197,12 @@ class FakeSlack:
         with self._lock:
             self._drops = n
 
+    def hold_answers(self, seconds: float) -> None:
+        """Record each accepted post at once, but answer it only after ``seconds``: a
+        client killed in between never learns that Slack accepted the message."""
+        with self._lock:
+            self._hold = seconds
+
     def set_delay(self, seconds: float) -> None:
         with self._lock:
             self._delay = seconds
@@ -204,6 +211,7 @@ class FakeSlack:
         with self._lock:
             self._rate_limited = self._server_errors = self._drops = 0
             self._delay = 0.0
+            self._hold = 0.0
             self._channel_errors.clear()
 
     # ------------------------------------------------------------------ inspection
@@ -287,6 +295,12 @@ class FakeSlack:
             time.sleep(delay)
         try:
             status, body, headers = self._dispatch(h, method, payload, is_webhook)
+            with self._lock:
+                hold = self._hold
+            if hold and method == "chat.postMessage":
+                with self._cond:
+                    self._cond.notify_all()
+                time.sleep(hold)  # accepted and recorded, answer not yet sent
         except _Drop:
             call["error"] = "dropped"
             h.close_connection = True

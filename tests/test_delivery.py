@@ -1,0 +1,236 @@
+"""Alert delivery against the local Slack Web API server over real sockets: nothing
+lost, nothing doubled, order kept per channel, one bad channel never blocks another."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import col, select
+
+from monitor.config import load_config
+from monitor.outbox import deliver_pending, next_due_in
+from monitor.pipeline import poll_cycle
+from monitor.runtime import Runtime, open_runtime
+from monitor.scheduler import startup
+from monitor.store.tables import AlertRow
+from tests.fakeslack import FakeSlack
+from tests.feedserver import FeedServer, rss
+from tests.util import pubdate, write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+PLACES = ["Wonsan", "Sinpo", "Hamhung", "Nampo", "Kaesong", "Chongjin", "Haeju", "Rason"]
+THINGS = ["shipyard", "farm", "hospital", "school", "airport", "factory", "railway", "dam"]
+
+
+def _stories(prefix: str, n: int, verb: str = "tours", offset: int = 0) -> str:
+    items = [
+        {
+            "title": f"Kim Jong Un {verb} {THINGS[(i + offset) % 8]} in {PLACES[i % 8]} "
+            f"on visit {i + 1 + offset * 10}",
+            "link": f"https://{prefix}.example/{i}",
+            "guid": f"{prefix}-{i}",
+            "description": f"State media showed the leader at the {THINGS[(i + offset) % 8]}.",
+            "pubDate": pubdate(),
+        }
+        for i in range(n)
+    ]
+    return rss(prefix, items)
+
+
+def _env(slack: FakeSlack) -> dict[str, str]:
+    return {"SLACK_BOT_TOKEN": slack.token or "xoxb-test-token", "SLACK_API_URL": slack.base_url}
+
+
+async def _drain(rt: Runtime, timeout: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        await deliver_pending(rt)
+        wait = await next_due_in(rt)
+        if wait is None:
+            return
+        await asyncio.sleep(min(wait, 1.0) + 0.05)
+    raise AssertionError("outbox did not drain")
+
+
+def _setup(tmp: Path, server: FeedServer, n: int = 4, **settings: Any) -> Path:
+    server.set("/a.xml", _stories("a", n))
+    server.set("/b.xml", _stories("b", n, verb="visits", offset=3))
+    return write_config(
+        tmp,
+        feeds=[
+            {"name": "a", "url": server.url("/a.xml")},
+            {"name": "b", "url": server.url("/b.xml")},
+        ],
+        watchlists=[
+            {"name": "desk-a", "terms": ["tours"], "channel": "#desk-a"},
+            {"name": "desk-b", "terms": ["visits"], "channel": "#desk-b"},
+        ],
+        settings=settings,
+    )
+
+
+def _order_ok(slack: FakeSlack, channel: str, n: int) -> None:
+    msgs = [m for m in slack.messages if m["channel"] == channel and not m.get("thread_ts")]
+    ids = [m["metadata"]["event_payload"]["alert_id"] for m in msgs]
+    assert len(ids) == n and len(set(ids)) == n, ids
+    assert ids == sorted(ids), f"order not kept in {channel}: {ids}"
+
+
+def test_rate_limited_for_a_while_every_alert_arrives_once_in_order(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    cfg = _setup(tmp_path, feed_server)
+    slack.rate_limit(5, retry_after=1)
+
+    async def go() -> None:
+        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
+            await startup(rt)
+            await poll_cycle(rt, all_feeds=True)
+            await _drain(rt)
+
+    asyncio.run(go())
+    assert any(c["status"] == 429 for c in slack.calls)
+    _order_ok(slack, "#desk-a", 4)
+    _order_ok(slack, "#desk-b", 4)
+
+
+def test_server_errors_then_recovery(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    cfg = _setup(tmp_path, feed_server, delivery={"max_backoff": "1s"})
+    slack.server_errors(4, status=503)
+
+    async def go() -> None:
+        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
+            await startup(rt)
+            await poll_cycle(rt, all_feeds=True)
+            await _drain(rt)
+
+    asyncio.run(go())
+    assert sum(1 for c in slack.calls if c["status"] == 503) == 4
+    _order_ok(slack, "#desk-a", 4)
+    _order_ok(slack, "#desk-b", 4)
+
+
+def test_permanent_error_on_one_channel_while_the_other_keeps_receiving(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    cfg = _setup(tmp_path, feed_server)
+    slack.channel_error("#desk-a", "channel_not_found")
+
+    async def go() -> list[AlertRow]:
+        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
+            await startup(rt)
+            await poll_cycle(rt, all_feeds=True)
+            await _drain(rt)
+            async with rt.sessions() as s:
+                return list((await s.exec(select(AlertRow).order_by(col(AlertRow.id)))).all())
+
+    rows = asyncio.run(go())
+    _order_ok(slack, "#desk-b", 4)
+    failed = [r for r in rows if r.channel == "#desk-a"]
+    assert len(failed) == 4
+    assert all(r.state == "failed" and r.last_error == "channel_not_found" for r in failed)
+
+    # the operator fixes the channel and re-queues: all four arrive
+    slack.channel_error("#desk-a", None)
+    env = {**os.environ, **_env(slack)}
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor", "outbox", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=True,
+    ).stdout
+    assert "channel_not_found" in out and out.count("failed") >= 4
+    subprocess.run(
+        [sys.executable, "-m", "monitor", "outbox", "retry", "--failed", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=True,
+    )
+
+    async def again() -> None:
+        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
+            await _drain(rt)
+
+    asyncio.run(again())
+    _order_ok(slack, "#desk-a", 4)
+
+
+def test_killed_after_slack_accepted_before_recorded_sends_no_second_message(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    feed_server.set("/a.xml", _stories("a", 1))
+    cfg = write_config(
+        tmp_path,
+        feeds=[{"name": "a", "url": feed_server.url("/a.xml")}],
+        watchlists=[{"name": "w", "terms": ["Kim Jong Un"], "channel": "#desk"}],
+        settings={"poll": {"tick": "1s"}},
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    env.update(_env(slack))
+    slack.hold_answers(30)
+    cmd = [sys.executable, "-m", "monitor", "run", "--config", str(cfg)]
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        slack.wait_for(1, timeout=30)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the daemon and its parser processes
+        proc.wait(timeout=10)
+    slack.hold_answers(0)
+    assert len(slack.messages) == 1
+
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = 20.0
+        while deadline > 0 and not any(c["method"] == "conversations.history" for c in slack.calls):
+            asyncio.run(asyncio.sleep(0.2))
+            deadline -= 0.2
+        asyncio.run(asyncio.sleep(2))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert any(c["method"] == "conversations.history" for c in slack.calls), err
+    assert len(slack.messages) == 1, err
+    assert "already delivered" in err
+
+
+def test_burst_becomes_digest_without_dropping_any_story(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    feed_server.set("/a.xml", _stories("a", 8))
+    cfg = write_config(
+        tmp_path,
+        feeds=[{"name": "a", "url": feed_server.url("/a.xml")}],
+        watchlists=[{"name": "w", "terms": ["Kim Jong Un"], "channel": "#desk"}],
+        settings={"delivery": {"burst_max": 3, "burst_window": "60s"}},
+    )
+
+    async def go() -> list[AlertRow]:
+        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
+            await startup(rt)
+            await poll_cycle(rt, all_feeds=True)
+            await _drain(rt)
+            async with rt.sessions() as s:
+                return list((await s.exec(select(AlertRow))).all())
+
+    rows = asyncio.run(go())
+    assert len(rows) == 8 and all(r.state == "sent" for r in rows)
+    msgs = slack.messages_in("#desk")
+    assert len(msgs) == 4  # three single alerts, then one digest of the other five
+    digest = msgs[-1]["text"] + str(msgs[-1]["blocks"])
+    for i in range(3, 8):
+        assert f"https://a.example/{i}" in digest
