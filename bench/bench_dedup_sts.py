@@ -78,7 +78,7 @@ def main() -> None:
           f"recall {r:.3f} (tp {tp}, fp {fp}, fn {fn})\n")
     print("| title_threshold | precision | recall | merged pairs |")
     print("|---:|---:|---:|---:|")
-    for th in (40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95):
+    for th in (40, 50, 60, 65, 68, 70, 72, 74, 76, 80, 85, 90):
         cfg = dataclasses.replace(base, title_threshold=float(th))
         tp, fp, fn = evaluate(cfg, rows)
         print(f"| {th} | {tp / max(1, tp + fp):.3f} | {tp / max(1, tp + fn):.3f} | {tp + fp} |")

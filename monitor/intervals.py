@@ -20,6 +20,8 @@ Policy (all values in seconds):
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import random
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -41,7 +43,7 @@ def learned_cadence(entry_times: Sequence[datetime], now: datetime) -> float | N
     )[:MAX_SAMPLES]
     if len(times) < MIN_SAMPLES:
         return None
-    gaps = [(a - b).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    gaps = [(a - b).total_seconds() for a, b in itertools.pairwise(times)]
     gap = median(gaps)
     return gap if gap > 0 else None
 
@@ -114,10 +116,8 @@ def parse_cache_headers(
             except ValueError:
                 max_age = None
     if max_age:
-        try:
+        with contextlib.suppress(ValueError):
             max_age = max(0.0, max_age - float(lower.get("age", "0").strip() or 0))
-        except ValueError:
-            pass
     expires_in: float | None = None
     if "expires" in lower:
         expires = _http_date(lower["expires"])

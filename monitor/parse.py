@@ -45,7 +45,7 @@ import xml.sax
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -413,7 +413,8 @@ def _parse_xml(body: bytes, headers: Mapping[str, str], ctx: _Ctx) -> ParseResul
         version=version,
     )
     entries: list[Entry] = []
-    for item in parsed.get("entries", []):
+    raw_entries = parsed.get("entries", [])
+    for item in raw_entries:
         contents = item.get("content") or []
         content = ""
         if contents and isinstance(contents[0], Mapping):
@@ -438,7 +439,11 @@ def _parse_xml(body: bytes, headers: Mapping[str, str], ctx: _Ctx) -> ParseResul
     error: str | None = None
     if parsed.get("bozo"):
         error = bozo_reason(parsed.get("bozo_exception"))
-    if not entries and not version:
+    if not entries and raw_entries and not error:
+        error = f"{len(raw_entries)} item(s) without a title, link or text"
+    if not version and (raw_entries or meta.title or meta.link):
+        meta = replace(meta, version="unknown")  # e.g. CDF: feedparser gives no version
+    if not entries and not meta.version:
         error = f"not a feed: {error}" if error else "not a feed (no RSS or Atom elements found)"
     return ParseResult(entries=_dedupe(entries), meta=meta, error=error, is_html=False)
 

@@ -47,9 +47,9 @@ def _env(slack: FakeSlack) -> dict[str, str]:
     return {"SLACK_BOT_TOKEN": slack.token or "xoxb-test-token", "SLACK_API_URL": slack.base_url}
 
 
-async def _drain(rt: Runtime, timeout: float = 30) -> None:
+async def _drain(rt: Runtime, limit: float = 30) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + limit
     while loop.time() < deadline:
         await deliver_pending(rt)
         wait = await next_due_in(rt)

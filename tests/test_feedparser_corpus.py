@@ -22,7 +22,9 @@ from monitor.fetch import FetchLimits, FetchResult, fetch, make_session
 from monitor.parse import ParseResult, parse_in_pool
 from tests.feedserver import FeedServer
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "feeds" / "feedparser-tests"
+CORPUS = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "feeds" / "feedparser-tests"
+)
 _HEADER = re.compile(rb"^Header:\s*([A-Za-z-]+):[ \t]*(.*?)\s*$", re.M)
 BUDGET_S = 60.0
 
@@ -89,8 +91,13 @@ def test_every_feedparser_fixture_ends_in_entries_or_a_recorded_error(
                             parsed = None
                             if fetched.body is not None:
                                 parsed = await parse_in_pool(
-                                    pool, fetched.body, fetched.headers, url=fetched.final_url,
-                                    feed=path, source="corpus", timeout=20,
+                                    pool,
+                                    fetched.body,
+                                    fetched.headers,
+                                    url=fetched.final_url,
+                                    feed=path,
+                                    source="corpus",
+                                    timeout=20,
                                 )
                             return path, fetched, parsed
 
@@ -105,15 +112,14 @@ def test_every_feedparser_fixture_ends_in_entries_or_a_recorded_error(
     entries = sum(len(parsed.entries) for _, _, parsed in results if parsed)
     lines = [f"feedparser corpus: {len(results)} files in {elapsed:.1f}s, {entries} entries"]
     lines += [f"  {name:<22} {count:>5}" for name, count in sorted(outcomes.items())]
-    by_dir = Counter(
-        (paths[p].relative_to(CORPUS).parts[1], _outcome(f, r)) for p, f, r in results
-    )
+    by_dir = Counter((paths[p].relative_to(CORPUS).parts[1], _outcome(f, r)) for p, f, r in results)
     lines += [f"  {d + ' / ' + o:<45} {n:>5}" for (d, o), n in sorted(by_dir.items())]
     with capsys.disabled():
         print("\n" + "\n".join(lines))
 
     bad = [
-        (paths[p].name, _outcome(f, r), f.error) for p, f, r in results
+        (paths[p].name, _outcome(f, r), f.error)
+        for p, f, r in results
         if _outcome(f, r) in ("fetch failed", "parse timed out", "nothing (BUG)")
     ]
     assert not bad, bad[:20]

@@ -48,7 +48,9 @@ def feed_server(server: FeedServer) -> FeedServer:
     return server
 
 
-def run_fetch(url: str, limits: FetchLimits = FetchLimits(), **kwargs: Any) -> FetchResult:
+def run_fetch(url: str, limits: FetchLimits | None = None, **kwargs: Any) -> FetchResult:
+    limits = limits or FetchLimits()
+
     async def go() -> FetchResult:
         async with make_session(limits) as session:
             return await fetch(session, url, limits=limits, **kwargs)
@@ -59,7 +61,7 @@ def run_fetch(url: str, limits: FetchLimits = FetchLimits(), **kwargs: Any) -> F
 @dataclass
 class Case:
     name: str
-    setup: Callable[[FeedServer], None]
+    setup: Callable[[FeedServer], object]
     kwargs: dict[str, Any] = field(default_factory=dict)
     limits: FetchLimits = field(default_factory=FetchLimits)
     expect: dict[str, Any] = field(default_factory=dict)
@@ -86,100 +88,206 @@ def _in(seconds: int) -> str:
 
 
 CASES = [
-    Case("200", lambda s: s.set("/f", FEED, etag='"v1"', last_modified=HTTP_DATE),
-         expect={"status": 200, "body": FEED_BYTES, "etag": '"v1"', "last_modified": HTTP_DATE,
-                 "not_modified": False, "error": None}),
-    Case("304 by ETag", lambda s: s.set("/f", FEED, etag='"v1"'), kwargs={"etag": '"v1"'},
-         expect={"status": 304, "body": None, "not_modified": True, "etag": '"v1"',
-                 "error": None}),
-    Case("304 by Last-Modified", lambda s: s.set("/f", FEED, last_modified=HTTP_DATE),
-         kwargs={"last_modified": HTTP_DATE},
-         expect={"status": 304, "body": None, "not_modified": True, "last_modified": HTTP_DATE}),
-    Case("stale ETag gets 200", lambda s: s.set("/f", FEED, etag='"v2"'),
-         kwargs={"etag": '"v1"'},
-         expect={"status": 200, "body": FEED_BYTES, "not_modified": False, "etag": '"v2"'}),
-    Case("302 temporary keeps URL", lambda s: _chain(s, [302]),
-         expect={"status": 200, "body": FEED_BYTES, "permanent_redirect": None,
-                 "final_url": "/r1"}),
-    Case("307 temporary keeps URL", lambda s: _chain(s, [307]),
-         expect={"status": 200, "permanent_redirect": None, "final_url": "/r1"}),
-    Case("301 permanent", lambda s: _chain(s, [301]),
-         expect={"status": 200, "body": FEED_BYTES, "permanent_redirect": "/r1",
-                 "final_url": "/r1"}),
-    Case("308 then 301: permanent to the end", lambda s: _chain(s, [308, 301]),
-         expect={"status": 200, "permanent_redirect": "/r2", "final_url": "/r2"}),
-    Case("301 then 302: permanent part only", lambda s: _chain(s, [301, 302]),
-         expect={"status": 200, "permanent_redirect": "/r1", "final_url": "/r2"}),
-    Case("302 then 301: not permanent", lambda s: _chain(s, [302, 301]),
-         expect={"status": 200, "permanent_redirect": None, "final_url": "/r2"}),
-    Case("redirect loop",
-         lambda s: (s.set("/f", handler=redirect_handler("/g", 301)),
-                    s.set("/g", handler=redirect_handler("/f", 302))),
-         expect={"error_kind": "redirect", "body": None, "permanent_redirect": None},
-         error_contains="redirect loop"),
-    Case("too many redirects", lambda s: _chain(s, [302] * 6),
-         limits=FetchLimits(max_redirects=5),
-         expect={"error_kind": "redirect", "body": None}, error_contains="too many redirects"),
-    Case("exactly max redirects is fine", lambda s: _chain(s, [302] * 5),
-         limits=FetchLimits(max_redirects=5), expect={"status": 200, "body": FEED_BYTES}),
-    Case("410 gone", lambda s: s.set("/f", "gone", status=410),
-         expect={"status": 410, "error_kind": "gone", "body": None}, error_contains="HTTP 410"),
-    Case("429 Retry-After seconds",
-         lambda s: s.set("/f", "slow down", status=429, headers={"Retry-After": "120"}),
-         expect={"status": 429, "error_kind": "ratelimited", "retry_after": 120.0}),
-    Case("429 Retry-After HTTP date",
-         lambda s: s.set("/f", "slow down", status=429,
-                         headers={"Retry-After": _in(300)}),
-         expect={"status": 429, "error_kind": "ratelimited",
-                 "retry_after": pytest.approx(300, abs=2)}),
-    Case("503 Retry-After",
-         lambda s: s.set("/f", "maintenance", status=503, headers={"Retry-After": "60"}),
-         expect={"status": 503, "error_kind": "http", "retry_after": 60.0},
-         error_contains="HTTP 503"),
-    Case("500", lambda s: s.set("/f", "boom", status=500),
-         expect={"status": 500, "error_kind": "http", "body": None, "retry_after": None},
-         error_contains="HTTP 500"),
-    Case("404", lambda s: s.set("/f", "nope", status=404),
-         expect={"status": 404, "error_kind": "http"}, error_contains="HTTP 404"),
-    Case("slow drip hits the total-time cap",
-         lambda s: s.set("/f", handler=drip_handler(FEED_BYTES, 0.05)),
-         limits=FetchLimits(total_timeout=1, read_timeout=5),
-         expect={"error_kind": "timeout", "body": None}, error_contains="timed out after 1s",
-         max_elapsed=2.5),
-    Case("50 MB body with Content-Length: size cap",
-         lambda s: s.set("/f", handler=stream_handler(50 << 20)), limits=SMALL,
-         expect={"error_kind": "too_large", "body": None},
-         error_contains="response larger than 1 MB", max_elapsed=2),
-    Case("50 MB body streamed without length: size cap while streaming",
-         lambda s: s.set("/f", handler=stream_handler(50 << 20, content_length=False)),
-         limits=SMALL, expect={"error_kind": "too_large", "body": None},
-         error_contains="response larger than 1 MB", max_elapsed=2),
-    Case("gzip bomb (1 GB of zeros) stopped at the cap",
-         lambda s: s.set("/f", handler=raw_handler(200, _bomb(), {"Content-Encoding": "gzip"})),
-         limits=FetchLimits(max_bytes=5 << 20),
-         expect={"error_kind": "too_large", "body": None},
-         error_contains="response larger than 5 MB", max_elapsed=3),
-    Case("gzip-encoded feed", lambda s: s.set("/f", FEED, gzip=True),
-         expect={"status": 200, "body": FEED_BYTES, "error": None}),
-    Case("multi-member gzip feed",
-         lambda s: s.set("/f", handler=raw_handler(
-             200, gzip.compress(FEED_BYTES[:100]) + gzip.compress(FEED_BYTES[100:]),
-             {"Content-Encoding": "gzip"})),
-         expect={"status": 200, "body": FEED_BYTES}),
-    Case("deflate with zlib header",
-         lambda s: s.set("/f", handler=raw_handler(
-             200, zlib.compress(FEED_BYTES), {"Content-Encoding": "deflate"})),
-         expect={"status": 200, "body": FEED_BYTES}),
-    Case("raw deflate",
-         lambda s: s.set("/f", handler=raw_handler(
-             200, zlib.compress(FEED_BYTES, wbits=-15), {"Content-Encoding": "deflate"})),
-         expect={"status": 200, "body": FEED_BYTES}),
-    Case("corrupt gzip", lambda s: s.set("/f", handler=raw_handler(
-             200, b"\x1f\x8b\x08\x00garbage", {"Content-Encoding": "gzip"})),
-         expect={"error_kind": "encoding", "body": None}),
-    Case("unknown Content-Encoding", lambda s: s.set("/f", handler=raw_handler(
-             200, FEED_BYTES, {"Content-Encoding": "zstd"})),
-         expect={"error_kind": "encoding"}, error_contains="zstd"),
+    Case(
+        "200",
+        lambda s: s.set("/f", FEED, etag='"v1"', last_modified=HTTP_DATE),
+        expect={
+            "status": 200,
+            "body": FEED_BYTES,
+            "etag": '"v1"',
+            "last_modified": HTTP_DATE,
+            "not_modified": False,
+            "error": None,
+        },
+    ),
+    Case(
+        "304 by ETag",
+        lambda s: s.set("/f", FEED, etag='"v1"'),
+        kwargs={"etag": '"v1"'},
+        expect={"status": 304, "body": None, "not_modified": True, "etag": '"v1"', "error": None},
+    ),
+    Case(
+        "304 by Last-Modified",
+        lambda s: s.set("/f", FEED, last_modified=HTTP_DATE),
+        kwargs={"last_modified": HTTP_DATE},
+        expect={"status": 304, "body": None, "not_modified": True, "last_modified": HTTP_DATE},
+    ),
+    Case(
+        "stale ETag gets 200",
+        lambda s: s.set("/f", FEED, etag='"v2"'),
+        kwargs={"etag": '"v1"'},
+        expect={"status": 200, "body": FEED_BYTES, "not_modified": False, "etag": '"v2"'},
+    ),
+    Case(
+        "302 temporary keeps URL",
+        lambda s: _chain(s, [302]),
+        expect={"status": 200, "body": FEED_BYTES, "permanent_redirect": None, "final_url": "/r1"},
+    ),
+    Case(
+        "307 temporary keeps URL",
+        lambda s: _chain(s, [307]),
+        expect={"status": 200, "permanent_redirect": None, "final_url": "/r1"},
+    ),
+    Case(
+        "301 permanent",
+        lambda s: _chain(s, [301]),
+        expect={"status": 200, "body": FEED_BYTES, "permanent_redirect": "/r1", "final_url": "/r1"},
+    ),
+    Case(
+        "308 then 301: permanent to the end",
+        lambda s: _chain(s, [308, 301]),
+        expect={"status": 200, "permanent_redirect": "/r2", "final_url": "/r2"},
+    ),
+    Case(
+        "301 then 302: permanent part only",
+        lambda s: _chain(s, [301, 302]),
+        expect={"status": 200, "permanent_redirect": "/r1", "final_url": "/r2"},
+    ),
+    Case(
+        "302 then 301: not permanent",
+        lambda s: _chain(s, [302, 301]),
+        expect={"status": 200, "permanent_redirect": None, "final_url": "/r2"},
+    ),
+    Case(
+        "redirect loop",
+        lambda s: (
+            s.set("/f", handler=redirect_handler("/g", 301)),
+            s.set("/g", handler=redirect_handler("/f", 302)),
+        ),
+        expect={"error_kind": "redirect", "body": None, "permanent_redirect": None},
+        error_contains="redirect loop",
+    ),
+    Case(
+        "too many redirects",
+        lambda s: _chain(s, [302] * 6),
+        limits=FetchLimits(max_redirects=5),
+        expect={"error_kind": "redirect", "body": None},
+        error_contains="too many redirects",
+    ),
+    Case(
+        "exactly max redirects is fine",
+        lambda s: _chain(s, [302] * 5),
+        limits=FetchLimits(max_redirects=5),
+        expect={"status": 200, "body": FEED_BYTES},
+    ),
+    Case(
+        "410 gone",
+        lambda s: s.set("/f", "gone", status=410),
+        expect={"status": 410, "error_kind": "gone", "body": None},
+        error_contains="HTTP 410",
+    ),
+    Case(
+        "429 Retry-After seconds",
+        lambda s: s.set("/f", "slow down", status=429, headers={"Retry-After": "120"}),
+        expect={"status": 429, "error_kind": "ratelimited", "retry_after": 120.0},
+    ),
+    Case(
+        "429 Retry-After HTTP date",
+        lambda s: s.set("/f", "slow down", status=429, headers={"Retry-After": _in(300)}),
+        expect={
+            "status": 429,
+            "error_kind": "ratelimited",
+            "retry_after": pytest.approx(300, abs=2),
+        },
+    ),
+    Case(
+        "503 Retry-After",
+        lambda s: s.set("/f", "maintenance", status=503, headers={"Retry-After": "60"}),
+        expect={"status": 503, "error_kind": "http", "retry_after": 60.0},
+        error_contains="HTTP 503",
+    ),
+    Case(
+        "500",
+        lambda s: s.set("/f", "boom", status=500),
+        expect={"status": 500, "error_kind": "http", "body": None, "retry_after": None},
+        error_contains="HTTP 500",
+    ),
+    Case(
+        "404",
+        lambda s: s.set("/f", "nope", status=404),
+        expect={"status": 404, "error_kind": "http"},
+        error_contains="HTTP 404",
+    ),
+    Case(
+        "slow drip hits the total-time cap",
+        lambda s: s.set("/f", handler=drip_handler(FEED_BYTES, 0.05)),
+        limits=FetchLimits(total_timeout=1, read_timeout=5),
+        expect={"error_kind": "timeout", "body": None},
+        error_contains="timed out after 1s",
+        max_elapsed=2.5,
+    ),
+    Case(
+        "50 MB body with Content-Length: size cap",
+        lambda s: s.set("/f", handler=stream_handler(50 << 20)),
+        limits=SMALL,
+        expect={"error_kind": "too_large", "body": None},
+        error_contains="response larger than 1 MB",
+        max_elapsed=2,
+    ),
+    Case(
+        "50 MB body streamed without length: size cap while streaming",
+        lambda s: s.set("/f", handler=stream_handler(50 << 20, content_length=False)),
+        limits=SMALL,
+        expect={"error_kind": "too_large", "body": None},
+        error_contains="response larger than 1 MB",
+        max_elapsed=2,
+    ),
+    Case(
+        "gzip bomb (1 GB of zeros) stopped at the cap",
+        lambda s: s.set("/f", handler=raw_handler(200, _bomb(), {"Content-Encoding": "gzip"})),
+        limits=FetchLimits(max_bytes=5 << 20),
+        expect={"error_kind": "too_large", "body": None},
+        error_contains="response larger than 5 MB",
+        max_elapsed=3,
+    ),
+    Case(
+        "gzip-encoded feed",
+        lambda s: s.set("/f", FEED, gzip=True),
+        expect={"status": 200, "body": FEED_BYTES, "error": None},
+    ),
+    Case(
+        "multi-member gzip feed",
+        lambda s: s.set(
+            "/f",
+            handler=raw_handler(
+                200,
+                gzip.compress(FEED_BYTES[:100]) + gzip.compress(FEED_BYTES[100:]),
+                {"Content-Encoding": "gzip"},
+            ),
+        ),
+        expect={"status": 200, "body": FEED_BYTES},
+    ),
+    Case(
+        "deflate with zlib header",
+        lambda s: s.set(
+            "/f",
+            handler=raw_handler(200, zlib.compress(FEED_BYTES), {"Content-Encoding": "deflate"}),
+        ),
+        expect={"status": 200, "body": FEED_BYTES},
+    ),
+    Case(
+        "raw deflate",
+        lambda s: s.set(
+            "/f",
+            handler=raw_handler(
+                200, zlib.compress(FEED_BYTES, wbits=-15), {"Content-Encoding": "deflate"}
+            ),
+        ),
+        expect={"status": 200, "body": FEED_BYTES},
+    ),
+    Case(
+        "corrupt gzip",
+        lambda s: s.set(
+            "/f", handler=raw_handler(200, b"\x1f\x8b\x08\x00garbage", {"Content-Encoding": "gzip"})
+        ),
+        expect={"error_kind": "encoding", "body": None},
+    ),
+    Case(
+        "unknown Content-Encoding",
+        lambda s: s.set("/f", handler=raw_handler(200, FEED_BYTES, {"Content-Encoding": "zstd"})),
+        expect={"error_kind": "encoding"},
+        error_contains="zstd",
+    ),
 ]
 
 

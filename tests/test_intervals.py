@@ -18,9 +18,17 @@ MIN, MAX, DEFAULT = 60.0, 3600.0, 600.0
 
 def interval(**overrides: Any) -> float:
     args: dict[str, Any] = {
-        "min_s": MIN, "max_s": MAX, "default_s": DEFAULT, "ttl_minutes": None,
-        "update_period_minutes": None, "cache_max_age": None, "expires_in": None,
-        "retry_after": None, "entry_times": [], "consecutive_failures": 0, "now": NOW,
+        "min_s": MIN,
+        "max_s": MAX,
+        "default_s": DEFAULT,
+        "ttl_minutes": None,
+        "update_period_minutes": None,
+        "cache_max_age": None,
+        "expires_in": None,
+        "retry_after": None,
+        "entry_times": [],
+        "consecutive_failures": 0,
+        "now": NOW,
         "rng": random.Random(1),
     }
     args.update(overrides)
@@ -101,15 +109,30 @@ def test_future_and_duplicate_times_do_not_skew_the_cadence() -> None:
     seed=st.integers(0, 1000),
 )
 def test_always_within_bounds(
-    min_s: float, span: float, default_s: float, failures: int, ttl: int | None,
-    max_age: float | None, retry: float | None, gap: float, seed: int,
+    min_s: float,
+    span: float,
+    default_s: float,
+    failures: int,
+    ttl: int | None,
+    max_age: float | None,
+    retry: float | None,
+    gap: float,
+    seed: int,
 ) -> None:
     max_s = min_s + span
     value = next_interval(
-        min_s=min_s, max_s=max_s, default_s=default_s, ttl_minutes=ttl,
-        update_period_minutes=None, cache_max_age=max_age, expires_in=None,
-        retry_after=retry, entry_times=[NOW - timedelta(seconds=gap * i) for i in range(5)],
-        consecutive_failures=failures, now=NOW, rng=random.Random(seed),
+        min_s=min_s,
+        max_s=max_s,
+        default_s=default_s,
+        ttl_minutes=ttl,
+        update_period_minutes=None,
+        cache_max_age=max_age,
+        expires_in=None,
+        retry_after=retry,
+        entry_times=[NOW - timedelta(seconds=gap * i) for i in range(5)],
+        consecutive_failures=failures,
+        now=NOW,
+        rng=random.Random(seed),
     )
     assert value >= min_s
     upper = max(max_s, 4 * 3600.0) if failures else max_s
@@ -128,8 +151,10 @@ def test_always_within_bounds(
         ({"Cache-Control": "no-cache, max-age=300"}, (0.0, None)),
         ({"Cache-Control": "max-age=oops"}, (None, None)),
         ({"Expires": "Wed, 01 May 2024 12:10:00 GMT"}, (None, 600.0)),
-        ({"Expires": "Wed, 01 May 2024 12:10:00 GMT", "Date": "Wed, 01 May 2024 12:05:00 GMT"},
-         (None, 300.0)),
+        (
+            {"Expires": "Wed, 01 May 2024 12:10:00 GMT", "Date": "Wed, 01 May 2024 12:05:00 GMT"},
+            (None, 300.0),
+        ),
         ({"Expires": "0"}, (None, 0.0)),
         ({"Expires": "Wed, 01 May 2024 11:00:00 GMT"}, (None, 0.0)),
     ],

@@ -27,21 +27,32 @@ def parse(body: bytes | str, headers: dict[str, str] | None = None, **kw: Any) -
     if isinstance(body, str):
         body = body.encode("utf-8")
     return parse_feed(
-        body, RSS_HEADERS if headers is None else headers, url=URL, feed="world",
-        source="Example News", **kw,
+        body,
+        RSS_HEADERS if headers is None else headers,
+        url=URL,
+        feed="world",
+        source="Example News",
+        **kw,
     )
 
 
 def test_entities_and_html_are_reduced_to_plain_text() -> None:
-    body = rss("T", [
-        {"title": "Kim &amp; Putin: &lt;b&gt;talks&lt;/b&gt; &#8212; day&#160;2",
-         "link": "https://news.example.com/a",
-         "description": "&lt;p&gt;North Korea&amp;#39;s leader &lt;script&gt;x()&lt;/script&gt;"
-                        "met &lt;a href='/x'&gt;Putin&lt;/a&gt;.&lt;/p&gt;"},
-        {"title": "<![CDATA[Missile <i>test</i> &amp; reaction]]>",
-         "link": "https://news.example.com/b"},
-        {"title": "Rates &lt; 5% as markets rise", "link": "https://news.example.com/c"},
-    ])
+    body = rss(
+        "T",
+        [
+            {
+                "title": "Kim &amp; Putin: &lt;b&gt;talks&lt;/b&gt; &#8212; day&#160;2",
+                "link": "https://news.example.com/a",
+                "description": "&lt;p&gt;North Korea&amp;#39;s leader "
+                "&lt;script&gt;x()&lt;/script&gt;met &lt;a href='/x'&gt;Putin&lt;/a&gt;.&lt;/p&gt;",
+            },
+            {
+                "title": "<![CDATA[Missile <i>test</i> &amp; reaction]]>",
+                "link": "https://news.example.com/b",
+            },
+            {"title": "Rates &lt; 5% as markets rise", "link": "https://news.example.com/c"},
+        ],
+    )
     result = parse(body)
     assert result.error is None
     a, b, c = result.entries
@@ -52,11 +63,19 @@ def test_entities_and_html_are_reduced_to_plain_text() -> None:
 
 
 def test_links_are_canonical_and_relative_links_resolved() -> None:
-    result = parse(rss("T", [
-        {"title": "a", "link": "https://News.Example.com/a?utm_source=rss&amp;id=7&amp;fbclid=z#top"},
-        {"title": "b", "link": "/world/story-2?utm_medium=feed"},
-        {"title": "c", "link": "story-3.html"},
-    ]))
+    result = parse(
+        rss(
+            "T",
+            [
+                {
+                    "title": "a",
+                    "link": "https://News.Example.com/a?utm_source=rss&amp;id=7&amp;fbclid=z#top",
+                },
+                {"title": "b", "link": "/world/story-2?utm_medium=feed"},
+                {"title": "c", "link": "story-3.html"},
+            ],
+        )
+    )
     assert [e.link for e in result.entries] == [
         "https://news.example.com/a?id=7",
         "https://news.example.com/world/story-2",
@@ -99,10 +118,13 @@ def test_dates_become_aware_utc() -> None:
 
 
 def test_dates_more_than_a_day_in_the_future_are_dropped() -> None:
-    body = rss("T", [
-        {"title": "soon", "guid": "1", "pubDate": "Wed, 13 Sep 2023 14:00:00 GMT"},
-        {"title": "bogus", "guid": "2", "pubDate": "Sat, 16 Sep 2023 10:00:00 GMT"},
-    ])
+    body = rss(
+        "T",
+        [
+            {"title": "soon", "guid": "1", "pubDate": "Wed, 13 Sep 2023 14:00:00 GMT"},
+            {"title": "bogus", "guid": "2", "pubDate": "Sat, 16 Sep 2023 10:00:00 GMT"},
+        ],
+    )
     headers = {**RSS_HEADERS, "date": "Wed, 13 Sep 2023 10:00:00 GMT"}
     soon, bogus = parse(body, headers).entries
     assert soon.published == datetime(2023, 9, 13, 14, 0, tzinfo=UTC)
@@ -120,7 +142,11 @@ def test_entry_fields_source_feed_tags_author_categories_content() -> None:
 <dc:creator>Jane Doe</dc:creator><category>World</category><category>Asia</category>
 <category>World</category></item></channel></rss>"""
     entry = parse(body, feed_tags=("asia", "wire")).entries[0]
-    assert (entry.feed, entry.source, entry.feed_tags) == ("world", "Example News", ("asia", "wire"))
+    assert (entry.feed, entry.source, entry.feed_tags) == (
+        "world",
+        "Example News",
+        ("asia", "wire"),
+    )
     assert entry.content == "Full text here"
     assert entry.summary == "Full text here"  # no description: summary from content
     assert entry.author == "Jane Doe"
@@ -167,9 +193,11 @@ def test_field_cap_keeps_markup_intact() -> None:
 
 # --- encodings ----------------------------------------------------------------------
 
-LATIN1_FEED = rss("Café", [{"title": "Crème brûlée à Zürich", "guid": "1"}]).replace(
-    'encoding="utf-8"', 'encoding="iso-8859-1"'
-).encode("latin-1")
+LATIN1_FEED = (
+    rss("Café", [{"title": "Crème brûlée à Zürich", "guid": "1"}])
+    .replace('encoding="utf-8"', 'encoding="iso-8859-1"')
+    .encode("latin-1")
+)
 UTF8_FEED = rss("Café", [{"title": "Crème brûlée à Zürich", "guid": "1"}]).encode("utf-8")
 
 
@@ -184,11 +212,23 @@ UTF8_FEED = rss("Café", [{"title": "Crème brûlée à Zürich", "guid": "1"}])
         (LATIN1_FEED, "text/xml"),
         (LATIN1_FEED, "application/xml; charset=latin-1"),
         (UTF8_FEED, "application/rss+xml; charset=no-such-charset"),
-        (codecs.BOM_UTF16_LE + UTF8_FEED.decode().replace('"utf-8"', '"utf-16"').encode("utf-16-le"),
-         "application/rss+xml; charset=utf-8"),
+        (
+            codecs.BOM_UTF16_LE
+            + UTF8_FEED.decode().replace('"utf-8"', '"utf-16"').encode("utf-16-le"),
+            "application/rss+xml; charset=utf-8",
+        ),
     ],
-    ids=["latin1-as-utf8", "utf8-as-latin1", "text/xml", "text/html", "octet", "latin1-text/xml",
-         "latin1-right", "unknown-charset", "utf16-bom"],
+    ids=[
+        "latin1-as-utf8",
+        "utf8-as-latin1",
+        "text/xml",
+        "text/html",
+        "octet",
+        "latin1-text/xml",
+        "latin1-right",
+        "unknown-charset",
+        "utf16-bom",
+    ],
 )
 def test_wrong_or_missing_charset_does_not_lose_or_garble_the_feed(
     body: bytes, content_type: str
@@ -237,11 +277,18 @@ def test_non_feeds_are_errors_not_crashes(body: bytes, needle: str) -> None:
 
 
 def test_channel_hints_ttl_and_syndication_period() -> None:
-    body = rss("T", [], extra_channel="<ttl>15</ttl>").replace(
-        "<rss version=\"2.0\">",
-        '<rss version="2.0" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/">',
-    ).replace("<ttl>", "<sy:updatePeriod>hourly</sy:updatePeriod>"
-              "<sy:updateFrequency>2</sy:updateFrequency><ttl>")
+    body = (
+        rss("T", [], extra_channel="<ttl>15</ttl>")
+        .replace(
+            '<rss version="2.0">',
+            '<rss version="2.0" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/">',
+        )
+        .replace(
+            "<ttl>",
+            "<sy:updatePeriod>hourly</sy:updatePeriod>"
+            "<sy:updateFrequency>2</sy:updateFrequency><ttl>",
+        )
+    )
     meta = parse(body).meta
     assert (meta.ttl_minutes, meta.update_period_minutes, meta.version) == (15, 30.0, "rss20")
 
@@ -259,12 +306,21 @@ def test_a_url_shaped_body_is_never_fetched(feed_server: FeedServer) -> None:
 @pytest.mark.parametrize(
     ("body", "content_type", "check"),
     [
-        (LATIN1_FEED, "application/rss+xml; charset=utf-8",
-         lambda r: r.entries[0].title == "Crème brûlée à Zürich"),
-        ((FIXTURES / "page.html").read_bytes(), "text/html; charset=utf-8",
-         lambda r: r.is_html and r.error and not r.entries),
-        ((FIXTURES / "feed.json").read_bytes(), "application/feed+json",
-         lambda r: len(r.entries) == 2 and r.error is None),
+        (
+            LATIN1_FEED,
+            "application/rss+xml; charset=utf-8",
+            lambda r: r.entries[0].title == "Crème brûlée à Zürich",
+        ),
+        (
+            (FIXTURES / "page.html").read_bytes(),
+            "text/html; charset=utf-8",
+            lambda r: r.is_html and r.error and not r.entries,
+        ),
+        (
+            (FIXTURES / "feed.json").read_bytes(),
+            "application/feed+json",
+            lambda r: len(r.entries) == 2 and r.error is None,
+        ),
     ],
     ids=["wrong-charset", "html-page", "json-feed"],
 )
@@ -277,8 +333,9 @@ def test_fetch_then_parse(
         async with make_session(FetchLimits()) as session:
             fetched = await fetch(session, feed_server.url("/f"))
         assert fetched.body is not None, fetched.error
-        return parse_feed(fetched.body, fetched.headers, url=fetched.final_url, feed="f",
-                          source="F")
+        return parse_feed(
+            fetched.body, fetched.headers, url=fetched.final_url, feed="f", source="F"
+        )
 
     assert check(asyncio.run(go()))
 
@@ -311,16 +368,19 @@ def process_pool() -> Iterator[ProcessPoolExecutor]:
 def test_parse_in_pool_parses_in_another_process(process_pool: ProcessPoolExecutor) -> None:
     body = rss("T", [{"title": f"item {i}", "guid": str(i)} for i in range(5)]).encode()
     result = asyncio.run(
-        parse_in_pool(process_pool, body, RSS_HEADERS, url=URL, feed="f", source="s",
-                      feed_tags=("t",))
+        parse_in_pool(
+            process_pool, body, RSS_HEADERS, url=URL, feed="f", source="s", feed_tags=("t",)
+        )
     )
     assert [e.title for e in result.entries] == [f"item {i}" for i in range(5)]
     assert result.entries[0].feed_tags == ("t",)
 
 
 def test_parse_pool_kills_an_overrunning_parse_and_keeps_working() -> None:
-    huge = rss("T", [{"title": f"item {i}", "description": "text " * 100, "guid": str(i)}
-                     for i in range(6000)]).encode()
+    huge = rss(
+        "T",
+        [{"title": f"item {i}", "description": "text " * 100, "guid": str(i)} for i in range(6000)],
+    ).encode()
     small = rss("T", [{"title": "fine", "guid": "1"}]).encode()
 
     async def go() -> tuple[ParseResult, ParseResult, int]:
@@ -351,10 +411,12 @@ def test_discover_feed_links_from_a_page() -> None:
 
 
 def test_discover_without_base_tag_and_odd_input() -> None:
-    html = ('<html><head><link rel="alternate feed" type="application/rss+xml; charset=utf-8" '
-            'href="feed://example.org/rss"><link rel=alternate type=application/atom+xml '
-            'href="../atom"><link rel="alternate" type="application/rss+xml" '
-            'href="javascript:alert(1)"></head>')
+    html = (
+        '<html><head><link rel="alternate feed" type="application/rss+xml; charset=utf-8" '
+        'href="feed://example.org/rss"><link rel=alternate type=application/atom+xml '
+        'href="../atom"><link rel="alternate" type="application/rss+xml" '
+        'href="javascript:alert(1)"></head>'
+    )
     assert discover_feed_links(html, "https://example.org/a/b/page") == [
         "http://example.org/rss",
         "https://example.org/a/atom",
