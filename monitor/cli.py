@@ -542,8 +542,192 @@ async def _requeue(cfg: AppConfig, alert_id: int | None) -> int:
         await engine.dispose()
 
 
+@app.command()
+def replay(
+    since: Annotated[str, typer.Option("--since", help="How far back: e.g. 7d, 48h.")] = "7d",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    config: ConfigDir = Path("config"),
+    feeds: FeedsFile = None,
+    watchlists: WatchFile = None,
+) -> None:
+    """Run a watchlists file over stored entries: per watchlist, how many stories would
+    alert, with samples, and the difference from the live config. Sends nothing."""
+    from monitor.match import compile_watchlists
+    from monitor.replay import format_replay
+    from monitor.replay import replay as run_replay
+
+    candidate_cfg = _load(config, feeds, watchlists)
+    live_cfg = _load(config, feeds, None) if watchlists is not None else candidate_cfg
+    try:
+        seconds = parse_duration(since)
+    except ValueError as exc:
+        typer.echo(f"error: --since: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if seconds is None:
+        seconds = 3650 * 86400.0
+    entries = _run(_stored_entries(candidate_cfg, seconds))
+    report = run_replay(
+        entries,
+        compile_watchlists(candidate_cfg.watchlists),
+        compile_watchlists(live_cfg.watchlists),
+    )
+    if as_json:
+        payload = {"entries": len(entries), "watchlists": [r.to_dict() for r in report]}
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+    else:
+        typer.echo(format_replay(report, seconds / 86400, len(entries)))
+
+
+async def _stored_entries(cfg: AppConfig, seconds: float) -> list[Any]:
+    from sqlmodel import col, select
+
+    from monitor.pipeline import entry_fields
+    from monitor.replay import StoredEntry
+    from monitor.store.db import create_engine, migrate, sessionmaker
+    from monitor.store.tables import EntryRow, FeedRow
+
+    engine = create_engine(cfg.settings.database_url)
+    since = datetime.now(UTC) - timedelta(seconds=seconds)
+    try:
+        await migrate(engine)
+        async with sessionmaker(engine)() as session:
+            feeds = {f.id: f for f in (await session.exec(select(FeedRow))).all()}
+            rows = await session.exec(
+                select(EntryRow)
+                .where(col(EntryRow.seen_at) >= since)
+                .where(col(EntryRow.story_id).is_not(None))
+                .order_by(col(EntryRow.id))
+            )
+            out = []
+            for row in rows.all():
+                feed = feeds.get(row.feed_id)
+                name = feed.name if feed else ""
+                out.append(
+                    StoredEntry(
+                        story_id=row.story_id or 0,
+                        title=row.title,
+                        source=row.source,
+                        feed=name,
+                        feed_tags=tuple(t for t in (feed.tags if feed else "").split(",") if t),
+                        fields=entry_fields(row, name),
+                    )
+                )
+            return out
+    finally:
+        await engine.dispose()
+
+
+@feeds_app.command("add")
+def feeds_add(
+    url: Annotated[str, typer.Argument(help="A feed URL, or a web page that links to its feed.")],
+    name: Annotated[str | None, typer.Option("--name", help="Feed name (unique).")] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
+    config: ConfigDir = Path("config"),
+    feeds: FeedsFile = None,
+    watchlists: WatchFile = None,
+) -> None:
+    """Discover (via <link rel=alternate> on HTML pages) and validate a feed, then append
+    it to the feeds YAML."""
+    cfg = _load(config, feeds, watchlists)
+    target = feeds if feeds is not None else config / "feeds.yaml"
+    if target.suffix.lower() not in {".yaml", ".yml"}:
+        typer.echo(f"error: {target} is not a YAML feeds file; add the URL by hand", err=True)
+        raise typer.Exit(2)
+    found = _run(_discover(url, cfg))
+    if isinstance(found, str):
+        typer.echo(f"error: {found}", err=True)
+        raise typer.Exit(1)
+    feed_url, title, count = found
+    if any(f.url == feed_url for f in cfg.feeds):
+        typer.echo(f"already configured: {feed_url}")
+        return
+    import re
+
+    base = name or re.sub(r"[^a-z0-9]+", "-", (title or feed_url).lower()).strip("-")[:60]
+    base = base or "feed"
+    feed_name, n = base, 2
+    while any(f.name == feed_name for f in cfg.feeds):
+        feed_name, n = f"{base}-{n}", n + 1
+    text = target.read_text(encoding="utf-8") if target.exists() else "feeds:\n"
+    m = re.search(r"^( *)- ", text, re.MULTILINE)  # follow the file's own list indent
+    ind = m.group(1) if m else "  "
+    block = f"{ind}- name: {json.dumps(feed_name)}\n{ind}  url: {json.dumps(feed_url)}\n"
+    if title:
+        block += f"{ind}  source: {json.dumps(title[:100], ensure_ascii=False)}\n"
+    if tags:
+        block += f"{ind}  tags: {json.dumps(list(tags), ensure_ascii=False)}\n"
+    if not text.endswith("\n"):
+        text += "\n"
+    target.write_text(text + block, encoding="utf-8")
+    try:
+        load_config(config, feeds_file=feeds, watchlists_file=watchlists)
+    except ConfigError as exc:  # never leave a broken file behind
+        target.write_text(text, encoding="utf-8")
+        typer.echo("error: the new entry did not validate: " + "; ".join(exc.problems), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"added {feed_name}: {feed_url} ({count} entries now) to {target}")
+
+
+async def _discover(url: str, cfg: AppConfig) -> tuple[str, str, int] | str:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from monitor.discover import discover_feed_links
+    from monitor.fetch import FetchLimits, fetch, make_session
+    from monitor.parse import parse_in_pool
+
+    limits = FetchLimits()
+    async with make_session(limits) as session:
+        with ThreadPoolExecutor(1) as pool:
+            candidates = [url]
+            tried: list[str] = []
+            while candidates:
+                current = candidates.pop(0)
+                tried.append(current)
+                res = await fetch(session, current, limits=limits)
+                if res.error or res.body is None:
+                    return f"{current}: {res.error or 'no body'}"
+                parsed = await parse_in_pool(
+                    pool, res.body, res.headers, url=res.final_url, feed="new", source="new"
+                )
+                if parsed.entries:
+                    return res.permanent_redirect or current, parsed.meta.title, len(parsed.entries)
+                if parsed.is_html and len(tried) == 1:
+                    links = discover_feed_links(res.body, res.final_url)
+                    if not links:
+                        return f"{url}: an HTML page with no <link rel=alternate> feed"
+                    candidates.extend(links[:3])
+                    continue
+                if not candidates:
+                    return f"{current}: {parsed.error or 'no entries'}"
+    return f"{url}: no feed found"
+
+
+@feeds_app.command("export")
+def feeds_export(
+    config: ConfigDir = Path("config"),
+    feeds: FeedsFile = None,
+    watchlists: WatchFile = None,
+) -> None:
+    """Print the configured feeds as OPML 2.0 (tags become folders)."""
+    from xml.sax.saxutils import quoteattr
+
+    cfg = _load(config, feeds, watchlists)
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<opml version="2.0">',
+        "  <head><title>Wirewatch feeds</title></head>",
+        "  <body>",
+    ]
+    for f in cfg.feeds:
+        out.append(
+            f'    <outline type="rss" text={quoteattr(f.outlet)} title={quoteattr(f.outlet)} '
+            f"xmlUrl={quoteattr(f.url)}"
+            + (f" category={quoteattr(','.join(f.tags))}" if f.tags else "")
+            + "/>"
+        )
+    out += ["  </body>", "</opml>"]
+    typer.echo("\n".join(out))
+
+
 def main() -> None:
     app()
-
-
-_ = timedelta

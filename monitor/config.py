@@ -377,13 +377,15 @@ def _load_opml(path: Path, raw: bytes, errors: list[str]) -> list[FeedConfig]:
             url = child.get("xmlUrl") or child.get("xmlurl")
             title = (child.get("title") or child.get("text") or "").strip()
             if url:
+                cats = tuple(c.strip() for c in (child.get("category") or "").split(",") if c)
                 name = title or _name_from_url(url)
                 base, n = name, 2
                 while name in names:
                     name, n = f"{base}-{n}", n + 1
                 names.add(name)
                 try:
-                    feeds.append(FeedConfig(name=name, url=url, source=title, tags=tags))
+                    all_tags = tuple(dict.fromkeys((*tags, *cats)))
+                    feeds.append(FeedConfig(name=name, url=url, source=title, tags=all_tags))
                 except ValidationError as exc:
                     msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
                     errors.append(f"{path}: outline {title or url!r}: {msg}")

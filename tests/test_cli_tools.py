@@ -1,0 +1,114 @@
+"""Operator commands: explain, replay, feeds (health, add, export), outbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.feedserver import FeedServer
+from tests.util import seed_feeds, write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ww(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+def _polled(tmp_path: Path, server: FeedServer) -> Path:
+    for path, body in seed_feeds().items():
+        server.set(path, body)
+    cfg = write_config(
+        tmp_path,
+        feeds=[
+            {"name": "cna", "source": "CNA", "url": server.url("/cna.xml"), "tags": ["asia"]},
+            {"name": "aj", "source": "Al Jazeera", "url": server.url("/aj.xml")},
+        ],
+    )
+    res = ww("once", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    return cfg
+
+
+def test_explain_text_match_and_non_match_json(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, feeds=[{"name": "a", "url": "http://127.0.0.1:9/a"}])
+    res = ww("explain", "--config", str(cfg), "--json", "--text", "KIM JONG-UN's missile test")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["matched"] == ["korea"]
+    res = ww("explain", "--config", str(cfg), "--json", "--text", "Rasputin's kimchi")
+    assert json.loads(res.stdout)["matched"] == []
+    res = ww("explain", "--config", str(cfg), "--text", "Kim Jong Un meets Putin")
+    assert res.returncode == 0 and "korea" in res.stdout and "Kim Jong Un" in res.stdout
+
+
+def test_explain_stored_entry_and_feeds_health(tmp_path: Path, feed_server: FeedServer) -> None:
+    cfg = _polled(tmp_path, feed_server)
+    res = ww("explain", "--config", str(cfg), "--json", "--entry", "1")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["matched"] == ["korea"]
+    res = ww("explain", "--config", str(cfg), "--entry", "999")
+    assert res.returncode == 2 and "no entry" in res.stderr
+    res = ww("feeds", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    lines = {ln.split()[0]: ln for ln in res.stdout.splitlines()[1:]}
+    assert set(lines) == {"cna", "aj"} and " ok " in lines["cna"]
+
+
+def test_replay_reports_difference_from_live_config(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    cfg = _polled(tmp_path, feed_server)
+    candidate = tmp_path / "new.yaml"
+    candidate.write_text(
+        "watchlists:\n  - name: korea\n    terms: [Kim Jong Un]\n"
+        "  - name: disasters\n    terms: [flood, floods]\n"
+    )
+    res = ww(
+        "replay", "--since", "7d", "--config", str(cfg), "--watchlists", str(candidate), "--json"
+    )
+    assert res.returncode == 0, res.stderr
+    by = {w["watchlist"]: w for w in json.loads(res.stdout)["watchlists"]}
+    assert by["korea"]["stories"] == 1 and by["korea"]["added"] == 0
+    assert by["disasters"]["stories"] == 1 and by["disasters"]["added"] == 1
+    assert "Libya" in by["disasters"]["added_samples"][0]
+    res = ww("replay", "--since", "7d", "--config", str(cfg), "--watchlists", str(candidate))
+    assert "disasters: 1 stories would alert" in res.stdout
+
+
+def test_feeds_add_discovers_from_html_and_export_roundtrips(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    for path, body in seed_feeds().items():
+        feed_server.set(path, body)
+    feed_server.set(
+        "/home.html",
+        '<html><head><link rel="alternate" type="application/rss+xml" href="/aj.xml">'
+        "</head><body>hi</body></html>",
+        headers={"Content-Type": "text/html; charset=utf-8"},
+    )
+    cfg = write_config(tmp_path, feeds=[{"name": "cna", "url": feed_server.url("/cna.xml")}])
+    res = ww("feeds", "add", feed_server.url("/home.html"), "--tag", "world", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert feed_server.url("/aj.xml") in res.stdout
+    check = ww("check", "--config", str(cfg))
+    assert "2 feeds" in check.stdout
+    res = ww("feeds", "add", feed_server.url("/missing"), "--config", str(cfg))
+    assert res.returncode == 1 and "404" in res.stderr
+
+    opml = ww("feeds", "export", "--config", str(cfg)).stdout
+    path = tmp_path / "out.opml"
+    path.write_text(opml)
+    res = ww("check", "--config", str(cfg), "--feeds", str(path))
+    assert res.returncode == 0 and "2 feeds" in res.stdout, res.stderr
