@@ -580,7 +580,7 @@ class _All(_Node):
 
 
 class _Any(_Node):
-    __slots__ = ("children", "index", "others")
+    __slots__ = ("children", "index", "others", "searched")
 
     def __init__(
         self, path: str, desc: str, fields: tuple[str, ...], children: list[_Node]
@@ -596,6 +596,9 @@ class _Any(_Node):
                     self.index.setdefault(key, []).append(i)
             else:
                 self.others.append(i)
+        self.searched = _fields_text(
+            f for child in children for leaf in child.leaves() for f in leaf.fields
+        )
 
     def leaves(self) -> Iterable[_Node]:
         for child in self.children:
@@ -628,10 +631,7 @@ class _Any(_Node):
         if len(self.children) == 1:
             why = fails[0] if fails else self.children[0].eval(doc, True).why
         else:
-            fields = _fields_text(
-                f for c in self.children for leaf in c.leaves() for f in leaf.fields
-            )
-            why = f"{self.path} {self.desc}: none found in {fields}"
+            why = f"{self.path} {self.desc}: none found in {self.searched}"
         return _Res(False, ev, why)
 
 

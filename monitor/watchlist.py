@@ -335,7 +335,7 @@ class Term(_Strict):
             raise _err(
                 "regex_accents",
                 f"regex {_q(value)} contains {_q(''.join(folded))}, but regexes run on "
-                f"accent-folded text; write {_q(fold(value))} instead",
+                f"folded text (lower case, no accents); write {_q(fold(value))} instead",
             )
         return value
 
