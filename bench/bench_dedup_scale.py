@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.dedupe import DedupeConfig, StoryIndex, StoryItem  # noqa: E402
+from monitor.dedupe import DedupeConfig, StoryIndex, StoryItem
 
 STS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dedup"
 STS = STS / "sts-headlines-dev.tsv"
@@ -131,7 +131,9 @@ def main() -> None:
             f"| {r['median_ms']:.3f} ms | {r['p99_ms']:.3f} ms | {r['mem_per_entry_b']:.0f} B |"
         )
     if len(rows) > 1:
-        print(f"\nmedian ratio largest/smallest: {rows[-1]['median_ms'] / rows[0]['median_ms']:.2f}")
+        print(
+            f"\nmedian ratio largest/smallest: {rows[-1]['median_ms'] / rows[0]['median_ms']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.cluster import cluster_lines  # noqa: E402
-from monitor.dedupe import DedupeConfig  # noqa: E402
-from monitor.storykey import features  # noqa: E402
+from monitor.cluster import cluster_lines
+from monitor.dedupe import DedupeConfig
+from monitor.storykey import features
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dedup"
 STS = DATA / "sts-headlines-dev.tsv"
@@ -74,8 +74,10 @@ def main() -> None:
     tp, fp, fn = evaluate(base, rows)
     p = tp / max(1, tp + fp)
     r = tp / max(1, tp + fn)
-    print(f"\ndefaults (title_threshold={base.title_threshold}): precision {p:.3f} "
-          f"recall {r:.3f} (tp {tp}, fp {fp}, fn {fn})\n")
+    print(
+        f"\ndefaults (title_threshold={base.title_threshold}): precision {p:.3f} "
+        f"recall {r:.3f} (tp {tp}, fp {fp}, fn {fn})\n"
+    )
     print("| title_threshold | precision | recall | merged pairs |")
     print("|---:|---:|---:|---:|")
     for th in (40, 50, 60, 65, 68, 70, 72, 74, 76, 80, 85, 90):

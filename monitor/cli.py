@@ -299,7 +299,9 @@ def _load_lenient(config: Path, feeds: Path | None, watchlists: Path | None) -> 
 def explain(
     text: Annotated[str | None, typer.Option("--text", help="Text to test (as a title).")] = None,
     entry: Annotated[int | None, typer.Option("--entry", help="A stored entry id.")] = None,
-    summary: Annotated[str, typer.Option("--summary", help="Summary text, with --text.")] = "",
+    summary: Annotated[
+        str, typer.Option("--summary", help="Summary text; --text is then the title only.")
+    ] = "",
     feed: Annotated[str, typer.Option("--feed", help="Feed name for scope checks.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     config: ConfigDir = Path("config"),
@@ -315,7 +317,8 @@ def explain(
     cfg = _load(config, feeds, watchlists)
     tags: tuple[str, ...] = ()
     if text is not None:
-        fields = {"title": text, "summary": summary, "feed": feed}
+        # the text stands for both title and summary unless a summary is given
+        fields = {"title": text, "summary": summary or text, "feed": feed}
         tags = next((f.tags for f in cfg.feeds if f.name == feed), ())
     else:
         assert entry is not None

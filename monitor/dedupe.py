@@ -15,9 +15,11 @@ How a new item is matched (``StoryIndex.find``), cheapest first:
    numbers, different weekdays, different names, opposite verbs ("open"/"close"), or a
    negation in one only.
 
-The thresholds' defaults were chosen on the STS headlines file (see
-``bench/bench_dedup_sts.py``): the lowest title threshold that keeps pairwise precision
->= 0.97 there, since a false merge hides a story.
+The defaults were chosen by measurement: ``title_threshold`` is the lowest value that
+keeps pairwise precision >= 0.97 on the STS headlines file (``bench/bench_dedup_sts.py``:
+72 gives P 0.971 / R 0.725, 70 gives P 0.956), since a false merge hides a story;
+``summary_threshold`` is the lowest value with no false merge on the hand-labelled
+capture pairs (``bench/bench_dedup_captures.py``: 40 gives P 1.000, 35 gives P 0.975).
 """
 
 from __future__ import annotations
@@ -58,16 +60,16 @@ class DedupeConfig:
     """Dedupe settings. Scores are 0-100."""
 
     window_hours: float = 48.0
-    # merge on the title alone at or above this score (chosen on STS: precision >= 0.97)
+    # merge on the title alone at or above this score (STS: lowest with precision >= 0.97)
     title_threshold: float = 72.0
     # with both summaries present: merge when the title reaches summary_title_floor and
     # the summaries reach summary_threshold
     summary_title_floor: float = 40.0
     summary_threshold: float = 40.0
     min_title_words: int = 3  # exact-title key needs this many content words
-    probe_tokens: int = 5  # rarest title stems looked up in the inverted index
-    posting_cap: int = 200  # newest items read per posting list
-    max_candidates: int = 12  # candidates scored in full per item
+    probe_tokens: int = 4  # rarest title stems looked up in the inverted index
+    posting_cap: int = 64  # newest items read per posting list
+    max_candidates: int = 8  # candidates scored in full per item
     summary_chars: int = 300  # summary prefix kept per item for scoring
 
 
@@ -120,9 +122,7 @@ def _covered(token: str, stems: frozenset[str]) -> bool:
     return token in stems or any(_tokens_match(token, s) for s in stems)
 
 
-def _uncovered(
-    runs: tuple[tuple[str, ...], ...], other: frozenset[str], initials: str
-) -> bool:
+def _uncovered(runs: tuple[tuple[str, ...], ...], other: frozenset[str], initials: str) -> bool:
     """Whether some name run shares no word with the other title (nor is an acronym of
     words in it: "USGS" for "US Geological Survey")."""
     for run in runs:
@@ -297,9 +297,9 @@ class StoryIndex:
     def _candidates(self, feats: TitleKey, ts: float) -> list[_Rec]:
         cfg = self.config
         postings = self._postings
-        probes = sorted(
-            {s for s in feats.stems if s in postings}, key=lambda s: len(postings[s])
-        )[: cfg.probe_tokens]
+        probes = sorted({s for s in feats.stems if s in postings}, key=lambda s: len(postings[s]))[
+            : cfg.probe_tokens
+        ]
         hits: dict[int, float] = {}
         for tok in probes:
             plist = postings[tok]

@@ -24,7 +24,7 @@ from monitor.fetch import FetchResult, fetch
 from monitor.intervals import next_interval, parse_cache_headers
 from monitor.match import Hit
 from monitor.models import Entry
-from monitor.parse import ParseResult, parse_in_pool
+from monitor.parse import ParseResult
 from monitor.runtime import Runtime, slack_sink
 from monitor.store.queries import claim_due_feeds, story_sources
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, MatchRow, StoryRow
@@ -156,15 +156,14 @@ async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
         await _record_failure(rt, row, report.error, result.error_kind, result.status, result)
         return report
     tags = tuple(t for t in row.tags.split(",") if t)
-    parsed = await parse_in_pool(
-        rt.pool,
+    parsed = await rt.pool.parse(
         result.body,
         result.headers,
         url=result.final_url,
         feed=row.name,
         source=row.source or row.name,
         feed_tags=tags,
-        timeout=rt.config.settings.poll.parse_timeout,
+        now=rt.clock(),
     )
     report.entries = len(parsed.entries)
     if parsed.error:

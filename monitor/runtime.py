@@ -13,7 +13,6 @@ import random
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from monitor.deliver.slack import SlackBotNotifier, SlackWebhookNotifier
 from monitor.deliver.webhook import WebhookNotifier
 from monitor.fetch import FetchLimits, make_session
 from monitor.match import Matcher, compile_watchlists
+from monitor.parse import ParsePool
 from monitor.store.db import create_engine, migrate, sessionmaker
 
 log = logging.getLogger("wirewatch")
@@ -82,7 +82,7 @@ class Runtime:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     http: aiohttp.ClientSession
-    pool: ProcessPoolExecutor
+    pool: ParsePool
     notifiers: dict[str, Notifier]
     matcher: Matcher
     index: StoryIndex
@@ -135,7 +135,10 @@ async def open_runtime(
             limit=config.settings.poll.concurrency,
             limit_per_host=config.settings.poll.per_host,
         )
-        pool = ProcessPoolExecutor(max_workers=config.settings.poll.parse_workers)
+        pool = ParsePool(
+            config.settings.poll.parse_workers, timeout=config.settings.poll.parse_timeout
+        )
+        pool.start()
         sinks = notifiers if notifiers is not None else build_notifiers(config, console=console)
         rt = Runtime(
             config=config,
@@ -155,6 +158,6 @@ async def open_runtime(
             await http.close()
             for n in sinks.values():
                 await n.aclose()
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.close(wait=False)
     finally:
         await engine.dispose()

@@ -41,9 +41,7 @@ _PREFIX_WORDS = (
     r"PHOTOS?|EXPLAINER|BRIEF|BRIEFLY|GRAPHIC|INSIGHT|FOCUS|PREVIEW|REFILE-UPDATE"
 )
 # "UPDATE 2-", "EXCLUSIVE-", "WRAPUP 1-", "Breaking News:", "WATCH |" (repeated)
-_PREFIX = re.compile(
-    rf"^\s*(?:(?:{_PREFIX_WORDS})(?:\s*\d+)?\s*(?:-|:|\||/)\s*)+", re.IGNORECASE
-)
+_PREFIX = re.compile(rf"^\s*(?:(?:{_PREFIX_WORDS})(?:\s*\d+)?\s*(?:-|:|\||/)\s*)+", re.IGNORECASE)
 _UPDATE_NO = re.compile(r"^\s*(?:REFILE-)?UPDATE\s*(\d+)?\s*[-:]", re.IGNORECASE)
 # bare "WRAPUP " without punctuation, e.g. "WRAPUP Stocks slide ..."
 _PREFIX_BARE = re.compile(r"^\s*(?:WRAPUP|FACTBOX|EXCLUSIVE)\s+(?=[A-Z])")
@@ -135,11 +133,216 @@ def update_number(title: str) -> int:
 # --- tokens ----------------------------------------------------------------------------
 
 STOPWORDS = frozenset(
-    ["a", "an", "the", "and", "or", "but", "of", "to", "in", "on", "at", "by", "for", "from", "with", "as", "into", "onto", "over", "under", "up", "down", "out", "off", "about", "after", "before", "amid", "among", "between", "during", "since", "until", "via", "vs", "v", "is", "are", "was", "were", "be", "been", "being", "am", "has", "have", "had", "having", "do", "does", "did", "will", "would", "shall", "should", "can", "could", "may", "might", "must", "it", "its", "it's", "this", "that", "these", "those", "there", "here", "he", "she", "they", "we", "you", "i", "his", "her", "their", "our", "your", "my", "him", "them", "us", "who", "whom", "whose", "which", "what", "when", "where", "why", "how", "than", "then", "so", "if", "not", "no", "nor", "too", "very", "just", "also", "still", "yet", "again", "more", "most", "less", "least", "much", "many", "some", "any", "all", "each", "every", "both", "few", "other", "such", "own", "same", "s", "t", "says", "said", "say", "tells", "told", "report", "reports", "reported", "new", "news", "latest", "update", "live", "video", "watch", "photos", "amid", "against", "through", "per", "while", "upon", "within", "without", "across", "behind", "near", "like", "says'", "ahead", "set", "gets", "get", "got", "make", "makes"]
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "from",
+        "with",
+        "as",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "up",
+        "down",
+        "out",
+        "off",
+        "about",
+        "after",
+        "before",
+        "amid",
+        "among",
+        "between",
+        "during",
+        "since",
+        "until",
+        "via",
+        "vs",
+        "v",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "has",
+        "have",
+        "had",
+        "having",
+        "do",
+        "does",
+        "did",
+        "will",
+        "would",
+        "shall",
+        "should",
+        "can",
+        "could",
+        "may",
+        "might",
+        "must",
+        "it",
+        "its",
+        "it's",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "he",
+        "she",
+        "they",
+        "we",
+        "you",
+        "i",
+        "his",
+        "her",
+        "their",
+        "our",
+        "your",
+        "my",
+        "him",
+        "them",
+        "us",
+        "who",
+        "whom",
+        "whose",
+        "which",
+        "what",
+        "when",
+        "where",
+        "why",
+        "how",
+        "than",
+        "then",
+        "so",
+        "if",
+        "not",
+        "no",
+        "nor",
+        "too",
+        "very",
+        "just",
+        "also",
+        "still",
+        "yet",
+        "again",
+        "more",
+        "most",
+        "less",
+        "least",
+        "much",
+        "many",
+        "some",
+        "any",
+        "all",
+        "each",
+        "every",
+        "both",
+        "few",
+        "other",
+        "such",
+        "own",
+        "same",
+        "s",
+        "t",
+        "says",
+        "said",
+        "say",
+        "tells",
+        "told",
+        "report",
+        "reports",
+        "reported",
+        "new",
+        "news",
+        "latest",
+        "update",
+        "live",
+        "video",
+        "watch",
+        "photos",
+        "amid",
+        "against",
+        "through",
+        "per",
+        "while",
+        "upon",
+        "within",
+        "without",
+        "across",
+        "behind",
+        "near",
+        "like",
+        "says'",
+        "ahead",
+        "set",
+        "gets",
+        "get",
+        "got",
+        "make",
+        "makes",
+    ]
 )
 
 NEGATIONS = frozenset(
-    ["not", "no", "never", "nobody", "nothing", "none", "neither", "nor", "cannot", "can't", "won't", "don't", "doesn't", "didn't", "isn't", "aren't", "wasn't", "weren't", "hasn't", "haven't", "hadn't", "shouldn't", "wouldn't", "couldn't", "without", "rejects", "rejected", "denies", "denied", "refuses", "refused", "fails", "failed", "scraps", "scrapped", "halts", "halted", "cancels", "cancelled", "canceled", "calls-off"]
+    [
+        "not",
+        "no",
+        "never",
+        "nobody",
+        "nothing",
+        "none",
+        "neither",
+        "nor",
+        "cannot",
+        "can't",
+        "won't",
+        "don't",
+        "doesn't",
+        "didn't",
+        "isn't",
+        "aren't",
+        "wasn't",
+        "weren't",
+        "hasn't",
+        "haven't",
+        "hadn't",
+        "shouldn't",
+        "wouldn't",
+        "couldn't",
+        "without",
+        "rejects",
+        "rejected",
+        "denies",
+        "denied",
+        "refuses",
+        "refused",
+        "fails",
+        "failed",
+        "scraps",
+        "scrapped",
+        "halts",
+        "halted",
+        "cancels",
+        "cancelled",
+        "canceled",
+        "calls-off",
+    ]
 )
 
 _NUMBER_WORDS = {
@@ -152,7 +355,43 @@ _NUMBER_WORDS = {
     "first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th",
 }  # fmt: skip
 _MONTHS_DAYS = frozenset(
-    ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "today", "tonight", "yesterday", "tomorrow"]
+    [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "today",
+        "tonight",
+        "yesterday",
+        "tomorrow",
+    ]
 )
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
@@ -177,6 +416,8 @@ def stem(token: str) -> str:
     for suffix in ("ing", "ed"):
         if token.endswith(suffix) and len(token) - len(suffix) >= 3:
             token = token[: -len(suffix)]
+            if len(token) > 3 and token[-1] == token[-2] and token[-1] not in "lsz":
+                token = token[:-1]  # acquitted -> acquit, stopped -> stop
             break
     if token.endswith("e") and len(token) > 3:
         token = token[:-1]
@@ -227,7 +468,8 @@ SYNONYMS = {
     "saudi": "saudi", "yemeni": "yemen", "egyptian": "egypt", "egyptians": "egypt",
     "kiwi": "nz", "aussie": "australia", "australian": "australia", "aust": "australia",
     "n.korea": "north korea", "s.korea": "south korea", "korean": "korea",
-    "pm": "prime minister", "gop": "republican", "republicans": "republican", "premier": "prime minister", "defence": "defense",
+    "pm": "prime minister", "gop": "republican", "republicans": "republican",
+    "premier": "prime minister", "defence": "defense",
     "ex": "former", "quake": "earthquake", "blast": "explosion", "explosions": "explosion",
     "bail-out": "bailout", "polls": "vote", "election": "vote", "elections": "vote",
     "votes": "vote", "voting": "vote", "voters": "vote", "dies": "dead", "die": "dead",
@@ -266,7 +508,8 @@ _CONTRASTS = (
     ("bans", "allows"), ("bans", "lifts"), ("suspends", "resumes"), ("enters", "leaves"),
     ("joins", "leaves"), ("joins", "quits"), ("arrives", "leaves"), ("arrives", "departs"),
     ("signs", "rejects"), ("before", "after"), ("weakens", "strengthens"),
-    ("ends", "signs"), ("ends", "extends"), ("dies", "survives"), ("wins", "concedes"), ("first", "last"), ("wins", "trails"),
+    ("ends", "signs"), ("ends", "extends"), ("dies", "survives"), ("wins", "concedes"),
+    ("first", "last"), ("wins", "trails"), ("acquits", "convicts"),
 )  # fmt: skip
 _CONTRAST_MAP: dict[str, set[str]] = {}
 
@@ -313,7 +556,9 @@ _SERIES = re.compile(
     r"weather forecast|in pictures|photos of the day|pictures of the day|"
     r"week in pictures|what we know|letters|cartoon|editorial|things to know)\b"
 )
-_WEEKDAYS = frozenset(["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"])
+_WEEKDAYS = frozenset(
+    ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+)
 
 
 def is_series_title(folded: str) -> bool:
@@ -347,9 +592,7 @@ def _word_info(w: str) -> tuple[str, str | None, tuple[str, ...], bool, bool, bo
     num = _number_token(w)
     stop = low in STOPWORDS and not acronym
     parts = tuple(canon(low).split()) if num is None and not stop else ()
-    capital = (
-        w[0].isupper() and low not in _MONTHS_DAYS and low not in _NON_NAMES and len(low) >= 2
-    )
+    capital = w[0].isupper() and low not in _MONTHS_DAYS and low not in _NON_NAMES and len(low) >= 2
     return low, num, parts, stop, acronym, capital, negation
 
 
