@@ -397,7 +397,12 @@ def _load_opml(path: Path, raw: bytes, errors: list[str]) -> list[FeedConfig]:
     return feeds
 
 
-def _load_watchlists(path: Path, errors: list[str]) -> list[Watchlist]:
+def _load_watchlists(
+    path: Path,
+    errors: list[str],
+    known_feeds: set[str] | None = None,
+    known_tags: set[str] | None = None,
+) -> list[Watchlist]:
     try:
         doc = load_yaml(path)
     except ConfigError as exc:
@@ -425,6 +430,18 @@ def _load_watchlists(path: Path, errors: list[str]) -> list[Watchlist]:
                 f"{doc.line_for(('watchlists', seen[w.name], 'name'))})"
             )
         seen.setdefault(w.name, i)
+        for j, name in enumerate(w.feeds):
+            if known_feeds is not None and name not in known_feeds:
+                errors.append(
+                    f"{doc.where(('watchlists', i, 'feeds', j))}: watchlists.{i}.feeds.{j}: "
+                    f"unknown feed {name!r} (watchlist {w.name!r})"
+                )
+        for j, tag in enumerate(w.tags):
+            if known_tags is not None and tag not in known_tags:
+                errors.append(
+                    f"{doc.where(('watchlists', i, 'tags', j))}: watchlists.{i}.tags.{j}: "
+                    f"no feed has tag {tag!r} (watchlist {w.name!r})"
+                )
     return watchlists
 
 
@@ -472,18 +489,11 @@ def load_config(
     if watch_path is None:
         errors.append(f"{directory}/watchlists.yaml: no watchlists file (use --watchlists FILE)")
     else:
-        watchlists = _load_watchlists(watch_path, errors)
+        watchlists = _load_watchlists(
+            watch_path, errors, {f.name for f in feeds}, {t for f in feeds for t in f.tags}
+        )
     if settings.poll.min_interval > settings.poll.max_interval:
         errors.append(f"{settings_path}: poll.min_interval is larger than poll.max_interval")
-    feed_names = {f.name for f in feeds}
-    feed_tags = {t for f in feeds for t in f.tags}
-    for w in watchlists:
-        for name in getattr(w, "feeds", None) or ():
-            if name not in feed_names:
-                errors.append(f"{watch_path}: watchlist {w.name!r}: unknown feed {name!r}")
-        for tag in getattr(w, "tags", None) or ():
-            if tag not in feed_tags:
-                errors.append(f"{watch_path}: watchlist {w.name!r}: no feed has tag {tag!r}")
     if errors:
         raise ConfigError(errors)
     files = [p for p in (settings_path, feeds_path, watch_path) if p is not None]

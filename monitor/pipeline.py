@@ -364,9 +364,13 @@ async def _ingest_locked(
                 report.relinked += 1  # same article under a regenerated guid
                 continue
             fresh.append(e)
+        if len(fresh) >= GUID_FLOOD_MIN and len(fresh) * 2 >= len(unique):
+            # most of the poll looks new: a feed that regenerated guids *and* links
+            # (tracking ids, new CMS) still repeats its titles; those are not new
+            fresh = await _drop_known_titles(session, feed.id, fresh, now, report)
         if report.relinked >= GUID_FLOOD_MIN:
             log.warning(
-                "feed %s: %d items came back with new guids but known links "
+                "feed %s: %d items came back with new guids but known links or titles "
                 "(guid regeneration); treated as already seen",
                 feed.name,
                 report.relinked,
@@ -382,6 +386,31 @@ async def _ingest_locked(
                 feed_row.entries_seen += len(fresh)
                 session.add(feed_row)
         await session.commit()
+
+
+async def _drop_known_titles(
+    session: AsyncSession, feed_id: int, fresh: list[Entry], now: datetime, report: PollReport
+) -> list[Entry]:
+    since = now - timedelta(days=7)
+    titles = [e.title for e in fresh if e.title]
+    known: set[str] = set()
+    for chunk in _chunks(titles, 500):
+        rows = await session.exec(
+            select(EntryRow.title)
+            .where(EntryRow.feed_id == feed_id)
+            .where(col(EntryRow.seen_at) >= since)
+            .where(col(EntryRow.title).in_(chunk))
+        )
+        known.update(rows.all())
+    if len(known) * 2 < len(fresh):
+        return fresh  # a genuinely busy poll, not a regeneration
+    kept = []
+    for e in fresh:
+        if e.title in known:
+            report.relinked += 1
+        else:
+            kept.append(e)
+    return kept
 
 
 def _chunks(values: Sequence[str], size: int) -> list[Sequence[str]]:
@@ -488,11 +517,11 @@ async def _queue_alerts(
             m.words = json.dumps(_union(json.loads(m.words), hit.words))
         session.add(m)
     await session.flush()
-    sinks = _sinks(rt)
     for name, m in matches.items():
         wl = rt.matcher.watchlists.get(name)
         if wl is None:
             continue
+        sinks = _routes(rt, wl.sinks)
         channel = wl.channel or rt.config.settings.slack.channel or ""
         if not m.alerted:
             if story.source_count >= max(1, wl.min_sources):
@@ -553,8 +582,21 @@ def _union(old: list[str], new: Sequence[str]) -> list[str]:
     return out
 
 
-def _sinks(rt: Runtime) -> list[str]:
-    return list(rt.notifiers) or [slack_sink(rt.config) or "console"]
+def _routes(rt: Runtime, wanted: Sequence[str]) -> list[str]:
+    """Sinks for a watchlist: the configured ones it names (``slack`` covers the bot and
+    the incoming webhook), or every configured sink. A watchlist that names only sinks
+    that are not configured still alerts, on every configured sink, rather than lose it."""
+    configured = list(rt.notifiers) or [slack_sink(rt.config) or "console"]
+    if not wanted:
+        return configured
+    chosen = [s for s in configured if s.split("-")[0] in wanted]
+    if not chosen:
+        log.warning(
+            "watchlist routes to %s, which is not configured; using %s",
+            ", ".join(wanted),
+            ", ".join(configured),
+        )
+    return chosen or configured
 
 
 async def load_index(rt: Runtime) -> int:

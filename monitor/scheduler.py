@@ -125,6 +125,11 @@ class Daemon:
     async def _deliver(self) -> None:
         await deliver_pending(self.rt)
 
+    async def _prune(self) -> None:
+        dropped = self.rt.index.prune(self.rt.clock())
+        if dropped:
+            log.info("story window: dropped %d entries older than the window", dropped)
+
     async def _reload(self) -> None:
         if self.reloader is None:
             return

@@ -445,6 +445,8 @@ class Watchlist(_Strict):
     fields: Fields = DEFAULT_FIELDS
     feeds: tuple[Annotated[str, BeforeValidator(_text("feed name"))], ...] = ()
     tags: tuple[Annotated[str, BeforeValidator(_text("tag"))], ...] = ()
+    # where this watchlist's alerts go; empty = every configured sink
+    sinks: tuple[Literal["slack", "webhook", "console"], ...] = ()
     terms: tuple[OrTerm, ...] = ()
     all_: tuple[Term, ...] = Field(default=(), alias="all")
     not_: tuple[NotTerm, ...] = Field(default=(), alias="not")

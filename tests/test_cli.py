@@ -203,3 +203,17 @@ def test_daemon_alerts_stops_cleanly_and_restart_sends_nothing(tmp_path: Path) -
         assert len(server.hits("/cna.xml")) == polls_before
         # ... and nothing is sent twice
         assert len(slack.messages) == 1
+
+
+def test_check_reports_unknown_feed_scope_with_line(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path,
+        feeds=[{"name": "bbc", "url": "http://127.0.0.1:9/a.xml", "tags": ["world"]}],
+        watchlists="watchlists:\n  - name: k\n    terms: [Kim]\n    feeds: [bbc, cnn]\n"
+        "    tags: [asia]\n",
+    )
+    res = wirewatch("check", "--config", str(cfg))
+    assert res.returncode == 2
+    wl = str(cfg / "watchlists.yaml")
+    assert f"{wl}:4:" in res.stderr and "'cnn'" in res.stderr
+    assert f"{wl}:5:" in res.stderr and "'asia'" in res.stderr

@@ -234,3 +234,55 @@ def test_burst_becomes_digest_without_dropping_any_story(
     digest = msgs[-1]["text"] + str(msgs[-1]["blocks"])
     for i in range(3, 8):
         assert f"https://a.example/{i}" in digest
+
+
+def test_routing_per_watchlist_to_webhook_and_slack(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    import hashlib
+    import hmac
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[tuple[dict[str, Any], str, bytes]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((json.loads(body), self.headers["X-Wirewatch-Signature"], body))
+            self.send_response(204)
+            self.end_headers()
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        cfg = _setup(tmp_path, feed_server, n=1)
+        (cfg / "watchlists.yaml").write_text(
+            "watchlists:\n"
+            "  - name: desk-a\n    terms: [tours]\n    sinks: [webhook]\n"
+            "  - name: desk-b\n    terms: [visits]\n    channel: '#desk-b'\n"
+        )
+        env = {
+            **_env(slack),
+            "WIREWATCH_WEBHOOK_URL": f"http://127.0.0.1:{hook.server_address[1]}/hook",
+            "WIREWATCH_WEBHOOK_SECRET": "s3cret",
+        }
+
+        async def go() -> None:
+            async with open_runtime(load_config(cfg, env=env)) as rt:
+                await startup(rt)
+                await poll_cycle(rt, all_feeds=True)
+                await _drain(rt)
+
+        asyncio.run(go())
+    finally:
+        hook.shutdown()
+    assert [m["channel"] for m in slack.messages] == ["#desk-b"]
+    assert sorted(p["watchlist"] for p, _, _ in received) == ["desk-a", "desk-b"]
+    for _, sig, body in received:
+        expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        assert sig == f"sha256={expected}"

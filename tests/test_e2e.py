@@ -241,3 +241,37 @@ def test_later_outlet_goes_into_thread_or_is_suppressed(
         assert slack.updates, "the parent is edited to show how many outlets carry it"
     else:
         assert replies == []
+
+
+def test_guid_flood_is_recognised_and_sends_nothing(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    def feed(version: int, link_version: int) -> str:
+        return rss(
+            "Flood",
+            [
+                {
+                    "title": f"Kim Jong Un inspects site number {i}",
+                    "link": f"https://flood.example/v{link_version}/{i}",
+                    "guid": f"urn:v{version}:{i}",
+                    "description": "",
+                    "pubDate": pubdate(),
+                }
+                for i in range(8)
+            ],
+        )
+
+    feed_server.set("/f.xml", feed(1, 1))
+    cfg = write_config(tmp_path, feeds=[{"name": "f", "url": feed_server.url("/f.xml")}])
+    first = asyncio.run(_cycle(cfg, _env(slack)))
+    assert first.new == 8
+    sent = len(slack.messages)
+    # every guid regenerated, links unchanged
+    feed_server.set("/f.xml", feed(2, 1))
+    again = asyncio.run(_cycle(cfg, _env(slack)))
+    assert again.new == 0 and again.polls[0].relinked == 8
+    # guids and links regenerated, titles unchanged
+    feed_server.set("/f.xml", feed(3, 2))
+    again = asyncio.run(_cycle(cfg, _env(slack)))
+    assert again.new == 0 and again.polls[0].relinked == 8
+    assert len(slack.messages) == sent
