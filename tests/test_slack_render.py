@@ -225,3 +225,16 @@ def test_digest_message_renders_all_parts_and_mentions_highest_severity_once() -
     mentions = [t for _, b in parts for s in texts(b) for t in angle_tokens(s) if t[0] == "!"]
     assert mentions == ["!channel"]
     assert render_slack(alert(999, digest=items)) == parts[0]
+
+
+def test_sixty_matched_terms_and_outlets_stay_within_limits() -> None:
+    terms = tuple(f"term number {i} " + "x" * 80 for i in range(60))
+    srcs = [
+        SourceRef(f"Outlet {i} " + "y" * 60, f"https://o{i}.example/" + "z" * 200)
+        for i in range(60)
+    ]
+    msg = alert(summary="S" * 10_000, matched_terms=terms, matched_words=terms, sources=srcs)
+    for text, blocks in [render_slack(msg), render_update(msg)]:
+        assert_within_limits(text, blocks)
+        joined = "\n".join(texts(blocks))
+        assert "term number 0" in joined and "Outlet 0" in joined
