@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import shutil
 import signal
 import sys
@@ -51,12 +52,20 @@ LogLevel = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, 
 log = logging.getLogger("wirewatch")
 
 
+class _SafeFormatter(logging.Formatter):
+    """Log lines may quote feed-supplied text (titles, server reason phrases): strip
+    escape sequences and control characters so nothing reaches the terminal raw."""
+
+    _UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._UNSAFE.sub("", super().format(record))
+
+
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_SafeFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     for noisy in ("apscheduler", "aiosqlite", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -238,13 +247,17 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
             delivered.failed += more.failed
             delivered.errors += more.errors
         pending = await next_due_in(rt)
+    from monitor.normalize import terminal_safe as safe
+
     for p in report.failed:
-        typer.echo(f"feed failed: {p.feed} ({p.url}): {p.error}", err=True)
+        typer.echo(f"feed failed: {p.feed} ({safe(p.url)}): {safe(p.error or '')}", err=True)
     for p in report.polls:
         if p.parse_error and not p.error:
-            typer.echo(f"feed malformed (entries recovered): {p.feed}: {p.parse_error}", err=True)
+            typer.echo(
+                f"feed malformed (entries recovered): {p.feed}: {safe(p.parse_error)}", err=True
+            )
     for err in delivered.errors:
-        typer.echo(f"alert failed: {err}", err=True)
+        typer.echo(f"alert failed: {safe(err)}", err=True)
     typer.echo(
         f"polled {len(report.polls)} feeds ({len(report.failed)} failed): "
         f"{report.new} new entries, {report.alerts} alerts queued, {delivered.sent} delivered"
@@ -644,7 +657,6 @@ def feeds_add(
     if any(f.url == feed_url for f in cfg.feeds):
         typer.echo(f"already configured: {feed_url}")
         return
-    import re
 
     base = name or re.sub(r"[^a-z0-9]+", "-", (title or feed_url).lower()).strip("-")[:60]
     base = base or "feed"
