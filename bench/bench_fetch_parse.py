@@ -10,6 +10,11 @@ so the numbers below are the client's alone. Modes, each over the same URLs:
   fetch+fp     fetch, then feedparser.parse on the event loop thread (one process)
   fetch+pool   fetch, then monitor.parse.ParsePool(2 workers).parse (full normalisation)
   warm 304     fetch with the stored ETag: every feed answers 304, nothing parsed
+
+Then, in this process, CPU ms per feed of parse_feed and of feedparser.parse alone, with
+the feedparser speed-ups off and on (median over feeds, best of 3 runs per feed), over the
+bench corpus and over the real RSS captures in shared/data/captures/gesab001.
+Only that part:  .venv/bin/python bench/bench_fetch_parse.py --cpu-only
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -32,9 +38,10 @@ import feedparser
 from aiohttp import web
 
 from monitor.fetch import FetchLimits, FetchResult, fetch, make_session
-from monitor.parse import ParsePool
+from monitor.parse import ParsePool, install_speedups, parse_feed, remove_speedups
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "captures" / "blazzzeee"
+REAL = DATA.parent / "gesab001"
 CONCURRENCY = 50
 
 
@@ -185,11 +192,70 @@ async def run(urls: list[str]) -> list[tuple[str, float, float, str]]:
     return rows
 
 
+def cpu_per_feed(corpus: list[bytes]) -> dict[str, float]:
+    """Median over feeds of the best of 3 CPU times, in ms, for each mode."""
+    headers = {"Content-Type": "application/rss+xml"}
+
+    def pf(body: bytes) -> object:  # speedups=False: leave them as the mode set them
+        return parse_feed(
+            body, headers, url="https://x.example/f", feed="f", source="s", speedups=False
+        )
+
+    def fp(body: bytes) -> object:
+        return feedparser.parse(
+            body,
+            response_headers={"content-type": "application/xml"},
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
+
+    modes = {
+        "parse_feed, plain feedparser": (False, pf),
+        "parse_feed, speed-ups": (True, pf),
+        "feedparser.parse alone, plain": (False, fp),
+        "feedparser.parse alone, speed-ups": (True, fp),
+    }
+    times: dict[str, list[float]] = {name: [] for name in modes}
+    for body in corpus:
+        best = dict.fromkeys(modes, float("inf"))
+        for _ in range(3):
+            for name, (fast, fn) in modes.items():
+                if fast:
+                    install_speedups()
+                else:
+                    remove_speedups()
+                t0 = time.process_time()
+                fn(body)
+                best[name] = min(best[name], time.process_time() - t0)
+        for name in modes:
+            times[name].append(best[name] * 1000)
+    install_speedups()
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def print_cpu_table(n_items: int) -> None:
+    corpora = {f"bench corpus, 200 feeds x {n_items}": build_feeds(200, n_items)}
+    real = [p.read_bytes() for p in sorted(REAL.glob("*/*.xml"))]
+    if real:
+        corpora[f"gesab001 captures, {len(real)} real feeds"] = real
+    results = {name: cpu_per_feed(corpus) for name, corpus in corpora.items()}
+    print("\nCPU ms per feed (median)\n")
+    print("| mode | " + " | ".join(results) + " |")
+    print("|---|" + "---:|" * len(results))
+    for mode in next(iter(results.values())):
+        print(f"| {mode} | " + " | ".join(f"{r[mode]:.1f}" for r in results.values()) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--feeds", type=int, default=1000)
     ap.add_argument("--items", type=int, default=50)
+    ap.add_argument("--cpu-only", action="store_true", help="only the CPU-per-feed table")
     args = ap.parse_args()
+    if args.cpu_only:
+        print(f"nproc={os.cpu_count()}, Python {platform.python_version()}")
+        print_cpu_table(args.items)
+        return
     feeds = build_feeds(args.feeds, args.items)
     ctx = multiprocessing.get_context("fork")
     q: multiprocessing.Queue[int] = ctx.Queue()
@@ -214,6 +280,7 @@ def main() -> None:
             print(f"\n{name}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS (client process): {peak:.0f} MB")
+    print_cpu_table(args.items)
 
 
 if __name__ == "__main__":

@@ -4,18 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import pickle
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.discover import discover_feed_links
 from monitor.fetch import FetchLimits, fetch, make_session
-from monitor.parse import ParsePool, ParseResult, cap_field_lengths, parse_feed, parse_in_pool
+from monitor.models import Entry
+from monitor.normalize import canonical_url
+from monitor.parse import (
+    ParsePool,
+    ParseResult,
+    _link,
+    body_digest,
+    cap_field_lengths,
+    fast_date,
+    install_speedups,
+    parse_feed,
+    parse_in_pool,
+    remove_speedups,
+)
 from tests.feedserver import FeedServer, rss
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -422,3 +439,227 @@ def test_discover_without_base_tag_and_odd_input() -> None:
         "https://example.org/a/atom",
     ]
     assert discover_feed_links(b"\xff\xfe<<<not html", "https://x.example/") == []
+
+
+# --------------------------------------------------------------------------- speed-ups
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _feedparser_date(value: str) -> Any:
+    """What feedparser's own date handlers (without ours) make of ``value``."""
+    import feedparser.datetimes
+
+    for handler in feedparser.datetimes._date_handlers:
+        if handler is fast_date:
+            continue
+        try:
+            parsed = handler(value)
+        except (KeyError, OverflowError, ValueError, AttributeError):
+            continue
+        if parsed and len(parsed) == 9:
+            return parsed
+    return None
+
+
+def _utc(value: Any) -> datetime:
+    return datetime(*value[:6], tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Tue, 27 May 2025 10:00:00 GMT", datetime(2025, 5, 27, 10, 0, tzinfo=UTC)),
+        ("Tue, 27 May 2025 10:00:00 UT", datetime(2025, 5, 27, 10, 0, tzinfo=UTC)),
+        ("Tue, 27 May 2025 10:00:00 Z", datetime(2025, 5, 27, 10, 0, tzinfo=UTC)),
+        ("Tue, 27 May 2025 10:00:00 EST", datetime(2025, 5, 27, 15, 0, tzinfo=UTC)),
+        ("Tue, 27 May 2025 10:00:00 PDT", datetime(2025, 5, 27, 17, 0, tzinfo=UTC)),
+        ("Tuesday, 27 May 2025 23:30:00 +0530", datetime(2025, 5, 27, 18, 0, tzinfo=UTC)),
+        ("27 May 2025 01:15:00 -0800", datetime(2025, 5, 27, 9, 15, tzinfo=UTC)),
+        ("Tue, 27 May 2025 10:00:00 +05:30", datetime(2025, 5, 27, 4, 30, tzinfo=UTC)),
+        ("Sun, 1 Jun 2025 00:10 +0100", datetime(2025, 5, 31, 23, 10, tzinfo=UTC)),  # no seconds
+        ("Wed, 31 Dec 2025 23:00:00 -0500", datetime(2026, 1, 1, 4, 0, tzinfo=UTC)),
+        ("2025-05-27T10:00:00Z", datetime(2025, 5, 27, 10, 0, tzinfo=UTC)),
+        ("2025-05-27T10:00:00.123456+05:30", datetime(2025, 5, 27, 4, 30, tzinfo=UTC)),
+        ("2025-05-27T10:00-08:00", datetime(2025, 5, 27, 18, 0, tzinfo=UTC)),
+        ("2025-05-27 10:00:00", datetime(2025, 5, 27, 10, 0, tzinfo=UTC)),  # no zone: UTC
+        ("2025-05-27t10:00:00z", datetime(2025, 5, 27, 10, 0, tzinfo=UTC)),
+        ("2025-05-27", datetime(2025, 5, 27, tzinfo=UTC)),
+    ],
+)
+def test_fast_date_handler_agrees_with_feedparser(text: str, expected: datetime) -> None:
+    fast = fast_date(text)
+    assert fast is not None
+    assert _utc(fast) == expected
+    assert fast == _feedparser_date(text)  # the very tuple feedparser would have produced
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "yesterday",
+        "Tue, 27 May 2025",  # feedparser assumes midnight: its handlers decide
+        "27 May 25 10:00 GMT",  # two-digit year
+        "Tue, 27 May 2025 10:00:00 CEST",  # a zone feedparser does not know
+        "Tue, 32 May 2025 10:00:00 GMT",  # no such day
+        "Tue, 27 May 2025 24:00:00 GMT",
+        "2025-05-27T10:00:00+0530",  # feedparser reads this one its own way
+        "2025-13-01T00:00:00Z",
+        "Tue May 27 10:00:00 2025",  # asctime
+        "2025-05-27T10:00:00+05:30 extra",
+    ],
+)
+def test_other_dates_fall_through_to_feedparsers_handlers(text: str) -> None:
+    import feedparser.datetimes
+
+    assert fast_date(text) is None
+    install_speedups()
+    assert feedparser.datetimes._parse_date(text) == _feedparser_date(text)
+
+
+_DAYS = st.sampled_from(["", "Mon, ", "Tue, ", "Thursday, ", "sat ", "Sun,"])
+_ZONES = st.sampled_from(
+    ["GMT", "UT", "UTC", "Z", "EST", "edt", "PST", "a", "M", "MEST", "XYZ", "+0000", "-0330"]
+)
+_ZONES |= st.sampled_from(["+05:30", "-1200", "+1400", "+9999", ""])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    day_name=_DAYS,
+    day=st.integers(0, 32),
+    month=st.sampled_from(["Jan", "feb", "MAR", "June", "Sept", "Oct", "Dec", "Foo"]),
+    year=st.integers(1, 9999),
+    hour=st.integers(0, 25),
+    minute=st.integers(0, 61),
+    second=st.none() | st.integers(0, 61),
+    zone=_ZONES,
+    iso=st.booleans(),
+    sep=st.sampled_from(["T", "t", " "]),
+    frac=st.sampled_from(["", ".5", ".123456"]),
+)
+def test_fast_date_is_feedparser_or_nothing(
+    day_name: str,
+    day: int,
+    month: str,
+    year: int,
+    hour: int,
+    minute: int,
+    second: int | None,
+    zone: str,
+    iso: bool,
+    sep: str,
+    frac: str,
+) -> None:
+    secs = "" if second is None else f":{second:02d}"
+    if iso:
+        iso_zone = "Z" if zone == "Z" else (zone if zone[:1] in "+-" else "")
+        text = f"{year:04d}-{day % 13:02d}-{day:02d}{sep}{hour:02d}:{minute:02d}{secs}"
+        text += (frac if secs else "") + iso_zone
+    else:
+        text = f"{day_name}{day} {month} {year:04d} {hour}:{minute:02d}{secs} {zone}".strip()
+    fast = fast_date(text)
+    assert fast is None or fast == _feedparser_date(text), text
+
+
+@pytest.fixture
+def plain_feedparser() -> Iterator[None]:
+    remove_speedups()
+    try:
+        yield
+    finally:
+        install_speedups()
+
+
+def _raw(body: bytes) -> tuple[Any, str]:
+    import feedparser
+
+    result = feedparser.parse(
+        body,
+        response_headers={"content-type": "application/xml"},
+        sanitize_html=False,
+        resolve_relative_uris=False,
+    )
+    exc = result.pop("bozo_exception", None)
+    return result, f"{type(exc).__name__}: {exc}"
+
+
+def test_speedups_change_no_feedparser_output_on_its_own_corpus(plain_feedparser: None) -> None:
+    corpus = DATA / "feeds" / "feedparser-tests"
+    files = sorted(p for p in corpus.rglob("*.xml") if p.is_file())
+    if not files:
+        pytest.skip(f"feedparser corpus not present at {corpus}")
+    bodies = [p.read_bytes() for p in files]
+    plain = [_raw(body) for body in bodies]
+    assert install_speedups()
+    fast = [_raw(body) for body in bodies]
+    differ = [
+        str(p.relative_to(corpus)) for p, a, b in zip(files, plain, fast, strict=True) if a != b
+    ]
+    assert differ == []
+    assert sum(len(r["entries"]) for r, _ in fast) > 1000  # the corpus was really parsed
+
+
+def test_speedups_change_no_parse_result_on_real_news_feeds(plain_feedparser: None) -> None:
+    captures = sorted((DATA / "captures" / "gesab001").glob("*/*.xml"))
+    if not captures:
+        pytest.skip(f"captures not present under {DATA / 'captures' / 'gesab001'}")
+    sample = captures[::6]  # every outlet at least once across the days, within the time budget
+    bodies = [p.read_bytes() for p in sample]
+    plain = [parse(b, speedups=False) for b in bodies]
+    raw_plain = [_raw(b) for b in bodies]
+    assert install_speedups()
+    assert [parse(b) for b in bodies] == plain
+    assert [_raw(b) for b in bodies] == raw_plain
+    assert sum(len(r.entries) for r in plain) > 300
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "https://News.Example.com:443/a/b?utm_source=rss&x=1#frag",
+        "http://news.example.com/a/../b",
+        "https://news.example.com/a;jsessionid=1",
+        "https://news.example.com/a;",
+        "https://news.example.com/a?",
+        "http:///no-host",
+        "https://[::1]/v6",
+        "https://bücher.example/x",
+        "HTTPS://NEWS.EXAMPLE.COM/Up",
+        "/relative/path?q=1",
+        "//cdn.example.com/x",
+        "feed://news.example.com/rss",
+    ],
+)
+def test_link_fast_path_matches_urljoin_then_canonical(href: str) -> None:
+    for base in (URL, "http://news.example.com/", "https://x.example/a;b/feed"):
+        try:
+            joined = urljoin(base, href.replace("feed://", "http://", 1))
+        except ValueError:
+            joined = ""
+        expected = (
+            canonical_url(joined) if joined.lower().startswith(("http://", "https://")) else ""
+        )
+        assert _link(href, base) == expected
+
+
+def test_parse_result_survives_the_trip_back_from_a_worker() -> None:
+    body = rss(
+        "T",
+        [
+            {"title": f"Story {i}", "link": f"https://news.example.com/{i}", "description": "x"}
+            for i in range(5)
+        ],
+    )
+    for candidate in (parse(body), parse((FIXTURES / "bozo.xml").read_bytes())):
+        copy = pickle.loads(pickle.dumps(candidate, protocol=pickle.HIGHEST_PROTOCOL))
+        assert copy == candidate
+        assert copy.entries and all(isinstance(e, Entry) for e in copy.entries)
+
+
+def test_body_digest() -> None:
+    a = body_digest(b"<rss>1</rss>")
+    assert a == body_digest(b"<rss>1</rss>")
+    assert a != body_digest(b"<rss>2</rss>")
+    assert len(a) == 32 and int(a, 16) >= 0
