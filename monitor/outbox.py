@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -127,22 +126,93 @@ async def reconcile(rt: Runtime, *, older_than: float = 0.0) -> int:
     return fixed
 
 
-async def deliver_pending(rt: Runtime) -> DeliveryReport:
-    """Send every alert that is due now, each channel by its own task."""
-    report = DeliveryReport()
-    await reconcile(rt, older_than=RECONCILE_AFTER)
+async def _due_keys(rt: Runtime) -> list[tuple[str, str]]:
     now = rt.clock()
     async with rt.sessions() as session:
         rows = (
             await session.exec(
-                select(AlertRow).where(AlertRow.state == "pending").order_by(col(AlertRow.id))
+                select(AlertRow.sink, AlertRow.channel)
+                .where(AlertRow.state == "pending")
+                .where(col(AlertRow.next_attempt_at) <= now)
+                .distinct()
             )
         ).all()
-    groups: dict[tuple[str, str], list[AlertRow]] = defaultdict(list)
-    for row in rows:
-        groups[(row.sink, row.channel)].append(row)
-    await asyncio.gather(*(_drain(rt, key, queue, now, report) for key, queue in groups.items()))
+    return [(sink, channel) for sink, channel in rows]
+
+
+def kick(
+    rt: Runtime, keys: list[tuple[str, str]], report: DeliveryReport
+) -> list[asyncio.Task[None]]:
+    """Make sure a drain task runs for each channel; never two for one channel in a
+    process (two would send the same row twice). Returns the tasks now responsible."""
+    tasks = []
+    for key in keys:
+        task = rt.channel_tasks.get(key)
+        if task is None or task.done():
+            task = asyncio.create_task(_channel_loop(rt, key, report), name=f"deliver {key}")
+            rt.channel_tasks[key] = task
+        tasks.append(task)
+    return tasks
+
+
+async def deliver_pending(rt: Runtime) -> DeliveryReport:
+    """Send every alert that is due now, each channel by its own task, and wait until
+    they are done (``wirewatch once``, tests). The daemon uses :func:`delivery_loop`."""
+    report = DeliveryReport()
+    await reconcile(rt, older_than=RECONCILE_AFTER)
+    tasks = kick(rt, await _due_keys(rt), report)
+    if tasks:
+        await asyncio.gather(*tasks)
     return report
+
+
+async def delivery_loop(rt: Runtime, stop: asyncio.Event) -> None:
+    """The daemon's delivery worker: wakes when ingest queues alerts (``rt.outbox_wakeup``)
+    or at least every second for retries, and starts a drain per channel with due rows.
+    Channels drain independently, so one slow or failing channel never delays another."""
+    report = DeliveryReport()
+    last_reconcile = 0.0
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        try:
+            if loop.time() - last_reconcile > 5:
+                await reconcile(rt, older_than=RECONCILE_AFTER)
+                last_reconcile = loop.time()
+            kick(rt, await _due_keys(rt), report)
+        except Exception:
+            log.exception("delivery worker: will retry")
+        rt.outbox_wakeup.clear()
+        waiter = asyncio.ensure_future(rt.outbox_wakeup.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({waiter, stopper}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        stopper.cancel()
+    running = [t for t in rt.channel_tasks.values() if not t.done()]
+    if running:
+        await asyncio.wait(running, timeout=30)
+
+
+async def _channel_loop(rt: Runtime, key: tuple[str, str], report: DeliveryReport) -> None:
+    """Drain one channel until nothing in it is due."""
+    while True:
+        async with rt.sessions() as session:
+            queue = list(
+                (
+                    await session.exec(
+                        select(AlertRow)
+                        .where(AlertRow.state == "pending")
+                        .where(AlertRow.sink == key[0], AlertRow.channel == key[1])
+                        .order_by(col(AlertRow.id))
+                    )
+                ).all()
+            )
+        if not queue or queue[0].next_attempt_at > rt.clock():
+            if queue:
+                report.waiting += len(queue)
+            return
+        progressed = await _drain(rt, key, queue, rt.clock(), report)
+        if not progressed:
+            return
 
 
 async def _pace(rt: Runtime, key: tuple[str, str]) -> None:
@@ -177,11 +247,14 @@ async def _drain(
     queue: list[AlertRow],
     now: datetime,
     report: DeliveryReport,
-) -> None:
+) -> bool:
+    """Send the channel's due rows in order. True when the queue was worked through
+    (look again for newer rows); False when it must stop for now (a row waits for
+    its retry or its parent, or the sink is not configured)."""
     notifier = rt.notifiers.get(key[0])
     if notifier is None:
         report.waiting += len(queue)
-        return
+        return False
     delivery = rt.config.settings.delivery
     recent = await _recent_sent(rt, key, now)
     i = 0
@@ -189,13 +262,13 @@ async def _drain(
         row = queue[i]
         if row.next_attempt_at > rt.clock():
             report.waiting += len(queue) - i
-            return  # keep order: nothing behind a row that waits for its retry
+            return False  # keep order: nothing behind a row that waits for its retry
         batch = [row]
         if row.kind == "followup":
             parent_state = await _parent_state(rt, row)
             if parent_state in ("pending", "sending"):
                 report.waiting += len(queue) - i
-                return
+                return False
             if parent_state == "failed":
                 await _finish(
                     rt,
@@ -222,19 +295,19 @@ async def _drain(
                 batch.append(queue[i + len(batch)])
         # copies from other outlets queued before the parent went out are shown in
         # the parent itself (it lists every outlet carrying the story), not as replies
+        parents = {b.id for b in batch if b.kind == "new"}
         folded = [
-            q
-            for q in queue[i + len(batch) :]
-            if q.kind == "followup" and q.parent_id in {b.id for b in batch if b.kind == "new"}
+            q for q in queue[i + len(batch) :] if q.kind == "followup" and q.parent_id in parents
         ]
         ok = await _send(rt, notifier, key, batch, report, folded)
         if not ok:
-            return
+            return False
         if folded:
             queue = [q for q in queue if q not in folded]
         if row.kind == "new":
             recent += len(batch)
         i += len(batch)
+    return True
 
 
 async def _parent_state(rt: Runtime, row: AlertRow) -> str | None:
@@ -255,16 +328,24 @@ async def _send(
 ) -> bool:
     """Send one message for ``batch`` (one alert, a digest of several, or several
     follow-ups to one parent). Returns False when the channel must stop for now."""
+    now = rt.clock()
     async with rt.sessions() as session:
-        msgs = [await build_message(session, rt, r) for r in batch]
+        # claim each row with one conditional UPDATE: only the caller that moves it
+        # from pending to sending may send it (no double send, even across processes)
+        claimed: list[AlertRow] = []
         for r in batch:
-            fresh = await session.get(AlertRow, r.id)
-            if fresh is None or fresh.state != "pending":
-                return True  # someone else took it
-            fresh.state, fresh.sending_at = "sending", rt.clock()
-            fresh.attempts += 1
-            session.add(fresh)
+            res = await session.exec(
+                update(AlertRow)
+                .where(col(AlertRow.id) == r.id, col(AlertRow.state) == "pending")
+                .values(state="sending", sending_at=now, attempts=col(AlertRow.attempts) + 1)
+            )
+            if res.rowcount == 1:
+                claimed.append(r)
         await session.commit()
+        if not claimed:
+            return True  # someone else took them
+        batch[:] = claimed
+        msgs = [await build_message(session, rt, r) for r in batch]
     msg = msgs[0]
     if len(msgs) > 1 and msg.kind == "followup":
         msg.sources = [SourceRef(m.source, m.link, m.title) for m in msgs]

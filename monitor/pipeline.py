@@ -386,6 +386,8 @@ async def _ingest_locked(
                 feed_row.entries_seen += len(fresh)
                 session.add(feed_row)
         await session.commit()
+    if report.alerts:
+        rt.outbox_wakeup.set()
 
 
 async def _drop_known_titles(

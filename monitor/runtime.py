@@ -93,6 +93,10 @@ class Runtime:
     ingest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     index_loaded: bool = False
     last_sent: dict[tuple[str, str], float] = field(default_factory=dict)
+    # delivery: one drain task per (sink, channel); ingest sets the event after it
+    # commits alerts so the worker sends them at once instead of at its next tick
+    channel_tasks: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
+    outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def limits(self) -> FetchLimits:

@@ -22,7 +22,7 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.config import AppConfig, ConfigError
-from monitor.outbox import deliver_pending, reconcile
+from monitor.outbox import delivery_loop, reconcile
 from monitor.pipeline import HostGate, load_index, poll_cycle
 from monitor.runtime import Runtime
 from monitor.store.queries import release_leases, sync_feeds
@@ -120,10 +120,6 @@ class Daemon:
                 report.alerts,
                 len(report.failed),
             )
-        await self._deliver()
-
-    async def _deliver(self) -> None:
-        await deliver_pending(self.rt)
 
     async def _prune(self) -> None:
         dropped = self.rt.index.prune(self.rt.clock())
@@ -164,11 +160,10 @@ class Daemon:
             next_run_time=rt.clock(),
             **common,
         )
-        scheduler.add_job(
-            self._tracked(self._deliver), "interval", seconds=1, id="deliver", **common
-        )
         scheduler.add_job(self._tracked(self._reload), "interval", seconds=1, id="reload", **common)
+        scheduler.add_job(self._tracked(self._prune), "interval", minutes=10, id="prune", **common)
         scheduler.start()
+        deliverer = asyncio.create_task(delivery_loop(rt, self.stopping), name="delivery")
         try:
             await self.stopping.wait()
         finally:
@@ -176,6 +171,7 @@ class Daemon:
             scheduler.pause()
             if self.inflight:
                 await asyncio.wait(self.inflight, timeout=max(30.0, tick))
+            await asyncio.wait({deliverer}, timeout=45)
             scheduler.shutdown(wait=False)
             async with rt.sessions() as session:
                 await release_leases(session, rt.owner)
