@@ -48,8 +48,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import yaml  # noqa: E402
-from common import (  # noqa: E402
+import yaml
+from common import (
     ROOT,
     WATCHLISTS,
     machine,
@@ -200,10 +200,9 @@ async def floor(urls: list[str], concurrency: int, parse: bool) -> Row:
 
         async def one(url: str) -> None:
             nonlocal entries
-            async with sem:
-                async with session.get(url) as resp:
-                    body = await resp.read()
-                    headers = dict(resp.headers)
+            async with sem, session.get(url) as resp:
+                body = await resp.read()
+                headers = dict(resp.headers)
             if parse:
                 entries += len(feedparser.parse(body, response_headers=headers).entries)
 
@@ -236,7 +235,7 @@ def cli_once(cfg_dir: Path, label: str, out_file: Path) -> Row:
         proc.returncode = os.waitstatus_to_exitcode(status)
     summary = ""
     lines = out_file.read_bytes().decode("utf-8", "replace").splitlines()
-    for line in reversed(lines):
+    for line in reversed(err.decode("utf-8", "replace").splitlines()):
         if line.startswith("polled "):
             summary = line
             break
@@ -247,11 +246,16 @@ def cli_once(cfg_dir: Path, label: str, out_file: Path) -> Row:
         wall,
         ru.ru_utime + ru.ru_stime,
         peak_mb=f"{ru.ru_maxrss / 1024:.0f}",
-        note=summary + f" ({len(lines)} stdout lines)",
+        note=f"{summary} ({len(lines)} console lines)",
     )
 
 
 # --------------------------------------------------------------------------- main
+
+
+def progress(rows: list[Row]) -> None:
+    for r in rows:
+        print(f"  done: {r.name}: {r.wall:.2f} s wall, {r.cpu:.2f} s CPU; {r.note}", flush=True)
 
 
 def main() -> None:
@@ -275,23 +279,24 @@ def main() -> None:
             cfg = write_config(Path(tmp) / "inproc", urls, args.concurrency, per_host)
             prow, facts = asyncio.run(pipeline(cfg, args.profile))
             rows += prow
+            progress(prow)
             plain = asyncio.run(floor(urls, args.concurrency, parse=False))
             fp = asyncio.run(floor(urls, args.concurrency, parse=True))
             rows += [plain, fp]
+            progress([plain, fp])
             if not args.no_cli:
                 cli_cfg = write_config(Path(tmp) / "cli", urls, args.concurrency, per_host)
                 out = Path(tmp) / "cli-stdout.txt"
-                rows.append(cli_once(cli_cfg, "`wirewatch once` CLI, cold (process total)", out))
-                rows.append(cli_once(cli_cfg, "`wirewatch once` CLI, warm (all 304)", out))
+                for label in ("cold (process total)", "warm (all 304)"):
+                    rows.append(cli_once(cli_cfg, f"`wirewatch once` CLI, {label}", out))
+                    progress(rows[-1:])
     finally:
         server.terminate()
         server.join(5)
 
     cold, warm = prow[0], prow[1]
     print()
-    print(
-        f"### Poll cycle: {args.feeds} feeds x {args.items} items ({size / 2**20:.1f} MB of RSS)"
-    )
+    print(f"### Poll cycle: {args.feeds} feeds x {args.items} items ({size / 2**20:.1f} MB of RSS)")
     print()
     print(f"Machine: {machine()}. Feed text: {source}.")
     print(
@@ -304,11 +309,25 @@ def main() -> None:
     print()
     print(
         table(
-            ["run", "wall s", "CPU s (main)", "CPU s (parse workers)", "CPU s total",
-             "peak RSS MB", "notes"],
             [
-                (r.name, r.wall, r.cpu_main, r.cpu_workers if r.cpu_workers else "-",
-                 r.cpu, r.peak_mb or "-", r.note)
+                "run",
+                "wall s",
+                "CPU s (main)",
+                "CPU s (parse workers)",
+                "CPU s total",
+                "peak RSS MB",
+                "notes",
+            ],
+            [
+                (
+                    r.name,
+                    r.wall,
+                    r.cpu_main,
+                    r.cpu_workers if r.cpu_workers else "-",
+                    r.cpu,
+                    r.peak_mb or "-",
+                    r.note,
+                )
                 for r in rows
             ],
         )
@@ -326,12 +345,21 @@ def main() -> None:
         table(
             ["ratio", "wall", "CPU"],
             [
-                ("pipeline cold / floor (plain aiohttp)", f"{cold.wall / plain.wall:.1f}x",
-                 f"{cold.cpu / plain.cpu:.1f}x"),
-                ("pipeline cold / fetch + feedparser (one process)",
-                 f"{cold.wall / fp.wall:.2f}x", f"{cold.cpu / fp.cpu:.2f}x"),
-                ("fetch + feedparser / floor", f"{fp.wall / plain.wall:.1f}x",
-                 f"{fp.cpu / plain.cpu:.1f}x"),
+                (
+                    "pipeline cold / floor (plain aiohttp)",
+                    f"{cold.wall / plain.wall:.1f}x",
+                    f"{cold.cpu / plain.cpu:.1f}x",
+                ),
+                (
+                    "pipeline cold / fetch + feedparser (one process)",
+                    f"{cold.wall / fp.wall:.2f}x",
+                    f"{cold.cpu / fp.cpu:.2f}x",
+                ),
+                (
+                    "fetch + feedparser / floor",
+                    f"{fp.wall / plain.wall:.1f}x",
+                    f"{fp.cpu / plain.cpu:.1f}x",
+                ),
             ],
         )
     )

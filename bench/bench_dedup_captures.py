@@ -107,7 +107,7 @@ def main() -> None:
     base = DedupeConfig()
     print("\n| title_threshold | strict P | strict R | lenient P | lenient R |")
     print("|---:|---:|---:|---:|---:|")
-    for th in (50, 60, 65, 68, 70, 72, 74, 76, 80):
+    for th in (50, 60, 65, 70, 72, 74, 76, 78, 80, 85):
         cfg = dataclasses.replace(base, title_threshold=float(th))
         res = evaluate(cfg, pairs, summaries)
         sp, sr, _, _ = score([r for r in res if r[0] != "same_event"], {"same_report"})

@@ -4,9 +4,14 @@ Each pair (grade >= 4 = same story, <= 2 = different, in between ignored) is fed
 ``cluster_lines`` as a two-line JSONL file (two outlets, same minute, no links, no
 summaries); the pair counts as merged when both lines get the same story id. Prints
 pairwise precision/recall at the configured defaults and the curve over
-``title_threshold``.
+``title_threshold``, for the file's ``train`` and ``dev`` splits and overall.
 
-    .venv/bin/python bench/bench_dedup_sts.py [--errors N]
+The title model (``monitor.dedupe.MODEL``) was fitted on the train split only;
+``--fit`` refits it (L2-regularised logistic regression, Newton steps, pure Python) on
+the train pairs that no guard vetoes and prints the weights to paste into dedupe.py.
+The default ``title_threshold`` is the lowest value with train precision >= 0.97.
+
+    .venv/bin/python bench/bench_dedup_sts.py [--errors N] [--fit]
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dedup"
 STS = DATA / "sts-headlines-dev.tsv"
 
 
-def load() -> list[tuple[bool, str, str]]:
+Row = tuple[bool, str, str, str]  # same?, title a, title b, split
+
+
+def load() -> list[Row]:
     rows = []
     with STS.open(encoding="utf-8") as fh:
         reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -38,7 +46,7 @@ def load() -> list[tuple[bool, str, str]]:
             grade = float(row[3])
             if 2.0 < grade < 4.0:
                 continue
-            rows.append((grade >= 4.0, row[4], row[5]))
+            rows.append((grade >= 4.0, row[4], row[5], row[0]))
     return rows
 
 
@@ -51,58 +59,124 @@ def merged(config: DedupeConfig, a: str, b: str) -> bool:
     return out["1"] == out["2"]
 
 
-def evaluate(config: DedupeConfig, rows: list[tuple[bool, str, str]]) -> tuple[int, int, int]:
-    tp = fp = fn = 0
-    for same, a, b in rows:
+def evaluate(config: DedupeConfig, rows: list[Row]) -> dict[str, tuple[int, int, int]]:
+    """(tp, fp, fn) per split and for "all"."""
+    out: dict[str, list[int]] = {}
+    for same, a, b, split in rows:
         m = merged(config, a, b)
-        tp += same and m
-        fp += (not same) and m
-        fn += same and not m
-    return tp, fp, fn
+        for key in (split, "all"):
+            c = out.setdefault(key, [0, 0, 0])
+            c[0] += same and m
+            c[1] += (not same) and m
+            c[2] += same and not m
+    return {k: (v[0], v[1], v[2]) for k, v in out.items()}
+
+
+def pr(c: tuple[int, int, int]) -> str:
+    tp, fp, fn = c
+    return f"{tp / max(1, tp + fp):.3f} | {tp / max(1, tp + fn):.3f}"
+
+
+def _solve(a: list[list[float]], b: list[float]) -> list[float]:
+    n = len(b)
+    m = [[*a[i], b[i]] for i in range(n)]
+    for c in range(n):
+        p = max(range(c, n), key=lambda r: abs(m[r][c]))
+        m[c], m[p] = m[p], m[c]
+        for r in range(n):
+            if r != c:
+                f = m[r][c] / m[c][c]
+                for k in range(c, n + 1):
+                    m[r][k] -= f * m[c][k]
+    return [m[i][n] / m[i][i] for i in range(n)]
+
+
+def fit(rows: list[Row], lam: float = 1.0, steps: int = 25) -> list[float]:
+    """Logistic regression of same-story on the title signals, train split only."""
+    import math
+
+    from monitor.dedupe import similarity_signals, veto
+
+    data = []
+    for same, a, b, split in rows:
+        if split != "train":
+            continue
+        fa, fb = features(a), features(b)
+        if veto(fa, fb) or not fa.stems or not fb.stems:
+            continue
+        data.append(([1.0, *similarity_signals(fa, fb)], 1.0 if same else 0.0))
+    d = len(data[0][0])
+    w = [0.0] * d
+    for _ in range(steps):
+        g = [0.0] * d
+        h = [[0.0] * d for _ in range(d)]
+        for x, y in data:
+            p = 1.0 / (1.0 + math.exp(-sum(wi * xi for wi, xi in zip(w, x, strict=True))))
+            for j in range(d):
+                g[j] += (p - y) * x[j]
+                for k in range(d):
+                    h[j][k] += p * (1 - p) * x[j] * x[k]
+        for j in range(1, d):
+            g[j] += lam * w[j]
+            h[j][j] += lam
+        w = [wi - si for wi, si in zip(w, _solve(h, g), strict=True)]
+    return w
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--errors", type=int, default=0, help="print N errors of each kind")
+    parser.add_argument("--fit", action="store_true", help="refit the title model on train")
     args = parser.parse_args()
     if not STS.exists():
         sys.exit(f"missing {STS}")
     rows = load()
-    pos = sum(1 for r in rows if r[0])
-    print(f"STS headlines: {pos} same (grade>=4), {len(rows) - pos} different (grade<=2)")
+    if args.fit:
+        w = fit(rows)
+        print("MODEL = (" + ", ".join(f"{x:.3f}" for x in w) + ")")
+        return
+    for split in ("train", "dev"):
+        part = [r for r in rows if r[3] == split]
+        pos = sum(1 for r in part if r[0])
+        print(f"STS {split}: {pos} same (grade>=4), {len(part) - pos} different (grade<=2)")
     base = DedupeConfig()
-    tp, fp, fn = evaluate(base, rows)
-    p = tp / max(1, tp + fp)
-    r = tp / max(1, tp + fn)
+    res = evaluate(base, rows)
+    print(f"\ndefaults (title_threshold={base.title_threshold}):")
+    for k in ("train", "dev", "all"):
+        tp, fp, fn = res[k]
+        print(f"  {k:5} precision | recall = {pr(res[k])} (tp {tp}, fp {fp}, fn {fn})")
     print(
-        f"\ndefaults (title_threshold={base.title_threshold}): precision {p:.3f} "
-        f"recall {r:.3f} (tp {tp}, fp {fp}, fn {fn})\n"
+        "\n| title_threshold | train P | train R | dev P | dev R | all P | all R "
+        "| merged pairs (all) |"
     )
-    print("| title_threshold | precision | recall | merged pairs |")
-    print("|---:|---:|---:|---:|")
-    for th in (40, 50, 60, 65, 68, 70, 72, 74, 76, 80, 85, 90):
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for th in (40, 50, 60, 65, 70, 72, 74, 76, 78, 80, 82, 85, 90):
         cfg = dataclasses.replace(base, title_threshold=float(th))
-        tp, fp, fn = evaluate(cfg, rows)
-        print(f"| {th} | {tp / max(1, tp + fp):.3f} | {tp / max(1, tp + fn):.3f} | {tp + fp} |")
+        r = evaluate(cfg, rows)
+        mark = " (default)" if th == base.title_threshold else ""
+        print(
+            f"| {th}{mark} | {pr(r['train'])} | {pr(r['dev'])} | {pr(r['all'])} "
+            f"| {r['all'][0] + r['all'][1]} |"
+        )
     if args.errors:
         from monitor.dedupe import veto
 
         fps, fns = [], []
         reasons: Counter[str] = Counter()
-        for same, a, b in rows:
+        for same, a, b, split in rows:
             m = merged(base, a, b)
             if m and not same:
-                fps.append((a, b))
+                fps.append((split, a, b))
             if same and not m:
                 why = veto(features(a), features(b)) or "score"
                 reasons[why] += 1
-                fns.append((why, a, b))
+                fns.append((why, split, a, b))
         print("\nfalse merges:")
-        for a, b in fps[: args.errors]:
-            print(f"  {a}  ||  {b}")
+        for split, a, b in fps[: args.errors]:
+            print(f"  ({split}) {a}  ||  {b}")
         print(f"\nmissed ({dict(reasons)}):")
-        for why, a, b in fns[: args.errors]:
-            print(f"  [{why}] {a}  ||  {b}")
+        for why, split, a, b in fns[: args.errors]:
+            print(f"  [{why}] ({split}) {a}  ||  {b}")
 
 
 if __name__ == "__main__":

@@ -139,11 +139,44 @@ def news_pool() -> tuple[list[NewsItem], str]:
             f"{len(out) - n_json} from captures/gesab001)"
         )
     rng = random.Random(7)
-    words = (
-        "minister talks border missile flood court vote rally market bank strike "
-        "storm deal trade police port oil army election budget virus vaccine"
-    ).split()
-    places = "Seoul Kyiv Gaza Paris Lagos Lima Delhi Tokyo Cairo Quito Manila Dakar".split()
+    words = [
+        "minister",
+        "talks",
+        "border",
+        "missile",
+        "flood",
+        "court",
+        "vote",
+        "rally",
+        "market",
+        "bank",
+        "strike",
+        "storm",
+        "deal",
+        "trade",
+        "police",
+        "port",
+        "oil",
+        "army",
+        "election",
+        "budget",
+        "virus",
+        "vaccine",
+    ]
+    places = [
+        "Seoul",
+        "Kyiv",
+        "Gaza",
+        "Paris",
+        "Lagos",
+        "Lima",
+        "Delhi",
+        "Tokyo",
+        "Cairo",
+        "Quito",
+        "Manila",
+        "Dakar",
+    ]
     synth = [
         NewsItem(
             f"{rng.choice(places)} {' '.join(rng.sample(words, 5))} {i}",
@@ -305,7 +338,9 @@ def rss_mb() -> float:
     return proc_status_mb("self", "VmRSS")
 
 
-def pool_pids(executor: object) -> list[int]:
+def pool_pids(pool: object) -> list[int]:
+    """Worker pids of a ProcessPoolExecutor, or of a ParsePool wrapping one."""
+    executor = getattr(pool, "_executor", pool)
     procs = getattr(executor, "_processes", None) or {}
     return [p.pid for p in procs.values() if p.pid is not None]
 
@@ -317,7 +352,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         return str(v)
 
     out = ["| " + " | ".join(headers) + " |"]
-    out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|")
+    last = len(headers) - 1
+    out.append(
+        "|" + "|".join("---" if i in (0, last) else "---:" for i in range(len(headers))) + "|"
+    )
     out.extend("| " + " | ".join(cell(v) for v in r) + " |" for r in rows)
     return "\n".join(out)
 
@@ -330,3 +368,20 @@ def percentile(values: Sequence[float], p: float) -> float:
     lo = int(k)
     hi = min(lo + 1, len(s) - 1)
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def news_items(n: int, *, seed: int = 1, wire_share: float = 0.2) -> list[NewsItem]:
+    """``n`` headlines+descriptions like ``build_feed_bodies`` makes: mostly new headlines
+    spliced from real ones, ``wire_share`` of them copies of shared wire stories."""
+    pool, _ = news_pool()
+    rng = random.Random(seed)
+    wire = rng.sample(pool, min(len(pool) // 2, max(50, n // 30)))
+    out = []
+    for _ in range(n):
+        if rng.random() < wire_share:
+            base = rng.choice(wire)
+            title = rng.choice(WIRE_PREFIXES) + base.title + rng.choice(WIRE_SUFFIXES)
+            out.append(NewsItem(title, base.description))
+        else:
+            out.append(_splice(rng.choice(pool), rng.choice(pool), rng))
+    return out

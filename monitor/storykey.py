@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from monitor.normalize import html_to_text
 
@@ -85,14 +87,20 @@ def _strip_once(text: str, source: str) -> str:
         text = _PAREN_OUTLET.sub(" ", text)
     text = text.strip()
     if source:
-        low = text.casefold()
-        src = fold_keep_case(source).strip().casefold()
-        for sep in (" - ", " | ", " : ", " -- ", " \u2022 "):
-            tail = sep + src
-            if len(text) > len(tail) and low.endswith(tail):
-                text = text[: -len(tail)].rstrip()
-                break
+        src = _source_key(source)
+        if src and len(text) > len(src) + 3 and text[-len(src) :].casefold() == src:
+            low = text.casefold()
+            for sep in (" - ", " | ", " : ", " -- ", " \u2022 "):
+                tail = sep + src
+                if len(text) > len(tail) and low.endswith(tail):
+                    text = text[: -len(tail)].rstrip()
+                    break
     return text
+
+
+@functools.lru_cache(maxsize=1024)
+def _source_key(source: str) -> str:
+    return fold_keep_case(source).strip().casefold()
 
 
 def strip_wire(title: str, source: str = "") -> str:
@@ -491,6 +499,46 @@ SYNONYMS = {
 }  # fmt: skip
 _ACRONYM_DOTS = re.compile(r"\b((?:[A-Za-z]\.){2,})")
 
+# Headline verbs and nouns that wire rewrites swap for each other ("escapes assassination
+# try" / "survives assassination attempt"). Each group folds to its first word; every
+# inflection listed is folded, and so is its stem.
+_GROUPS = (
+    "survive survives survived escape escapes escaped",
+    "release releases released free frees freed",
+    "arrest arrests arrested detain detains detained nab nabs nabbed",
+    "injure injures injured wound wounds wounded hurt",
+    "approve approves approved endorse endorses endorsed back backs backed ok oks okd",
+    "fall falls fell drop drops dropped slide slides slid slip slips slipped tumble "
+    "tumbles tumbled sink sinks sank plunge plunges plunged dip dips dipped",
+    "rise rises rose climb climbs climbed jump jumps jumped surge surges surged soar soars soared",
+    "raise raises raised hike hikes hiked increase increases increased boost boosts boosted",
+    "explosion bomb bombs bombing bombings blast blasts",
+    "deal deals pact pacts accord accords agreement agreements treaty",
+    "plane planes jet jets aircraft airliner airliners",
+    "company companies firm firms",
+    "stock stocks share shares equities",
+    "urge urges urged",
+    "large massive huge",
+    "strong powerful",
+    "unemployment jobless",
+    "visit visits visited travel travels travelled traveled",
+    "rescue rescues rescued save saves saved",
+    "fire fires blaze blazes",
+    "sack sacks sacked dismiss dismisses dismissed oust ousts ousted fired",
+    "probe probes investigate investigates investigation inquiry",
+    "pakistan pak",
+    "new york nyc",
+    "reach reaches reached clinch clinches clinched seal seals sealed",
+)
+for _group in _GROUPS:
+    _words = _group.split()
+    _head = _words[0] if not _group.startswith("new york") else "new york"
+    for _w in _words if _head != "new york" else ["nyc"]:
+        SYNONYMS.setdefault(_w, _head)
+        _st = stem(_w)
+        if _st != _w:
+            SYNONYMS.setdefault(_st, _head)
+
 # A merge is vetoed when one title has one side of a pair and the other the other side.
 _CONTRASTS = (
     ("open", "close"), ("rise", "fall"), ("rises", "falls"), ("up", "down"),
@@ -596,8 +644,7 @@ def _word_info(w: str) -> tuple[str, str | None, tuple[str, ...], bool, bool, bo
     return low, num, parts, stop, acronym, capital, negation
 
 
-@dataclass(frozen=True, slots=True)
-class TitleKey:
+class TitleKey(NamedTuple):
     """The cheap part of a title's features: enough to index it."""
 
     stripped: str  # wire prefixes/outlet suffixes removed, case kept
@@ -606,23 +653,53 @@ class TitleKey:
     series: bool
 
 
+# Every alternative of _SERIES contains one of these words: the regex runs only then.
+_SERIES_WORDS = frozenset(
+    {
+        "live", "happened", "briefing", "brief", "digest", "update", "updates", "wrap",
+        "roundup", "newsletter", "headlines", "latest", "stories", "podcast", "quiz",
+        "crossword", "horoscope", "horoscopes", "forecast", "pictures", "photos", "know",
+        "letters", "cartoon", "editorial", "things",
+    }
+)  # fmt: skip
+_KEY_CACHE_MAX = 1 << 17
+_key_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def _key_info(tok: str) -> tuple[str, tuple[str, ...]]:
+    """(folded word, index stems) of one raw token (possessive "'s" still attached)."""
+    w = tok[:-2] if tok.endswith(("'s", "'S")) else tok
+    if not w:
+        return "", ()
+    low, num, parts = _word_info(w)[:3]
+    out = (low, (sys.intern(num),) if num is not None else tuple(sys.intern(p) for p in parts))
+    if len(_key_cache) >= _KEY_CACHE_MAX:
+        _key_cache.clear()  # bounded: a restart streams many rare words once
+    _key_cache[tok] = out
+    return out
+
+
 def title_key(title: str, source: str = "") -> TitleKey:
-    """Stripped title, exact key and index stems (no guard features)."""
+    """Stripped title, exact key and index stems (no guard features). The hot path of a
+    restart (run once per stored entry): one regex pass and a per-word cache."""
     stripped = strip_wire(title, source)
     text = stripped
     if "." in text:
         text = _ACRONYM_DOTS.sub(lambda m: m.group(1).replace(".", ""), text)
+    if "," in text:
+        text = _THOUSANDS.sub("", text)
+    cache = _key_cache
     stems: list[str] = []
     folded: list[str] = []
-    for w in raw_tokens(text):
-        info = _word_info(w)
-        folded.append(info[0])
-        if info[1] is not None:
-            stems.append(info[1])
-        else:
-            stems.extend(info[2])
-    key = " ".join(folded)
-    return TitleKey(stripped, key, tuple(dict.fromkeys(stems)), is_series_title(key))
+    for tok in _TOKEN.findall(text.replace("-", " ").replace("'s ", " ")):
+        info = cache.get(tok)
+        if info is None:
+            info = _key_info(tok)
+        if info[0]:
+            folded.append(info[0])
+            stems += info[1]
+    series = not _SERIES_WORDS.isdisjoint(folded) and is_series_title(" ".join(folded))
+    return TitleKey(stripped, " ".join(folded), tuple(dict.fromkeys(stems)), series)
 
 
 def features(title: str, source: str = "") -> TitleFeatures:

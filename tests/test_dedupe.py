@@ -134,6 +134,22 @@ GUARD_CASES = [
 ]
 
 
+# Rewrites of one wire story: the title model must fold these without summaries.
+PARAPHRASES = [
+    ("Pakistan PM escapes assassination try", "Pakistan PM survives assassination attempt"),
+    ("Deutsche Bank fined $150M for failing to flag Epstein's shady transactions",
+     "Deutsche Bank hit with $150 million fine over links to Jeffrey Epstein"),
+    ("Court frees jailed activist after two years", "Court releases jailed activist after 2 years"),
+    ("Stocks tumble as oil prices slide", "Shares fall as oil prices drop"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("a", "b"), PARAPHRASES)
+def test_paraphrased_wire_copies_merge(a: str, b: str) -> None:
+    assert merges(item(a, "a"), item(b, "b", source="Other"))
+    assert merges(item(b, "b"), item(a, "a", source="Other"))
+
+
 @pytest.mark.parametrize(("a", "b", "expected"), GUARD_CASES)
 def test_guards_and_wire_copies(a: str, b: str, expected: bool) -> None:
     assert merges(item(a, "a"), item(b, "b", source="Other")) is expected
@@ -173,14 +189,14 @@ def test_summaries_rescue_differently_worded_titles_but_not_different_stories() 
     )
     a = item("Deutsche Bank fined $150M for failing to flag Epstein's shady transactions",
              "a", summary=summary)  # fmt: skip
-    b = item("Deutsche Bank hit with $150 million fine over links to Jeffrey Epstein", "b",
+    b = item("Deutsche Bank to pay $150 million penalty to settle Epstein probe", "b",
              summary="New York regulators fined Deutsche Bank $150 million on Tuesday over its "
              "dealings with Jeffrey Epstein, the late financier.")  # fmt: skip
     assert not merges(a, item(b.title, "b"))  # titles alone are too far apart
     assert merges(a, b)
     other = item("Deutsche Bank fined $150M for failing to flag Epstein's shady transactions",
                  "c", summary="Unrelated text about football results and the weather.")  # fmt: skip
-    c = item("Deutsche Bank hit with $15 million fine over links to Jeffrey Epstein", "d",
+    c = item("Deutsche Bank to pay $15 million penalty to settle Epstein probe", "d",
              summary=summary)  # fmt: skip
     assert not merges(other, c)  # numbers differ: summaries cannot overrule the guard
 
