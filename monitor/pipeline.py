@@ -13,8 +13,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import bindparam, func, text, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -26,7 +28,7 @@ from monitor.match import Hit
 from monitor.models import Entry
 from monitor.parse import ParseResult
 from monitor.runtime import Runtime, slack_sink
-from monitor.store.queries import claim_due_feeds, story_sources
+from monitor.store.queries import claim_due_feeds
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, MatchRow, StoryRow
 
 log = logging.getLogger("wirewatch.pipeline")
@@ -47,6 +49,7 @@ class PollReport:
     error: str | None = None
     parse_error: str | None = None
     relinked: int = 0
+    state: dict[str, Any] = field(default_factory=dict)  # the feed row's new state
 
 
 @dataclass
@@ -134,10 +137,12 @@ async def poll_cycle(
                 if not isinstance(res, Exception):
                     raise res
                 log.error("poll of %s crashed", row.name, exc_info=res)
-                await _record_failure(rt, row, f"internal error: {res!r}", "internal", None, None)
-                report.polls.append(PollReport(row.name, row.url, error=f"internal error: {res!r}"))
+                failed = PollReport(row.name, row.url, error=f"internal error: {res!r}")
+                failed.state = _record_failure(rt, row, failed.error or "", "internal", None, None)
+                report.polls.append(failed)
             else:
                 report.polls.append(res)
+        await _save_states(rt, [p.state for p in report.polls[-len(feeds) :] if p.state])
 
 
 async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
@@ -149,11 +154,13 @@ async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
     report.status = result.status
     if result.not_modified:
         report.not_modified = True
-        await _record_success(rt, row, result, None, [])
+        report.state = _record_success(rt, row, result, None, [])
         return report
     if result.error or result.body is None:
         report.error = result.error or f"HTTP {result.status} with no body"
-        await _record_failure(rt, row, report.error, result.error_kind, result.status, result)
+        report.state = _record_failure(
+            rt, row, report.error, result.error_kind, result.status, result
+        )
         return report
     tags = tuple(t for t in row.tags.split(",") if t)
     parsed = await rt.pool.parse(
@@ -170,78 +177,109 @@ async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
         report.parse_error = parsed.error
     if not parsed.entries and parsed.error:
         report.error = parsed.error
-        await _record_failure(rt, row, parsed.error, "parse", result.status, result)
+        report.state = _record_failure(rt, row, parsed.error, "parse", result.status, result)
         return report
     await ingest(rt, row, parsed.entries, report)
-    await _record_success(rt, row, result, parsed, [e.published for e in parsed.entries])
+    report.state = _record_success(rt, row, result, parsed, [e.published for e in parsed.entries])
     return report
 
 
-async def _record_success(
+_STATE_COLUMNS = (
+    "url",
+    "etag",
+    "last_modified",
+    "next_due",
+    "lease_until",
+    "lease_owner",
+    "last_polled",
+    "last_success",
+    "last_error",
+    "last_error_kind",
+    "last_error_at",
+    "consecutive_failures",
+    "last_status",
+    "enabled",
+    "disabled_reason",
+    "title",
+    "current_interval_s",
+)
+
+
+def _state(row: FeedRow) -> dict[str, Any]:
+    return {"id": row.id, **{c: getattr(row, c) for c in _STATE_COLUMNS}}
+
+
+def _record_success(
     rt: Runtime,
-    row: FeedRow,
+    feed: FeedRow,
     result: FetchResult,
     parsed: ParseResult | None,
     times: Sequence[datetime | None],
-) -> None:
+) -> dict[str, Any]:
+    """The feed's new state after a successful poll (applied in bulk by poll_cycle)."""
     now = rt.clock()
-    async with rt.sessions() as session:
-        feed = await session.get(FeedRow, row.id)
-        if feed is None:
-            return
-        feed.last_polled = feed.last_success = now
-        feed.last_status = result.status
-        if not result.not_modified:
-            feed.etag = result.etag
-            feed.last_modified = result.last_modified
-        if result.permanent_redirect and result.permanent_redirect != feed.url:
-            log.warning(
-                "feed %s moved permanently: %s -> %s",
-                feed.name,
-                feed.url,
-                result.permanent_redirect,
-            )
-            feed.url = result.permanent_redirect
-        feed.consecutive_failures = 0
-        if parsed is not None and parsed.error:
-            # entries were recovered, but the feed is malformed: keep the reason visible
-            feed.last_error, feed.last_error_kind, feed.last_error_at = parsed.error, "parse", now
-        elif parsed is not None or result.not_modified:
-            feed.last_error = feed.last_error_kind = None
-        if parsed is not None and parsed.meta.title:
-            feed.title = parsed.meta.title[:500]
-        feed.next_due = now + timedelta(seconds=_interval(rt, feed, result, parsed, times, now))
-        feed.lease_until = feed.lease_owner = None
-        session.add(feed)
-        await session.commit()
+    feed.last_polled = feed.last_success = now
+    feed.last_status = result.status
+    if not result.not_modified:
+        feed.etag = result.etag
+        feed.last_modified = result.last_modified
+    if result.permanent_redirect and result.permanent_redirect != feed.url:
+        log.warning(
+            "feed %s moved permanently: %s -> %s", feed.name, feed.url, result.permanent_redirect
+        )
+        feed.url = result.permanent_redirect
+    feed.consecutive_failures = 0
+    if parsed is not None and parsed.error:
+        # entries were recovered, but the feed is malformed: keep the reason visible
+        feed.last_error, feed.last_error_kind, feed.last_error_at = parsed.error, "parse", now
+    elif parsed is not None or result.not_modified:
+        feed.last_error = feed.last_error_kind = None
+    if parsed is not None and parsed.meta.title:
+        feed.title = parsed.meta.title[:500]
+    feed.next_due = now + timedelta(seconds=_interval(rt, feed, result, parsed, times, now))
+    feed.lease_until = feed.lease_owner = None
+    return _state(feed)
 
 
-async def _record_failure(
+def _record_failure(
     rt: Runtime,
-    row: FeedRow,
+    feed: FeedRow,
     error: str,
     kind: str | None,
     status: int | None,
     result: FetchResult | None,
-) -> None:
+) -> dict[str, Any]:
+    """The feed's new state after a failed poll: the reason is kept on the feed."""
     now = rt.clock()
+    feed.last_polled = now
+    feed.last_status = status
+    feed.last_error, feed.last_error_kind, feed.last_error_at = error, kind, now
+    feed.consecutive_failures += 1
+    if kind == "gone" or status == 410:
+        feed.enabled = False
+        feed.disabled_reason = f"410 Gone at {now:%Y-%m-%d %H:%M}Z: disabled"
+        log.warning("feed %s answered 410 Gone: disabled", feed.name)
+    else:
+        log.warning("feed %s failed (%s): %s", feed.name, kind or "error", error)
+    feed.next_due = now + timedelta(seconds=_interval(rt, feed, result, None, [], now))
+    feed.lease_until = feed.lease_owner = None
+    return _state(feed)
+
+
+async def _save_states(rt: Runtime, states: list[dict[str, Any]]) -> None:
+    """One bulk UPDATE by primary key for a whole batch of polled feeds."""
+    if not states:
+        return
+    table = FeedRow.__table__  # type: ignore[attr-defined]
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("_id"))
+        .values({c: bindparam(c) for c in _STATE_COLUMNS})
+    )
+    params = [{**{k: v for k, v in st.items() if k != "id"}, "_id": st["id"]} for st in states]
     async with rt.sessions() as session:
-        feed = await session.get(FeedRow, row.id)
-        if feed is None:
-            return
-        feed.last_polled = now
-        feed.last_status = status
-        feed.last_error, feed.last_error_kind, feed.last_error_at = error, kind, now
-        feed.consecutive_failures += 1
-        if kind == "gone" or status == 410:
-            feed.enabled = False
-            feed.disabled_reason = f"410 Gone at {now:%Y-%m-%d %H:%M}Z: disabled"
-            log.warning("feed %s answered 410 Gone: disabled", feed.name)
-        else:
-            log.warning("feed %s failed (%s): %s", feed.name, kind or "error", error)
-        feed.next_due = now + timedelta(seconds=_interval(rt, feed, result, None, [], now))
-        feed.lease_until = feed.lease_owner = None
-        session.add(feed)
+        conn = await session.connection()
+        await conn.execute(stmt, params)  # executemany: one round trip
         await session.commit()
 
 
@@ -375,10 +413,9 @@ async def _ingest_locked(
                 feed.name,
                 report.relinked,
             )
-        for e in fresh:
-            alerts = await _ingest_one(rt, session, feed, e, now)
-            report.new += 1
-            report.alerts += alerts
+        if fresh:
+            report.alerts += await _ingest_fresh(rt, session, feed, fresh, now)
+            report.new += len(fresh)
         if fresh:
             feed_row = await session.get(FeedRow, feed.id)
             if feed_row is not None:
@@ -419,75 +456,171 @@ def _chunks(values: Sequence[str], size: int) -> list[Sequence[str]]:
     return [values[i : i + size] for i in range(0, len(values), size)]
 
 
-async def _ingest_one(
-    rt: Runtime, session: AsyncSession, feed: FeedRow, e: Entry, now: datetime
-) -> int:
-    row = EntryRow(
-        feed_id=feed.id or 0,
-        guid=e.guid,
-        link=e.link,
-        title=e.title,
-        summary=e.summary,
-        content=e.content,
-        author=e.author,
-        categories="\n".join(e.categories),
-        source=e.source,
-        published=e.published,
-        seen_at=now,
-    )
-    session.add(row)
-    await session.flush()
-    assert row.id is not None
-    item = StoryItem(
-        key=str(row.id),
-        title=e.title,
-        summary=e.summary,
-        published=e.published or now,
-        source=e.source,
-        url=e.link,
-    )
-    story_id = rt.index.find(item, now).story_id
-    if story_id is not None and await session.get(StoryRow, story_id) is None:
-        story_id = None  # index knew a story the database no longer has
-    if story_id is None:
-        story = StoryRow(
-            title=e.title,
-            link=e.link,
-            source=e.source,
-            first_entry_id=row.id,
-            created_at=now,
-            updated_at=now,
+@dataclass
+class _Pending:
+    entry: Entry
+    row: EntryRow
+    story_id: int
+    hits: list[Hit]
+
+
+async def _reserve_story_ids(rt: Runtime, session: AsyncSession, n: int) -> list[int]:
+    """Story ids for stories about to be created, known before insert so the story
+    index can learn them while the batch is still being built. PostgreSQL takes them
+    from the table's sequence (safe with many processes); SQLite, a one-process
+    database, counts on from the largest id."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        conn = await session.connection()
+        rows = await conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('stories', 'id')) "
+                "FROM generate_series(1, :n)"
+            ).bindparams(n=n)
         )
-        session.add(story)
+        return [int(r[0]) for r in rows.all()]
+    if rt.next_story_id is None:
+        top = (await session.exec(select(func.max(StoryRow.id)))).one()
+        rt.next_story_id = int(top or 0) + 1
+    start = rt.next_story_id
+    rt.next_story_id += n
+    return list(range(start, start + n))
+
+
+async def _ingest_fresh(
+    rt: Runtime, session: AsyncSession, feed: FeedRow, fresh: list[Entry], now: datetime
+) -> int:
+    """Store a poll's new entries, fold them into stories and queue alerts with a
+    handful of batched statements (not several round trips per entry)."""
+    assert feed.id is not None
+    max_age = rt.max_age
+    pending: list[_Pending] = []
+    new_stories: dict[int, StoryRow] = {}
+    spare: list[int] = []
+    for i, e in enumerate(fresh):
+        item = StoryItem(
+            key=f"{feed.id}:{e.guid}",
+            title=e.title,
+            summary=e.summary,
+            published=e.published or now,
+            source=e.source,
+            url=e.link,
+        )
+        story_id = rt.index.find(item, now).story_id
+        if story_id is None:
+            if not spare:
+                spare = await _reserve_story_ids(rt, session, max(8, len(fresh) - i))
+            story_id = spare.pop(0)
+            new_stories[story_id] = StoryRow(
+                id=story_id,
+                title=e.title,
+                link=e.link,
+                source=e.source,
+                source_count=0,
+                created_at=now,
+                updated_at=now,
+            )
+        rt.index.add(item, story_id)
+        row = EntryRow(
+            feed_id=feed.id,
+            guid=e.guid,
+            link=e.link,
+            title=e.title,
+            summary=e.summary,
+            content=e.content,
+            author=e.author,
+            categories="\n".join(e.categories),
+            source=e.source,
+            published=e.published,
+            seen_at=now,
+            story_id=story_id,
+        )
+        too_old = (
+            max_age is not None
+            and e.published is not None
+            and e.published < now - timedelta(seconds=max_age)
+        )
+        hits = (
+            [] if too_old else rt.matcher.match(_fields(e), feed=feed.name, feed_tags=e.feed_tags)
+        )
+        pending.append(_Pending(e, row, story_id, hits))
+
+    # what the database knows about the existing stories this batch touches
+    old_ids = sorted({p.story_id for p in pending} - set(new_stories))
+    stories: dict[int, StoryRow] = dict(new_stories)
+    sources: dict[int, set[str]] = defaultdict(set)
+    matches: dict[int, dict[str, MatchRow]] = defaultdict(dict)
+    parents: dict[tuple[int, str, str], AlertRow] = {}
+    for start in range(0, len(old_ids), 500):
+        chunk = old_ids[start : start + 500]
+        found = await session.exec(select(StoryRow).where(col(StoryRow.id).in_(chunk)))
+        for known in found.all():
+            stories[known.id or 0] = known
+        src_rows = await session.exec(
+            select(EntryRow.story_id, EntryRow.source)
+            .where(col(EntryRow.story_id).in_(chunk))
+            .distinct()
+        )
+        for sid, source in src_rows.all():
+            sources[sid or 0].add(source)
+        found_m = await session.exec(select(MatchRow).where(col(MatchRow.story_id).in_(chunk)))
+        for m in found_m.all():
+            matches[m.story_id][m.watchlist] = m
+        found_a = await session.exec(
+            select(AlertRow)
+            .where(col(AlertRow.story_id).in_(chunk), AlertRow.kind == "new")
+            .order_by(col(AlertRow.id))
+        )
+        for a in found_a.all():
+            parents.setdefault((a.story_id, a.watchlist, a.sink), a)
+
+    if new_stories:
+        session.add_all(new_stories.values())
         await session.flush()
-        assert story.id is not None
-        story_id = story.id
-        new_outlet = True
-    else:
-        prior = await story_sources(session, story_id)
-        new_outlet = e.source not in {s for s, _, _ in prior}
-        story = await session.get(StoryRow, story_id)  # type: ignore[assignment]
-        assert story is not None
-        story.updated_at = now
+    session.add_all([p.row for p in pending])
+    await session.flush()  # one multi-row INSERT … RETURNING for the entries' ids
+
+    queued = 0
+    new_parents: list[AlertRow] = []
+    for p in pending:
+        story = stories.get(p.story_id)
+        if story is None:  # the index knew a story the database no longer has
+            story = StoryRow(
+                title=p.entry.title,
+                link=p.entry.link,
+                source=p.entry.source,
+                source_count=0,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(story)
+            await session.flush()
+            assert story.id is not None
+            p.row.story_id = p.story_id = story.id
+            stories[story.id] = story
+        new_outlet = p.entry.source not in sources[p.story_id]
         if new_outlet:
+            sources[p.story_id].add(p.entry.source)
             story.source_count += 1
-        session.add(story)
-    row.story_id = story_id
-    session.add(row)
-    rt.index.add(item, story_id)
+        story.updated_at = now
+        if p.hits or (new_outlet and matches.get(p.story_id)):
+            if any(a.id is None for a in new_parents):
+                await session.flush()  # a follow-up may need a parent queued just now
+            queued += _queue_alerts(
+                rt,
+                session,
+                story,
+                p.row,
+                p.hits,
+                new_outlet,
+                now,
+                matches[p.story_id],
+                parents,
+                new_parents,
+            )
+    return queued
 
-    too_old = (
-        rt.max_age is not None
-        and e.published is not None
-        and e.published < now - timedelta(seconds=rt.max_age)
-    )
-    if too_old:
-        return 0
-    hits = rt.matcher.match(_fields(e), feed=feed.name, feed_tags=e.feed_tags)
-    return await _queue_alerts(rt, session, story, row, hits, new_outlet, now)
 
-
-async def _queue_alerts(
+def _queue_alerts(
     rt: Runtime,
     session: AsyncSession,
     story: StoryRow,
@@ -495,13 +628,14 @@ async def _queue_alerts(
     hits: list[Hit],
     new_outlet: bool,
     now: datetime,
+    matches: dict[str, MatchRow],
+    parents: dict[tuple[int, str, str], AlertRow],
+    new_parents: list[AlertRow],
 ) -> int:
+    """One alert per story per watchlist (per sink): the first when the story reaches
+    the watchlist's ``min_sources``; then a follow-up for each new outlet (threads)."""
     assert story.id is not None and entry.id is not None
     queued = 0
-    matches = {
-        m.watchlist: m
-        for m in (await session.exec(select(MatchRow).where(MatchRow.story_id == story.id))).all()
-    }
     for hit in hits:
         m = matches.get(hit.watchlist)
         if m is None:
@@ -518,7 +652,6 @@ async def _queue_alerts(
             m.terms = json.dumps(_union(json.loads(m.terms), hit.terms))
             m.words = json.dumps(_union(json.loads(m.words), hit.words))
         session.add(m)
-    await session.flush()
     for name, m in matches.items():
         wl = rt.matcher.watchlists.get(name)
         if wl is None:
@@ -530,32 +663,26 @@ async def _queue_alerts(
                 m.alerted = True
                 session.add(m)
                 for sink in sinks:
-                    session.add(
-                        AlertRow(
-                            story_id=story.id,
-                            entry_id=m.entry_id,
-                            watchlist=name,
-                            sink=sink,
-                            channel=channel if sink.startswith("slack") else "",
-                            kind="new",
-                            next_attempt_at=now,
-                            created_at=now,
-                            terms=m.terms,
-                            words=m.words,
-                        )
+                    alert = AlertRow(
+                        story_id=story.id,
+                        entry_id=m.entry_id,
+                        watchlist=name,
+                        sink=sink,
+                        channel=channel if sink.startswith("slack") else "",
+                        kind="new",
+                        next_attempt_at=now,
+                        created_at=now,
+                        terms=m.terms,
+                        words=m.words,
                     )
+                    session.add(alert)
+                    parents[(story.id, name, sink)] = alert
+                    new_parents.append(alert)
                     queued += 1
         elif new_outlet and wl.followups == "thread":
             for sink in sinks:
-                parent = (
-                    await session.exec(
-                        select(AlertRow)
-                        .where(AlertRow.story_id == story.id, AlertRow.watchlist == name)
-                        .where(AlertRow.sink == sink, AlertRow.kind == "new")
-                        .order_by(col(AlertRow.id))
-                    )
-                ).first()
-                if parent is None:
+                parent = parents.get((story.id, name, sink))
+                if parent is None or parent.id is None:
                     continue
                 session.add(
                     AlertRow(
@@ -611,7 +738,8 @@ async def load_index(rt: Runtime) -> int:
     async with rt.sessions() as session:
         result = await session.stream(
             sa_select(
-                col(EntryRow.id),
+                col(EntryRow.feed_id),
+                col(EntryRow.guid),
                 col(EntryRow.title),
                 col(EntryRow.summary),
                 col(EntryRow.published),
@@ -625,20 +753,22 @@ async def load_index(rt: Runtime) -> int:
             .order_by(col(EntryRow.id))
             .execution_options(yield_per=5000)
         )
-        async for eid, title, summary, published, seen_at, source, link, story_id in result:
-            if story_id is None:
-                continue
-            rt.index.add(
-                StoryItem(
-                    key=str(eid),
-                    title=title,
-                    summary=summary,
-                    published=published or seen_at,
-                    source=source,
-                    url=link,
-                ),
-                story_id,
-            )
-            count += 1
+        add = rt.index.add
+        async for part in result.partitions(5000):  # batches: no task switch per row
+            for feed_id, guid, title, summary, published, seen_at, source, link, sid in part:
+                if sid is None:
+                    continue
+                add(
+                    StoryItem(
+                        key=f"{feed_id}:{guid}",
+                        title=title,
+                        summary=summary,
+                        published=published or seen_at,
+                        source=source,
+                        url=link,
+                    ),
+                    sid,
+                )
+                count += 1
     rt.index_loaded = True
     return count

@@ -97,6 +97,7 @@ class Runtime:
     # commits alerts so the worker sends them at once instead of at its next tick
     channel_tasks: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    next_story_id: int | None = None  # SQLite story id counter (see pipeline)
 
     @property
     def limits(self) -> FetchLimits:

@@ -76,10 +76,15 @@ async def claim_due_feeds(
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = list((await session.exec(query)).all())
-    for row in rows:
-        row.lease_until = now + timedelta(seconds=lease_s)
-        row.lease_owner = owner
-        session.add(row)
+    if rows:
+        until = now + timedelta(seconds=lease_s)
+        await session.exec(
+            update(FeedRow)
+            .where(col(FeedRow.id).in_([r.id for r in rows]))
+            .values(lease_until=until, lease_owner=owner)
+        )
+        for row in rows:
+            row.lease_until, row.lease_owner = until, owner
     await session.commit()
     return rows
 
