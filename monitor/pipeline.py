@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import bindparam, func, text, update
+from sqlalchemy import bindparam, func, insert, text, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -459,9 +459,12 @@ def _chunks(values: Sequence[str], size: int) -> list[Sequence[str]]:
 @dataclass
 class _Pending:
     entry: Entry
-    row: EntryRow
+    row: dict[str, Any]  # the entries row, inserted with plain Core
     story_id: int
     hits: list[Hit]
+    entry_id: int = 0
+    new_outlet: bool = False
+    outlets: int = 0  # outlets carrying the story once this entry is in
 
 
 async def _reserve_story_ids(rt: Runtime, session: AsyncSession, n: int) -> list[int]:
@@ -494,7 +497,7 @@ async def _ingest_fresh(
     assert feed.id is not None
     max_age = rt.max_age
     pending: list[_Pending] = []
-    new_stories: dict[int, StoryRow] = {}
+    new_stories: dict[int, dict[str, Any]] = {}
     spare: list[int] = []
     for i, e in enumerate(fresh):
         item = StoryItem(
@@ -510,30 +513,17 @@ async def _ingest_fresh(
             if not spare:
                 spare = await _reserve_story_ids(rt, session, max(8, len(fresh) - i))
             story_id = spare.pop(0)
-            new_stories[story_id] = StoryRow(
-                id=story_id,
-                title=e.title,
-                link=e.link,
-                source=e.source,
-                source_count=0,
-                created_at=now,
-                updated_at=now,
-            )
+            new_stories[story_id] = {
+                "id": story_id,
+                "title": e.title,
+                "link": e.link,
+                "source": e.source,
+                "first_entry_id": None,
+                "source_count": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
         rt.index.add(item, story_id)
-        row = EntryRow(
-            feed_id=feed.id,
-            guid=e.guid,
-            link=e.link,
-            title=e.title,
-            summary=e.summary,
-            content=e.content,
-            author=e.author,
-            categories="\n".join(e.categories),
-            source=e.source,
-            published=e.published,
-            seen_at=now,
-            story_id=story_id,
-        )
         too_old = (
             max_age is not None
             and e.published is not None
@@ -542,11 +532,26 @@ async def _ingest_fresh(
         hits = (
             [] if too_old else rt.matcher.match(_fields(e), feed=feed.name, feed_tags=e.feed_tags)
         )
+        row = {
+            "feed_id": feed.id,
+            "guid": e.guid,
+            "link": e.link,
+            "title": e.title,
+            "summary": e.summary,
+            "content": e.content,
+            "author": e.author,
+            "categories": "\n".join(e.categories),
+            "source": e.source,
+            "published": e.published,
+            "seen_at": now,
+            "story_id": story_id,
+            "updates": 0,
+        }
         pending.append(_Pending(e, row, story_id, hits))
 
     # what the database knows about the existing stories this batch touches
     old_ids = sorted({p.story_id for p in pending} - set(new_stories))
-    stories: dict[int, StoryRow] = dict(new_stories)
+    stories: dict[int, StoryRow] = {}
     sources: dict[int, set[str]] = defaultdict(set)
     matches: dict[int, dict[str, MatchRow]] = defaultdict(dict)
     parents: dict[tuple[int, str, str], AlertRow] = {}
@@ -573,45 +578,59 @@ async def _ingest_fresh(
         for a in found_a.all():
             parents.setdefault((a.story_id, a.watchlist, a.sink), a)
 
+    # outlets per story, in arrival order: who is new, and how many carry it so far
+    counts: dict[int, int] = {sid: st.source_count for sid, st in stories.items()}
+    for p in pending:
+        if p.story_id not in stories and p.story_id not in new_stories:
+            # the index knew a story the database no longer has: start it again
+            sid = (await _reserve_story_ids(rt, session, 1))[0]
+            new_stories[sid] = {
+                "id": sid,
+                "title": p.entry.title,
+                "link": p.entry.link,
+                "source": p.entry.source,
+                "first_entry_id": None,
+                "source_count": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            p.story_id = p.row["story_id"] = sid
+        p.new_outlet = p.entry.source not in sources[p.story_id]
+        if p.new_outlet:
+            sources[p.story_id].add(p.entry.source)
+            counts[p.story_id] = counts.get(p.story_id, 0) + 1
+        p.outlets = counts[p.story_id]
+    for sid, st in stories.items():
+        st.source_count, st.updated_at = counts[sid], now
+        session.add(st)
+    for sid, values in new_stories.items():
+        values["source_count"] = counts[sid]
+
+    # plain Core inserts: one multi-row statement each, no ORM bookkeeping per entry
+    conn = await session.connection()
     if new_stories:
-        session.add_all(new_stories.values())
-        await session.flush()
-    session.add_all([p.row for p in pending])
-    await session.flush()  # one multi-row INSERT … RETURNING for the entries' ids
+        await conn.execute(insert(StoryRow), list(new_stories.values()))
+    inserted = await conn.execute(
+        insert(EntryRow).returning(col(EntryRow.id), sort_by_parameter_order=True),
+        [p.row for p in pending],
+    )
+    for p, (eid,) in zip(pending, inserted.all(), strict=True):
+        p.entry_id = int(eid or 0)
 
     queued = 0
     new_parents: list[AlertRow] = []
     for p in pending:
-        story = stories.get(p.story_id)
-        if story is None:  # the index knew a story the database no longer has
-            story = StoryRow(
-                title=p.entry.title,
-                link=p.entry.link,
-                source=p.entry.source,
-                source_count=0,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(story)
-            await session.flush()
-            assert story.id is not None
-            p.row.story_id = p.story_id = story.id
-            stories[story.id] = story
-        new_outlet = p.entry.source not in sources[p.story_id]
-        if new_outlet:
-            sources[p.story_id].add(p.entry.source)
-            story.source_count += 1
-        story.updated_at = now
-        if p.hits or (new_outlet and matches.get(p.story_id)):
+        if p.hits or (p.new_outlet and matches.get(p.story_id)):
             if any(a.id is None for a in new_parents):
                 await session.flush()  # a follow-up may need a parent queued just now
             queued += _queue_alerts(
                 rt,
                 session,
-                story,
-                p.row,
+                p.story_id,
+                p.outlets,
+                p.entry_id,
                 p.hits,
-                new_outlet,
+                p.new_outlet,
                 now,
                 matches[p.story_id],
                 parents,
@@ -623,8 +642,9 @@ async def _ingest_fresh(
 def _queue_alerts(
     rt: Runtime,
     session: AsyncSession,
-    story: StoryRow,
-    entry: EntryRow,
+    story_id: int,
+    outlets: int,
+    entry_id: int,
     hits: list[Hit],
     new_outlet: bool,
     now: datetime,
@@ -633,15 +653,15 @@ def _queue_alerts(
     new_parents: list[AlertRow],
 ) -> int:
     """One alert per story per watchlist (per sink): the first when the story reaches
-    the watchlist's ``min_sources``; then a follow-up for each new outlet (threads)."""
-    assert story.id is not None and entry.id is not None
+    the watchlist's ``min_sources`` (``outlets`` carry it now); then a follow-up for
+    each new outlet (threads)."""
     queued = 0
     for hit in hits:
         m = matches.get(hit.watchlist)
         if m is None:
             m = MatchRow(
-                story_id=story.id,
-                entry_id=entry.id,
+                story_id=story_id,
+                entry_id=entry_id,
                 watchlist=hit.watchlist,
                 terms=json.dumps(list(hit.terms)),
                 words=json.dumps(list(hit.words)),
@@ -659,12 +679,12 @@ def _queue_alerts(
         sinks = _routes(rt, wl.sinks)
         channel = wl.channel or rt.config.settings.slack.channel or ""
         if not m.alerted:
-            if story.source_count >= max(1, wl.min_sources):
+            if outlets >= max(1, wl.min_sources):
                 m.alerted = True
                 session.add(m)
                 for sink in sinks:
                     alert = AlertRow(
-                        story_id=story.id,
+                        story_id=story_id,
                         entry_id=m.entry_id,
                         watchlist=name,
                         sink=sink,
@@ -676,18 +696,18 @@ def _queue_alerts(
                         words=m.words,
                     )
                     session.add(alert)
-                    parents[(story.id, name, sink)] = alert
+                    parents[(story_id, name, sink)] = alert
                     new_parents.append(alert)
                     queued += 1
         elif new_outlet and wl.followups == "thread":
             for sink in sinks:
-                parent = parents.get((story.id, name, sink))
+                parent = parents.get((story_id, name, sink))
                 if parent is None or parent.id is None:
                     continue
                 session.add(
                     AlertRow(
-                        story_id=story.id,
-                        entry_id=entry.id,
+                        story_id=story_id,
+                        entry_id=entry_id,
                         watchlist=name,
                         sink=sink,
                         channel=parent.channel,
