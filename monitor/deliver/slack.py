@@ -18,6 +18,7 @@ Safety rules the renderer keeps:
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -432,6 +433,15 @@ def _metadata(
 # --------------------------------------------------------------------------- bot notifier
 
 
+def _session_if_loop_running(timeout: float) -> aiohttp.ClientSession | None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    # slack-sdk applies its own timeout only to sessions it creates itself
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+
+
 class SlackBotNotifier:
     """Slack via a bot token (``chat:write``; ``channels:history``/``groups:history`` for
     crash reconciliation; ``channels:read`` to resolve channel names after a restart).
@@ -458,6 +468,9 @@ class SlackBotNotifier:
             base_url=base_url or DEFAULT_BASE_URL,
             timeout=timeout,
             retry_handlers=[connect_retry_handler(connect_retries)],
+            # one pooled HTTP session for every call (without it slack-sdk opens and
+            # closes a session per request: a new connection and TLS handshake each time)
+            session=_session_if_loop_running(timeout),
         )
         self._channel_ids: dict[str, str] = {}
         # (channel, alert_id) -> {part index: ts} for digests sent only in part
