@@ -160,10 +160,14 @@ async def deliver_pending(rt: Runtime) -> DeliveryReport:
     they are done (``wirewatch once``, tests). The daemon uses :func:`delivery_loop`."""
     report = DeliveryReport()
     await reconcile(rt, older_than=RECONCILE_AFTER)
-    tasks = kick(rt, await _due_keys(rt), report)
-    if tasks:
-        await asyncio.gather(*tasks)
-    return report
+    while True:
+        # a channel whose drain finished must not wait for the slowest other channel:
+        # look for newly due rows each time any drain ends
+        kick(rt, await _due_keys(rt), report)
+        running = [t for t in rt.channel_tasks.values() if not t.done()]
+        if not running:
+            return report
+        await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
 
 
 async def delivery_loop(rt: Runtime, stop: asyncio.Event) -> None:
