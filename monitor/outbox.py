@@ -142,7 +142,7 @@ async def _due_keys(rt: Runtime) -> list[tuple[str, str]]:
 
 def kick(
     rt: Runtime, keys: list[tuple[str, str]], report: DeliveryReport
-) -> list[asyncio.Task[None]]:
+) -> list[asyncio.Task[bool]]:
     """Make sure a drain task runs for each channel; never two for one channel in a
     process (two would send the same row twice). Returns the tasks now responsible."""
     tasks = []
@@ -160,14 +160,21 @@ async def deliver_pending(rt: Runtime) -> DeliveryReport:
     they are done (``wirewatch once``, tests). The daemon uses :func:`delivery_loop`."""
     report = DeliveryReport()
     await reconcile(rt, older_than=RECONCILE_AFTER)
+    stalled: set[tuple[str, str]] = set()
     while True:
         # a channel whose drain finished must not wait for the slowest other channel:
-        # look for newly due rows each time any drain ends
-        kick(rt, await _due_keys(rt), report)
-        running = [t for t in rt.channel_tasks.values() if not t.done()]
+        # look for newly due rows each time any drain ends; a channel that could not
+        # move (its head waits for a retry or a parent) is not restarted in this call
+        keys = [k for k in await _due_keys(rt) if k not in stalled]
+        kick(rt, keys, report)
+        running = {k: t for k, t in rt.channel_tasks.items() if not t.done()}
         if not running:
             return report
-        await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
+        for key, task in running.items():
+            ended = task in done and not task.cancelled() and task.exception() is None
+            if ended and not task.result():
+                stalled.add(key)
 
 
 async def delivery_loop(rt: Runtime, stop: asyncio.Event) -> None:
@@ -196,8 +203,9 @@ async def delivery_loop(rt: Runtime, stop: asyncio.Event) -> None:
         await asyncio.wait(running, timeout=30)
 
 
-async def _channel_loop(rt: Runtime, key: tuple[str, str], report: DeliveryReport) -> None:
-    """Drain one channel until nothing in it is due."""
+async def _channel_loop(rt: Runtime, key: tuple[str, str], report: DeliveryReport) -> bool:
+    """Drain one channel until nothing in it is due. False when it stopped without
+    having worked through its queue (the head waits for a retry or a parent)."""
     while True:
         async with rt.sessions() as session:
             queue = list(
@@ -210,13 +218,13 @@ async def _channel_loop(rt: Runtime, key: tuple[str, str], report: DeliveryRepor
                     )
                 ).all()
             )
-        if not queue or queue[0].next_attempt_at > rt.clock():
-            if queue:
-                report.waiting += len(queue)
-            return
-        progressed = await _drain(rt, key, queue, rt.clock(), report)
-        if not progressed:
-            return
+        if not queue:
+            return True
+        if queue[0].next_attempt_at > rt.clock():
+            report.waiting += len(queue)
+            return False
+        if not await _drain(rt, key, queue, rt.clock(), report):
+            return False
 
 
 async def _pace(rt: Runtime, key: tuple[str, str]) -> None:

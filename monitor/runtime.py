@@ -95,7 +95,7 @@ class Runtime:
     last_sent: dict[tuple[str, str], float] = field(default_factory=dict)
     # delivery: one drain task per (sink, channel); ingest sets the event after it
     # commits alerts so the worker sends them at once instead of at its next tick
-    channel_tasks: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
+    channel_tasks: dict[tuple[str, str], asyncio.Task[bool]] = field(default_factory=dict)
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     next_story_id: int | None = None  # SQLite story id counter (see pipeline)
 
