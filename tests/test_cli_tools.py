@@ -112,3 +112,36 @@ def test_feeds_add_discovers_from_html_and_export_roundtrips(
     path.write_text(opml)
     res = ww("check", "--config", str(cfg), "--feeds", str(path))
     assert res.returncode == 0 and "2 feeds" in res.stdout, res.stderr
+
+
+def test_cluster_command_prints_id_tab_story(tmp_path: Path) -> None:
+    items = tmp_path / "items.jsonl"
+    rows = [
+        {
+            "id": "a1",
+            "title": "Magnitude 6.1 earthquake strikes off Japan's northeast coast",
+            "source": "AFP",
+            "published": "2026-01-02T10:00:00Z",
+        },
+        {
+            "id": "a2",
+            "title": "UPDATE 1-Magnitude 6.1 earthquake strikes off Japan's "
+            "northeast coast - Reuters",
+            "source": "Reuters",
+        },
+        {
+            "id": "b1",
+            "title": "Magnitude 7.1 earthquake strikes off Japan's northeast coast",
+            "source": "NHK",
+        },
+        {"id": 7, "title": "Kim Jong Un meets Putin at space centre", "source": "CNA"},
+        {"id": 8, "title": "Kim Jong Un meets Xi at space centre", "source": "CNA"},
+    ]
+    items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    res = ww("cluster", str(items), "--config", str(tmp_path / "none"))
+    assert res.returncode == 0, res.stderr
+    out = [line.split("\t") for line in res.stdout.splitlines()]
+    assert out == [["a1", "a1"], ["a2", "a1"], ["b1", "b1"], ["7", "7"], ["8", "8"]]
+    items.write_text('{"id": 1, "title": "ok"}\n{not json\n')
+    res = ww("cluster", str(items), "--config", str(tmp_path / "none"))
+    assert res.returncode == 2 and "line 2" in res.stderr
