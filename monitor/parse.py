@@ -43,6 +43,7 @@ import json
 import multiprocessing
 import operator
 import re
+import signal
 import time
 import xml.sax
 from collections.abc import Mapping, Sequence
@@ -850,6 +851,9 @@ def terminate_workers(executor: ProcessPoolExecutor) -> None:
 
 
 def _warm_up() -> None:  # runs in each worker at start: import cost paid once, not per parse
+    # Ctrl-C in a terminal reaches the whole process group: the daemon handles it and
+    # shuts the pool down; workers must not die mid-parse with a traceback of their own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     install_speedups()
     feedparser.parse(b"<rss version='2.0'><channel><title>x</title></channel></rss>")
 
