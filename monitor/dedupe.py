@@ -27,14 +27,22 @@ lowest value with no false merge on the hand-labelled capture pairs
 ``add`` is the restart path (run once per stored entry): it computes only the title key
 and index stems; summaries are cleaned, and guard features computed, only for the few
 candidates ``find`` scores.
+
+Cost (``bench/bench_dedup_speed.py``): a title's features and the pair-independent parts
+of its signals (``_Profile``) are computed once and kept in a bounded per-index cache, so a
+candidate scored again costs no re-tokenising; soft stem matching compares each pair of
+stems once, and rejects most pairs by length and character-set bounds before calling
+``fuzz.ratio``. These change no result: ``similarity_signals`` equals the plain
+pairwise computation float for float (``tests/test_dedupe.py``).
 """
 
 from __future__ import annotations
 
-import heapq
+import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 
 from rapidfuzz import fuzz
 
@@ -185,12 +193,6 @@ def weighted_dice(a: TitleFeatures, b: TitleFeatures) -> float:
     return 100.0 * (ma + mb) / (sum(wa.values()) + sum(wb.values()))
 
 
-def _matched(xs: list[str], ys: list[str]) -> list[str]:
-    """The stems of ``xs`` that some stem of ``ys`` matches (exactly or softly)."""
-    exact = set(ys)
-    return [x for x in xs if x in exact or any(_tokens_match(x, y) for y in ys)]
-
-
 SIGNALS = (
     "soft_dice", "weighted_dice", "cover_min", "cover_max", "shared_names", "unmatched",
     "token_set", "sorted_ratio", "shared_number", "min_len", "n_matched", "matched_len",
@@ -204,37 +206,148 @@ MODEL = (
 )  # fmt: skip
 
 
-def similarity_signals(a: TitleFeatures, b: TitleFeatures) -> tuple[float, ...]:
-    """The lexical signals the title model weighs, each scaled to about 0-1."""
-    sa, sb = list(dict.fromkeys(a.stems)), list(dict.fromkeys(b.stems))
+_Stem = tuple[str, int, str, int]  # stem, length, first 4 characters, character mask
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _stem_info(stem: str) -> _Stem:
+    mask = 0
+    for c in stem:
+        mask |= 1 << (ord(c) & 63)
+    return stem, len(stem), stem[:4], mask
+
+
+class _Profile:
+    """Pair-independent parts of one title's signals, computed once per title."""
+
+    __slots__ = ("elig", "f", "names", "sorted_key", "strong", "uniq", "uset", "wsum")
+
+    def __init__(self, f: TitleFeatures) -> None:
+        self.f = f
+        uniq = tuple(dict.fromkeys(f.stems))
+        self.uniq = uniq
+        self.uset = frozenset(uniq)
+        # stems that can soft-match a different stem: 4+ characters, not a number
+        self.elig: tuple[_Stem, ...] = tuple(
+            _stem_info(x) for x in uniq if len(x) >= 4 and not x[0].isdigit()
+        )
+        weights = _weights(f)
+        self.wsum = sum(weights.values())
+        self.strong = frozenset(x for x, w in weights.items() if w == 2.0)
+        self.names = frozenset(t for run in f.names + f.first + f.maybe for t in run)
+        self.sorted_key = " ".join(sorted(uniq))
+
+
+def _soft_pair(x: str, y: str) -> bool:
+    """``_tokens_match(x, y)`` for two different stems of 4+ characters, not numbers."""
+    lx, ly = len(x), len(y)
+    if lx <= ly:
+        short, long_, ls, ll = x, y, lx, ly
+    else:
+        short, long_, ls, ll = y, x, ly, lx
+    if long_.startswith(short):
+        return True
+    if ls < 5:
+        return False
+    if ll - ls <= 4 and short[:5] == long_[:5]:
+        return True
+    # fuzz.ratio = 100 * (1 - indel / (lx + ly)) and indel >= ll - ls: no chance of 85
+    if 20 * (ll - ls) > 3 * (ls + ll):
+        return False
+    return fuzz.ratio(x, y) >= 85.0
+
+
+def _cross(xs: list[_Stem], ys: list[_Stem], first: bool) -> tuple[set[str], set[str]]:
+    """Which stems of ``xs`` and of ``ys`` soft-match (``_tokens_match``) some stem of the
+    other list; the lists share no stem. With ``first`` the ``ys`` side is left
+    incomplete: each x stops at its first match.
+
+    Cheap rejections come first. Different first four characters leave only the
+    ``fuzz.ratio >= 85`` rule, which needs an indel distance of at most 15% of the combined
+    length; the length difference is a lower bound on that distance, and so is the number
+    of character classes one stem has and the other lacks (popcount of the masks' XOR)."""
+    hit_x: set[str] = set()
+    hit_y: set[str] = set()
+    ratio = fuzz.ratio
+    for x0, lx, x4, mx in xs:
+        x5 = lx >= 5
+        for y in ys:
+            if x4 == y[2]:
+                if not _soft_pair(x0, y[0]):
+                    continue
+            else:
+                ly = y[1]
+                if not x5 or ly < 5:
+                    continue
+                total3 = 3 * (lx + ly)
+                if 20 * (lx - ly if lx > ly else ly - lx) > total3:
+                    continue
+                if 20 * (mx ^ y[3]).bit_count() > total3:
+                    continue
+                if ratio(x0, y[0]) < 85.0:
+                    continue
+            hit_x.add(x0)
+            hit_y.add(y[0])
+            if first:
+                break
+    return hit_x, hit_y
+
+
+_ZERO_SIGNALS = (0.0,) * len(SIGNALS)
+
+
+def _signals(pa: _Profile, pb: _Profile) -> tuple[float, ...]:
+    """``similarity_signals`` on profiles: each soft comparison is made once."""
+    sa, sb = pa.uniq, pb.uniq
     if not sa or not sb:
-        return (0.0,) * len(SIGNALS)
-    ma, mb = _matched(sa, sb), _matched(sb, sa)  # soft matching, computed once
-    ca, cb = len(ma) / len(sa), len(mb) / len(sb)
-    # weighted Dice from the same matches (names and numbers count double)
-    wa, wb = _weights(a), _weights(b)
-    wdice = (sum(wa[x] for x in ma) + sum(wb[y] for y in mb)) / (
-        sum(wa.values()) + sum(wb.values())
-    )
-    names_a = {t for run in a.names + a.first + a.maybe for t in run}
-    names_b = {t for run in b.names + b.first + b.maybe for t in run}
-    shared_names = len(set(ma) & names_a) + len(set(mb) & names_b)
-    unmatched = len(sa) - len(ma) + len(sb) - len(mb)
+        return _ZERO_SIGNALS
+    seta, setb = pa.uset, pb.uset
+    common = seta & setb
+    ncommon = len(common)
+    # soft matches between the stems only one side has (soft_dice counts these) ...
+    ra = [x for x in pa.elig if x[0] not in setb]
+    rb = [y for y in pb.elig if y[0] not in seta]
+    if ra and rb:
+        hit_a, hit_b = _cross(ra, rb, False)
+    else:
+        hit_a, hit_b = set(), set()
+    soft = 100.0 * (ncommon + len(hit_a) + ncommon + len(hit_b)) / (len(seta) + len(setb))
+    # ... and, for the coverage signals, soft matches with the shared stems too
+    ma = set(common)
+    ma |= hit_a
+    mb = set(common)
+    mb |= hit_b
+    if common:
+        ce = [c for c in pa.elig if c[0] in setb]
+        if ce:
+            ma |= _cross([x for x in ra if x[0] not in hit_a], ce, True)[0]
+            mb |= _cross([y for y in rb if y[0] not in hit_b], ce, True)[0]
+    nma, nmb = len(ma), len(mb)
+    ca, cb = nma / len(sa), nmb / len(sb)
+    # weights are 1.0 or 2.0 (names and numbers): these integer sums are exact
+    wdice = (nma + len(ma & pa.strong) + nmb + len(mb & pb.strong)) / (pa.wsum + pb.wsum)
+    shared_names = len(ma & pa.names) + len(mb & pb.names)
+    unmatched = len(sa) - nma + len(sb) - nmb
     return (
-        soft_dice(a.stems, b.stems) / 100.0,
+        soft / 100.0,
         wdice,
         min(ca, cb),
         max(ca, cb),
         min(shared_names, 4) / 4.0,
         min(unmatched, 10) / 10.0,
-        fuzz.token_set_ratio(a.key, b.key) / 100.0,
-        fuzz.ratio(" ".join(sorted(sa)), " ".join(sorted(sb))) / 100.0,
-        1.0 if a.numbers & b.numbers else 0.0,
+        fuzz.token_set_ratio(pa.f.key, pb.f.key) / 100.0,
+        fuzz.ratio(pa.sorted_key, pb.sorted_key) / 100.0,
+        1.0 if pa.f.numbers & pb.f.numbers else 0.0,
         min(len(sa), len(sb)) / 10.0,
-        len(ma) / 10.0,
-        sum(len(x) for x in ma) / len(ma) / 8.0 if ma else 0.0,
+        nma / 10.0,
+        sum(map(len, ma)) / nma / 8.0 if nma else 0.0,
         ca * cb,
     )
+
+
+def similarity_signals(a: TitleFeatures, b: TitleFeatures) -> tuple[float, ...]:
+    """The lexical signals the title model weighs, each scaled to about 0-1."""
+    return _signals(_Profile(a), _Profile(b))
 
 
 def model_score(signals: tuple[float, ...], model: tuple[float, ...] = MODEL) -> float:
@@ -334,6 +447,9 @@ def _title_key(item: StoryItem, tk: TitleKey, ts: float, min_words: int) -> int:
     return hash(("title", tk.key))
 
 
+_PROFILE_CACHE = 1 << 13  # titles whose profile is kept (about 2.5 KB each: 20 MB at most)
+
+
 class StoryIndex:
     """In-memory window of recent items, blocked by rare title stems."""
 
@@ -345,6 +461,9 @@ class StoryIndex:
         self._by_url: dict[int, int] = {}
         self._by_title: dict[int, int] = {}
         self._cache: tuple[StoryItem, TitleKey, str] | None = None
+        # title -> profile (features and pair-independent signal parts); a pure function
+        # of the title, bounded, so it only saves work
+        self._profiles: dict[str, _Profile] = {}
         self._trim_at = 2 * config.posting_cap
 
     def __len__(self) -> int:
@@ -387,19 +506,29 @@ class StoryIndex:
             return Decision(None, "new", 0.0)
         return self._fuzzy(tk, summary, ts)
 
+    def _profile(self, title: str) -> _Profile:
+        cache = self._profiles
+        prof = cache.get(title)
+        if prof is None:
+            if len(cache) >= _PROFILE_CACHE:
+                del cache[next(iter(cache))]  # oldest first
+            prof = cache[title] = _Profile(features(title))
+        return prof
+
     def _candidates(self, feats: TitleKey, ts: float) -> list[_Rec]:
         cfg = self.config
         postings = self._postings
-        probes = sorted({s for s in feats.stems if s in postings}, key=lambda s: len(postings[s]))[
-            : cfg.probe_tokens
-        ]
+        probes = sorted(
+            {s for s in feats.stems if s in postings}, key=lambda s: (len(postings[s]), s)
+        )[: cfg.probe_tokens]
         hits: dict[int, float] = {}
         for tok in probes:
             plist = postings[tok]
             weight = 1.0 / (1.0 + min(len(plist), cfg.posting_cap) / 50.0)
             for slot in plist[-cfg.posting_cap :]:
                 hits[slot] = hits.get(slot, 0.0) + weight
-        ranked = heapq.nlargest(cfg.max_candidates * 2, hits.items(), key=lambda kv: kv[1])
+        # (what heapq.nlargest documents itself equal to; faster on a few hundred hits)
+        ranked = sorted(hits.items(), key=itemgetter(1), reverse=True)[: cfg.max_candidates * 2]
         out: list[_Rec] = []
         for slot, _w in ranked:
             rec = self._live(slot, ts)
@@ -414,17 +543,17 @@ class StoryIndex:
         best: Decision = Decision(None, "new", 0.0)
         low_floor = min(cfg.summary_title_floor, cfg.title_threshold)
         mine = set(tk.stems)
-        feats: TitleFeatures | None = None
+        mine_p: _Profile | None = None
         for rec in self._candidates(tk, ts):
             # exact-stem Dice first: soft matching rarely adds more than a third
-            shared = sum(1 for t in rec.stems if t in mine)
+            shared = len(mine.intersection(rec.stems))  # rec.stems are unique
             if 200.0 * shared / (len(mine) + len(rec.stems)) < cfg.prefilter_dice:
                 continue
-            if feats is None:
-                feats = features(tk.stripped)
-            other = features(rec.title)
-            score = pair_score(feats, other)
-            if score < low_floor or veto(feats, other):
+            if mine_p is None:
+                mine_p = self._profile(tk.stripped)
+            other = self._profile(rec.title)
+            score = model_score(_signals(mine_p, other))
+            if score < low_floor or veto(mine_p.f, other.f):
                 continue
             if score >= cfg.title_threshold:
                 if score > best.score or best.reason != "fuzzy":

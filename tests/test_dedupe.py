@@ -7,9 +7,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rapidfuzz import fuzz
 
-from monitor.dedupe import DedupeConfig, StoryIndex, StoryItem, is_material_change
-from monitor.storykey import strip_wire
+from monitor.dedupe import (
+    SIGNALS,
+    DedupeConfig,
+    StoryIndex,
+    StoryItem,
+    _tokens_match,
+    is_material_change,
+    similarity_signals,
+    soft_dice,
+)
+from monitor.storykey import TitleFeatures, features, strip_wire
 
 T0 = datetime(2023, 9, 13, 8, 0, tzinfo=UTC)
 
@@ -312,3 +322,136 @@ def test_never_merges_entries_whose_numbers_differ(
     a = item(f"{title} {pattern.format(n)}", "a", summary="same summary text for both")
     b = item(f"{title} {pattern.format(m)}", "b", summary="same summary text for both")
     assert not merges(a, b)
+
+
+# --- the fast scorer makes exactly the reference decisions ------------------------------
+
+
+def _reference_signals(a: TitleFeatures, b: TitleFeatures) -> tuple[float, ...]:
+    """The title signals computed the plain way (every stem pair through
+    ``_tokens_match``): what ``similarity_signals`` must equal, float for float."""
+    sa, sb = list(dict.fromkeys(a.stems)), list(dict.fromkeys(b.stems))
+    if not sa or not sb:
+        return (0.0,) * len(SIGNALS)
+
+    def matched(xs: list[str], ys: list[str]) -> list[str]:
+        return [x for x in xs if x in ys or any(_tokens_match(x, y) for y in ys)]
+
+    def weights(f: TitleFeatures) -> dict[str, float]:
+        strong = {t for run in f.names + f.first for t in run} | f.numbers
+        return {s: (2.0 if s in strong else 1.0) for s in f.stems}
+
+    ma, mb = matched(sa, sb), matched(sb, sa)
+    ca, cb = len(ma) / len(sa), len(mb) / len(sb)
+    wa, wb = weights(a), weights(b)
+    wdice = (sum(wa[x] for x in ma) + sum(wb[y] for y in mb)) / (
+        sum(wa.values()) + sum(wb.values())
+    )
+    names_a = {t for run in a.names + a.first + a.maybe for t in run}
+    names_b = {t for run in b.names + b.first + b.maybe for t in run}
+    shared_names = len(set(ma) & names_a) + len(set(mb) & names_b)
+    unmatched = len(sa) - len(ma) + len(sb) - len(mb)
+    return (
+        soft_dice(a.stems, b.stems) / 100.0,
+        wdice,
+        min(ca, cb),
+        max(ca, cb),
+        min(shared_names, 4) / 4.0,
+        min(unmatched, 10) / 10.0,
+        fuzz.token_set_ratio(a.key, b.key) / 100.0,
+        fuzz.ratio(" ".join(sorted(sa)), " ".join(sorted(sb))) / 100.0,
+        1.0 if a.numbers & b.numbers else 0.0,
+        min(len(sa), len(sb)) / 10.0,
+        len(ma) / 10.0,
+        sum(len(x) for x in ma) / len(ma) / 8.0 if ma else 0.0,
+        ca * cb,
+    )
+
+
+SIGNAL_PAIRS = [
+    # prefixes, shared five-letter heads, typos, numbers, names, repeated stems
+    ("Syria rebels seize town", "Syrian rebel forces capture town in Syria"),
+    ("Reelection bid fails for Obama", "Obama reelect campaign ends"),
+    ("Eygpt protests grow in Tian'anmen style", "Egypt protest grows, Tiananmen style"),
+    ("Quake of magnitude 6.1 hits Japan", "Earthquake of magnitude 7.1 strikes Japan coast"),
+    ("Kim Jong Un meets Putin", "Kim Jong Un meets Xi"),
+    ("Government governs governance", "Governor government governing"),
+    ("Internationalisation internationalization", "International internationally"),
+    ("Deutsche Bank fined $150m over Epstein", "Deutsche Bank to pay 150 million in Epstein case"),
+    ("a b c", "the of and"),
+    ("Stocks slide", "Stocks slide"),
+    ("Gaddafi forces shell Misrata", "Qaddafi troops shell Misratah"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), SIGNAL_PAIRS)
+def test_similarity_signals_equal_the_plain_computation(a: str, b: str) -> None:
+    fa, fb = features(a), features(b)
+    assert similarity_signals(fa, fb) == _reference_signals(fa, fb)
+    assert similarity_signals(fb, fa) == _reference_signals(fb, fa)
+
+
+# words that share prefixes, letters and lengths, so every soft-matching rule is exercised
+_SOFT_WORDS = [
+    "syria",
+    "syrian",
+    "reelect",
+    "reelection",
+    "egypt",
+    "eygpt",
+    "tiananmen",
+    "tian'anmen",
+    "govern",
+    "government",
+    "governor",
+    "governing",
+    "minister",
+    "ministers",
+    "ministry",
+    "protest",
+    "protests",
+    "protester",
+    "station",
+    "stations",
+    "nation",
+    "national",
+    "nations",
+    "rebel",
+    "rebels",
+    "rebellion",
+    "strike",
+    "striker",
+    "strikes",
+    "kill",
+    "killing",
+    "killer",
+    "deal",
+    "dealer",
+    "dealt",
+    "2024",
+    "2025",
+    "150",
+    "1.5",
+    "Putin",
+    "Xi",
+    "Kim",
+    "Obama",
+    "Biden",
+    "Bidens",
+    "Gaddafi",
+    "Qaddafi",
+    "Colombia",
+    "Columbia",
+    "Afghanistan",
+    "Afganistan",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(_SOFT_WORDS), min_size=1, max_size=9),
+    st.lists(st.sampled_from(_SOFT_WORDS), min_size=1, max_size=9),
+)
+def test_fast_signals_never_differ_from_the_plain_computation(a: list[str], b: list[str]) -> None:
+    fa, fb = features(" ".join(a)), features(" ".join(b))
+    assert similarity_signals(fa, fb) == _reference_signals(fa, fb)
