@@ -15,13 +15,15 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor import __version__
 from monitor.config import AppConfig, ConfigError, load_config, parse_duration
@@ -352,22 +354,16 @@ async def _entry_fields(
     cfg: AppConfig, entry_id: int
 ) -> tuple[dict[str, str], str, tuple[str, ...]] | None:
     from monitor.pipeline import entry_fields
-    from monitor.store.db import create_engine, migrate, sessionmaker
     from monitor.store.tables import EntryRow, FeedRow
 
-    engine = create_engine(cfg.settings.database_url)
-    try:
-        await migrate(engine)
-        async with sessionmaker(engine)() as session:
-            row = await session.get(EntryRow, entry_id)
-            if row is None:
-                return None
-            feed = await session.get(FeedRow, row.feed_id)
-            name = feed.name if feed else ""
-            tags = tuple(t for t in (feed.tags if feed else "").split(",") if t)
-            return entry_fields(row, name), name, tags
-    finally:
-        await engine.dispose()
+    async with _session(cfg) as session:
+        row = await session.get(EntryRow, entry_id)
+        if row is None:
+            return None
+        feed = await session.get(FeedRow, row.feed_id)
+        name = feed.name if feed else ""
+        tags = tuple(t for t in (feed.tags if feed else "").split(",") if t)
+        return entry_fields(row, name), name, tags
 
 
 feeds_app = typer.Typer(
@@ -410,19 +406,13 @@ def feeds_health(
 async def _feed_rows(cfg: AppConfig) -> list[Any]:
     from sqlmodel import select
 
-    from monitor.store.db import create_engine, migrate, sessionmaker
     from monitor.store.queries import sync_feeds
     from monitor.store.tables import FeedRow
 
-    engine = create_engine(cfg.settings.database_url)
-    try:
-        await migrate(engine)
-        async with sessionmaker(engine)() as session:
-            await sync_feeds(session, cfg.feeds, datetime.now(UTC))
-            await session.commit()
-            return list((await session.exec(select(FeedRow).order_by(FeedRow.name))).all())
-    finally:
-        await engine.dispose()
+    async with _session(cfg) as session:
+        await sync_feeds(session, cfg.feeds, datetime.now(UTC))
+        await session.commit()
+        return list((await session.exec(select(FeedRow).order_by(FeedRow.name))).all())
 
 
 def _silent(row: Any, now: datetime) -> bool:
@@ -494,22 +484,16 @@ def outbox_list(
 async def _outbox_rows(cfg: AppConfig) -> list[tuple[Any, str]]:
     from sqlmodel import col, select
 
-    from monitor.store.db import create_engine, migrate, sessionmaker
     from monitor.store.tables import AlertRow, EntryRow
 
-    engine = create_engine(cfg.settings.database_url)
-    try:
-        await migrate(engine)
-        async with sessionmaker(engine)() as session:
-            rows = await session.exec(
-                select(AlertRow, EntryRow.title)
-                .join(EntryRow, col(EntryRow.id) == col(AlertRow.entry_id))
-                .where(col(AlertRow.state).in_(["pending", "sending", "failed"]))
-                .order_by(col(AlertRow.id))
-            )
-            return [(a, t) for a, t in rows.all()]
-    finally:
-        await engine.dispose()
+    async with _session(cfg) as session:
+        rows = await session.exec(
+            select(AlertRow, EntryRow.title)
+            .join(EntryRow, col(EntryRow.id) == col(AlertRow.entry_id))
+            .where(col(AlertRow.state).in_(["pending", "sending", "failed"]))
+            .order_by(col(AlertRow.id))
+        )
+        return [(a, t) for a, t in rows.all()]
 
 
 @outbox_app.command("retry")
@@ -535,27 +519,21 @@ async def _requeue(cfg: AppConfig, alert_id: int | None) -> int:
     from sqlalchemy import update
     from sqlmodel import col
 
-    from monitor.store.db import create_engine, migrate, sessionmaker
     from monitor.store.tables import AlertRow
 
-    engine = create_engine(cfg.settings.database_url)
-    try:
-        await migrate(engine)
-        async with sessionmaker(engine)() as session:
-            stmt = update(AlertRow).values(
-                state="pending", next_attempt_at=datetime.now(UTC), attempts=0
+    async with _session(cfg) as session:
+        stmt = update(AlertRow).values(
+            state="pending", next_attempt_at=datetime.now(UTC), attempts=0
+        )
+        if alert_id is not None:
+            stmt = stmt.where(col(AlertRow.id) == alert_id).where(
+                col(AlertRow.state).in_(["failed", "pending"])
             )
-            if alert_id is not None:
-                stmt = stmt.where(col(AlertRow.id) == alert_id).where(
-                    col(AlertRow.state).in_(["failed", "pending"])
-                )
-            else:
-                stmt = stmt.where(col(AlertRow.state) == "failed")
-            result = await session.exec(stmt)
-            await session.commit()
-            return int(result.rowcount or 0)
-    finally:
-        await engine.dispose()
+        else:
+            stmt = stmt.where(col(AlertRow.state) == "failed")
+        result = await session.exec(stmt)
+        await session.commit()
+        return int(result.rowcount or 0)
 
 
 @app.command()
@@ -599,38 +577,32 @@ async def _stored_entries(cfg: AppConfig, seconds: float) -> list[Any]:
 
     from monitor.pipeline import entry_fields
     from monitor.replay import StoredEntry
-    from monitor.store.db import create_engine, migrate, sessionmaker
     from monitor.store.tables import EntryRow, FeedRow
 
-    engine = create_engine(cfg.settings.database_url)
     since = datetime.now(UTC) - timedelta(seconds=seconds)
-    try:
-        await migrate(engine)
-        async with sessionmaker(engine)() as session:
-            feeds = {f.id: f for f in (await session.exec(select(FeedRow))).all()}
-            rows = await session.exec(
-                select(EntryRow)
-                .where(col(EntryRow.seen_at) >= since)
-                .where(col(EntryRow.story_id).is_not(None))
-                .order_by(col(EntryRow.id))
-            )
-            out = []
-            for row in rows.all():
-                feed = feeds.get(row.feed_id)
-                name = feed.name if feed else ""
-                out.append(
-                    StoredEntry(
-                        story_id=row.story_id or 0,
-                        title=row.title,
-                        source=row.source,
-                        feed=name,
-                        feed_tags=tuple(t for t in (feed.tags if feed else "").split(",") if t),
-                        fields=entry_fields(row, name),
-                    )
+    async with _session(cfg) as session:
+        feeds = {f.id: f for f in (await session.exec(select(FeedRow))).all()}
+        rows = await session.exec(
+            select(EntryRow)
+            .where(col(EntryRow.seen_at) >= since)
+            .where(col(EntryRow.story_id).is_not(None))
+            .order_by(col(EntryRow.id))
+        )
+        out = []
+        for row in rows.all():
+            feed = feeds.get(row.feed_id)
+            name = feed.name if feed else ""
+            out.append(
+                StoredEntry(
+                    story_id=row.story_id or 0,
+                    title=row.title,
+                    source=row.source,
+                    feed=name,
+                    feed_tags=tuple(t for t in (feed.tags if feed else "").split(",") if t),
+                    fields=entry_fields(row, name),
                 )
-            return out
-    finally:
-        await engine.dispose()
+            )
+        return out
 
 
 @feeds_app.command("add")
@@ -742,6 +714,20 @@ def feeds_export(
         )
     out += ["  </body>", "</opml>"]
     typer.echo("\n".join(out))
+
+
+@asynccontextmanager
+async def _session(cfg: AppConfig) -> AsyncIterator[AsyncSession]:
+    """A session on the configured database (migrated first) for one-shot commands."""
+    from monitor.store.db import create_engine, migrate, sessionmaker
+
+    engine = create_engine(cfg.settings.database_url)
+    try:
+        await migrate(engine)
+        async with sessionmaker(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
 
 
 def main() -> None:

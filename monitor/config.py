@@ -303,19 +303,10 @@ def _load_feeds(path: Path, errors: list[str]) -> list[FeedConfig]:
     )
     if re.match(r"^https?://", first):
         return _load_url_list(path, text, errors)
-    try:
-        doc = load_yaml(path)
-    except ConfigError as exc:
-        errors.extend(exc.problems)
+    loaded = _list_document(path, "feeds", errors)
+    if loaded is None:
         return []
-    data = doc.data
-    if isinstance(data, list):
-        data = {"feeds": data}
-    if data is None:
-        data = {"feeds": []}
-    if not isinstance(data, dict):
-        errors.append(f"{path}:1: expected 'feeds:' with a list of feeds")
-        return []
+    doc, data = loaded
     for i, item in enumerate(data.get("feeds") or []):
         if isinstance(item, str):
             data["feeds"][i] = {"url": item}
@@ -397,25 +388,36 @@ def _load_opml(path: Path, raw: bytes, errors: list[str]) -> list[FeedConfig]:
     return feeds
 
 
+def _list_document(
+    path: Path, key: str, errors: list[str]
+) -> tuple[YamlDoc, dict[str, Any]] | None:
+    """A YAML file holding ``key: [...]`` (or just the bare list)."""
+    try:
+        doc = load_yaml(path)
+    except ConfigError as exc:
+        errors.extend(exc.problems)
+        return None
+    data = doc.data
+    if isinstance(data, list):
+        data = {key: data}
+    if data is None:
+        data = {key: []}
+    if not isinstance(data, dict):
+        errors.append(f"{path}:1: expected '{key}:' with a list of {key}")
+        return None
+    return doc, data
+
+
 def _load_watchlists(
     path: Path,
     errors: list[str],
     known_feeds: set[str] | None = None,
     known_tags: set[str] | None = None,
 ) -> list[Watchlist]:
-    try:
-        doc = load_yaml(path)
-    except ConfigError as exc:
-        errors.extend(exc.problems)
+    loaded = _list_document(path, "watchlists", errors)
+    if loaded is None:
         return []
-    data = doc.data
-    if isinstance(data, list):
-        data = {"watchlists": data}
-    if data is None:
-        data = {"watchlists": []}
-    if not isinstance(data, dict):
-        errors.append(f"{path}:1: expected 'watchlists:' with a list of watchlists")
-        return []
+    doc, data = loaded
     try:
         watchlists = _WatchlistsFile.model_validate(data).watchlists
     except ValidationError as exc:
