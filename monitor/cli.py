@@ -393,7 +393,7 @@ def feeds_health(
     now = datetime.now(UTC)
     header = (
         f"{'feed':<24} {'state':<9} {'last ok':>9} {'fails':>5} {'every':>7} {'entries':>7}"
-        "  last error"
+        f" {'/day':>6}  last error"
     )
     typer.echo(header)
     for r in rows:
@@ -402,7 +402,8 @@ def feeds_health(
             state = "silent"
         typer.echo(
             f"{_clip(r.name, 24):<24} {state:<9} {_ago(r.last_success, now):>9} "
-            f"{r.consecutive_failures:>5} {_dur(r.current_interval_s):>7} {r.entries_seen:>7}  "
+            f"{r.consecutive_failures:>5} {_dur(r.current_interval_s):>7} {r.entries_seen:>7} "
+            f"{_per_day(r, now):>6}  "
             f"{_clip(r.disabled_reason or r.last_error or '', 80)}"
         )
 
@@ -417,6 +418,12 @@ async def _feed_rows(cfg: AppConfig) -> list[Any]:
         await sync_feeds(session, cfg.feeds, datetime.now(UTC))
         await session.commit()
         return list((await session.exec(select(FeedRow).order_by(FeedRow.name))).all())
+
+
+def _per_day(row: Any, now: datetime) -> str:
+    """New items per day since the feed was added (at least one day of history)."""
+    days = max(1.0, (now - row.created_at).total_seconds() / 86400)
+    return f"{row.entries_seen / days:.1f}"
 
 
 def _silent(row: Any, now: datetime) -> bool:
