@@ -130,9 +130,24 @@ class _TextExtractor(HTMLParser):
 
 
 _WS = re.compile(r"\s+")
-_CONTROL = re.compile(
-    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]"
+# terminal escape sequences (CSI, OSC, two-byte ESC) and lone ESC
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
+# control, zero-width and bidi-override characters; tab, newline and CR are kept
+UNSAFE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u2069\ufeff]"
 )
+
+
+def strip_unsafe(value: str) -> str:
+    """Untrusted text with escape sequences, control, zero-width and bidi characters
+    removed; line breaks kept."""
+    return UNSAFE.sub("", ANSI.sub("", value or ""))
+
+
+def clean(value: str) -> str:
+    """Untrusted text made safe to display on one line (terminal, Slack)."""
+    return _WS.sub(" ", strip_unsafe(value)).strip()
 
 
 def html_to_text(value: str) -> str:
@@ -149,8 +164,7 @@ def html_to_text(value: str) -> str:
         except Exception:  # HTMLParser is lenient; belt and braces for odd input
             value = re.sub(r"<[^>]*>", " ", value)
         value = html.unescape(value)
-    value = _CONTROL.sub("", value)
-    return _WS.sub(" ", value).strip()
+    return clean(value)
 
 
 _QUOTES = str.maketrans(
@@ -197,9 +211,3 @@ def truncate(value: str, limit: int) -> str:
     if space > limit * 0.6:
         cut = cut[:space]
     return cut.rstrip() + "…"
-
-
-def terminal_safe(value: str) -> str:
-    """Text safe to print on a terminal: escape sequences, control and bidi-override
-    characters removed (feed text is untrusted)."""
-    return _WS.sub(" ", _CONTROL.sub("", value.replace("\x1b", "")))

@@ -59,7 +59,7 @@ import feedparser
 
 from monitor.discover import discover_feed_links
 from monitor.models import Entry
-from monitor.normalize import canonical_url, html_to_text, truncate
+from monitor.normalize import canonical_url, clean, html_to_text, truncate
 
 AUTHOR_FIELD_CHARS = 512
 _TITLE_CHARS = 1_000
@@ -417,15 +417,6 @@ def effective_headers(headers: Mapping[str, str], body: bytes, url: str) -> dict
 
 # --------------------------------------------------------------------------- helpers
 
-_WS = re.compile(r"\s+")
-_CONTROL = re.compile(
-    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]"
-)
-
-
-def _plain(value: str) -> str:
-    return _WS.sub(" ", _CONTROL.sub("", value)).strip()
-
 
 def _text(value: Any, detail: Any = None) -> str:
     """Plain text of a feedparser field; HTML only when feedparser says it is HTML."""
@@ -433,7 +424,7 @@ def _text(value: Any, detail: Any = None) -> str:
         return ""
     kind = detail.get("type", "") if isinstance(detail, Mapping) else ""
     if kind == "text/plain":
-        return _plain(value)
+        return clean(value)
     return html_to_text(value)
 
 
@@ -518,7 +509,7 @@ def _valid_base(base: str) -> bool:
 def _categories(values: Sequence[str]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for value in values:
-        term = truncate(_plain(html_to_text(value)), _SMALL_CHARS)
+        term = truncate(clean(html_to_text(value)), _SMALL_CHARS)
         if term and term not in seen:
             seen[term] = None
         if len(seen) >= _MAX_CATEGORIES:
@@ -694,10 +685,10 @@ def _json_date(value: Any) -> datetime | None:
 def _json_author(item: Mapping[str, Any]) -> str:
     authors = item.get("authors")
     if isinstance(authors, list) and authors and isinstance(authors[0], Mapping):
-        return _plain(str(authors[0].get("name") or ""))
+        return clean(str(authors[0].get("name") or ""))
     author = item.get("author")
     if isinstance(author, Mapping):
-        return _plain(str(author.get("name") or ""))
+        return clean(str(author.get("name") or ""))
     return ""
 
 
@@ -710,7 +701,7 @@ def _parse_json(body: bytes, ctx: _Ctx) -> ParseResult:
         return _failed('not a feed: JSON document without an "items" list')
     version = str(doc.get("version") or "")
     meta = FeedMeta(
-        title=truncate(_plain(str(doc.get("title") or "")), _TITLE_CHARS),
+        title=truncate(clean(str(doc.get("title") or "")), _TITLE_CHARS),
         link=_link(doc.get("home_page_url"), ctx.url),
         version="json1" if version.startswith("https://jsonfeed.org/version/1") else "json",
     )
@@ -723,15 +714,15 @@ def _parse_json(body: bytes, ctx: _Ctx) -> ParseResult:
         content = (
             html_to_text(cap_text(html_body, ctx.max_field_chars * 4))
             if isinstance(html_body, str)
-            else _plain(cap_text(item.get("content_text"), ctx.max_field_chars))
+            else clean(cap_text(item.get("content_text"), ctx.max_field_chars))
         )
-        summary = _plain(cap_text(item.get("summary"), ctx.max_field_chars))
+        summary = clean(cap_text(item.get("summary"), ctx.max_field_chars))
         raw_id = item.get("id")
         entry = _make_entry(
             ctx,
             raw_id=str(raw_id) if isinstance(raw_id, str | int) else None,
             link=_link(item.get("url") or item.get("external_url"), base),
-            title=_plain(cap_text(item.get("title"), _TITLE_CHARS * 2)),
+            title=clean(cap_text(item.get("title"), _TITLE_CHARS * 2)),
             summary=summary,
             content=content,
             published=_json_date(item.get("date_published") or item.get("date_modified")),

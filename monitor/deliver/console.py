@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import TextIO
 
 from monitor.deliver.base import DeliveryResult
-from monitor.deliver.slack import clean, when
+from monitor.deliver.slack import when
 from monitor.models import AlertMessage
-from monitor.normalize import truncate
+from monitor.normalize import clean, truncate
 
 __all__ = ["ConsoleNotifier", "render_console"]
 

@@ -34,7 +34,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from monitor.deliver.base import DeliveryResult, LookupFailed
 from monitor.models import AlertMessage
-from monitor.normalize import truncate
+from monitor.normalize import ANSI, UNSAFE, clean, truncate
 
 __all__ = [
     "EVENT_TYPE",
@@ -121,24 +121,11 @@ PERMANENT_ERRORS = frozenset(
     }
 )
 
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
-_UNSAFE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064"
-    "\u2066-\u2069\ufeff]"
-)
 _WS = re.compile(r"\s+")
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 
 
 # --------------------------------------------------------------------------- text safety
-
-
-def clean(value: str) -> str:
-    """Feed text made safe to display: escape sequences, control, zero-width and bidi
-    characters removed, whitespace collapsed (one line)."""
-    value = _ANSI.sub("", value or "")
-    value = _UNSAFE.sub("", value)
-    return _WS.sub(" ", value).strip()
 
 
 def escape(value: str) -> str:
@@ -160,7 +147,7 @@ def _esc_trunc(value: str, limit: int) -> str:
 def safe_url(url: str) -> str | None:
     """A link target safe inside ``<url|label>``, or ``None`` when it is not an
     http(s) URL with a host (``javascript:``, ``data:``, relative, overlong...)."""
-    url = _ANSI.sub("", (url or "").strip())
+    url = ANSI.sub("", (url or "").strip())
     if not url or len(url) > MAX_URL:
         return None
     try:
@@ -171,7 +158,7 @@ def safe_url(url: str) -> str | None:
         return None
     out: list[str] = []
     for ch in url:
-        if ch in '|<> "`\\' or ord(ch) < 0x21 or 0x7F <= ord(ch) <= 0x9F or _UNSAFE.match(ch):
+        if ch in '|<> "`\\' or ord(ch) < 0x21 or 0x7F <= ord(ch) <= 0x9F or UNSAFE.match(ch):
             out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
         else:
             out.append(ch)
