@@ -29,6 +29,8 @@ from monitor import __version__
 from monitor.config import AppConfig, ConfigError, load_config, parse_duration
 from monitor.deliver.base import Notifier
 from monitor.deliver.console import ConsoleNotifier
+from monitor.models import Entry
+from monitor.normalize import strip_unsafe
 from monitor.store.db import sqlite_path
 
 T = TypeVar("T")
@@ -58,10 +60,8 @@ class _SafeFormatter(logging.Formatter):
     """Log lines may quote feed-supplied text (titles, server reason phrases): strip
     escape sequences and control characters so nothing reaches the terminal raw."""
 
-    _UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
     def format(self, record: logging.LogRecord) -> str:
-        return self._UNSAFE.sub("", super().format(record))
+        return strip_unsafe(super().format(record)).replace("\r", "")
 
 
 def _setup_logging(level: str) -> None:
@@ -253,7 +253,7 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
             delivered.failed += more.failed
             delivered.errors += more.errors
         pending = await next_due_in(rt)
-    from monitor.normalize import terminal_safe as safe
+    from monitor.normalize import clean as safe
 
     for p in report.failed:
         typer.echo(f"feed failed: {p.feed} ({safe(p.url)}): {safe(p.error or '')}", err=True)
@@ -334,40 +334,34 @@ def explain(
         typer.echo("error: give exactly one of --text or --entry", err=True)
         raise typer.Exit(2)
     cfg = _load(config, feeds, watchlists)
-    tags: tuple[str, ...] = ()
+    matcher = compile_watchlists(cfg.watchlists)
     if text is not None:
         # the text stands for both title and summary unless a summary is given
         fields = {"title": text, "summary": summary or text, "feed": feed}
         tags = next((f.tags for f in cfg.feeds if f.name == feed), ())
+        expls = matcher.explain(fields, feed=feed, feed_tags=tags)
     else:
         assert entry is not None
-        found = _run(_entry_fields(cfg, entry))
-        if found is None:
+        stored = _run(_stored(cfg, entry))
+        if stored is None:
             typer.echo(f"error: no entry with id {entry}", err=True)
             raise typer.Exit(2)
-        fields, feed, tags = found
-    matcher = compile_watchlists(cfg.watchlists)
-    expls = matcher.explain(fields, feed=feed, feed_tags=tags)
+        expls = matcher.explain_entry(stored)
     if as_json:
         typer.echo(json.dumps(explain_json(expls), ensure_ascii=False, indent=2))
     else:
         typer.echo(format_explanations(expls))
 
 
-async def _entry_fields(
-    cfg: AppConfig, entry_id: int
-) -> tuple[dict[str, str], str, tuple[str, ...]] | None:
-    from monitor.pipeline import entry_fields
+async def _stored(cfg: AppConfig, entry_id: int) -> Entry | None:
+    from monitor.pipeline import stored_entry
     from monitor.store.tables import EntryRow, FeedRow
 
     async with _session(cfg) as session:
         row = await session.get(EntryRow, entry_id)
         if row is None:
             return None
-        feed = await session.get(FeedRow, row.feed_id)
-        name = feed.name if feed else ""
-        tags = tuple(t for t in (feed.tags if feed else "").split(",") if t)
-        return entry_fields(row, name), name, tags
+        return stored_entry(row, await session.get(FeedRow, row.feed_id))
 
 
 feeds_app = typer.Typer(
@@ -436,9 +430,9 @@ def _silent(row: Any, now: datetime) -> bool:
 
 
 def _clip(value: str, width: int) -> str:
-    from monitor.normalize import terminal_safe
+    from monitor.normalize import clean
 
-    value = terminal_safe(value)
+    value = clean(value)
     return value if len(value) <= width else value[: width - 1] + "…"
 
 
@@ -586,7 +580,7 @@ def replay(
 async def _stored_entries(cfg: AppConfig, seconds: float) -> list[Any]:
     from sqlmodel import col, select
 
-    from monitor.pipeline import entry_fields
+    from monitor.pipeline import stored_entry
     from monitor.replay import StoredEntry
     from monitor.store.tables import EntryRow, FeedRow
 
@@ -599,21 +593,10 @@ async def _stored_entries(cfg: AppConfig, seconds: float) -> list[Any]:
             .where(col(EntryRow.story_id).is_not(None))
             .order_by(col(EntryRow.id))
         )
-        out = []
-        for row in rows.all():
-            feed = feeds.get(row.feed_id)
-            name = feed.name if feed else ""
-            out.append(
-                StoredEntry(
-                    story_id=row.story_id or 0,
-                    title=row.title,
-                    source=row.source,
-                    feed=name,
-                    feed_tags=tuple(t for t in (feed.tags if feed else "").split(",") if t),
-                    fields=entry_fields(row, name),
-                )
-            )
-        return out
+        return [
+            StoredEntry(row.story_id or 0, stored_entry(row, feeds.get(row.feed_id)))
+            for row in rows.all()
+        ]
 
 
 @feeds_app.command("add")

@@ -17,18 +17,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, func, insert, text, update
-from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from monitor.dedupe import StoryItem, is_material_change
+from monitor.dedupe import StoryIndex, StoryItem, is_material_change
 from monitor.fetch import FetchResult, fetch
 from monitor.intervals import next_interval, parse_cache_headers
 from monitor.match import Hit
 from monitor.models import Entry
 from monitor.parse import ParseResult
-from monitor.runtime import Runtime, slack_sink
-from monitor.store.queries import claim_due_feeds
+from monitor.runtime import Runtime, dedupe_config, slack_sink
+from monitor.store.queries import claim_due_feeds, window_entries
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, MatchRow, StoryRow
 
 log = logging.getLogger("wirewatch.pipeline")
@@ -317,28 +316,21 @@ def _interval(
 # --------------------------------------------------------------------------- ingest
 
 
-def _fields(e: Entry) -> dict[str, str]:
-    return {
-        "title": e.title,
-        "summary": e.summary,
-        "content": e.content,
-        "author": e.author,
-        "categories": " ; ".join(e.categories),
-        "feed": e.source,
-        "url": e.link,
-    }
-
-
-def entry_fields(row: EntryRow, feed_name: str = "") -> dict[str, str]:
-    return {
-        "title": row.title,
-        "summary": row.summary,
-        "content": row.content,
-        "author": row.author,
-        "categories": row.categories.replace("\n", " ; "),
-        "feed": row.source or feed_name,
-        "url": row.link,
-    }
+def stored_entry(row: EntryRow, feed: FeedRow | None) -> Entry:
+    """A stored entry as the parser produced it, for matching it again (explain, replay)."""
+    return Entry(
+        feed=feed.name if feed else "",
+        source=row.source,
+        guid=row.guid,
+        link=row.link,
+        title=row.title,
+        summary=row.summary,
+        published=row.published,
+        content=row.content,
+        author=row.author,
+        categories=tuple(c for c in row.categories.split("\n") if c),
+        feed_tags=tuple(t for t in (feed.tags if feed else "").split(",") if t),
+    )
 
 
 async def ingest(rt: Runtime, feed: FeedRow, entries: Sequence[Entry], report: PollReport) -> None:
@@ -416,12 +408,11 @@ async def _ingest_locked(
         if fresh:
             report.alerts += await _ingest_fresh(rt, session, feed, fresh, now)
             report.new += len(fresh)
-        if fresh:
-            feed_row = await session.get(FeedRow, feed.id)
-            if feed_row is not None:
-                feed_row.last_new_entry = now
-                feed_row.entries_seen += len(fresh)
-                session.add(feed_row)
+            await session.exec(
+                update(FeedRow)
+                .where(col(FeedRow.id) == feed.id)
+                .values(last_new_entry=now, entries_seen=col(FeedRow.entries_seen) + len(fresh))
+            )
         await session.commit()
     if report.alerts:
         rt.outbox_wakeup.set()
@@ -518,7 +509,6 @@ async def _ingest_fresh(
                 "title": e.title,
                 "link": e.link,
                 "source": e.source,
-                "first_entry_id": None,
                 "source_count": 0,
                 "created_at": now,
                 "updated_at": now,
@@ -529,9 +519,7 @@ async def _ingest_fresh(
             and e.published is not None
             and e.published < now - timedelta(seconds=max_age)
         )
-        hits = (
-            [] if too_old else rt.matcher.match(_fields(e), feed=feed.name, feed_tags=e.feed_tags)
-        )
+        hits = [] if too_old else rt.matcher.match_entry(e)
         row = {
             "feed_id": feed.id,
             "guid": e.guid,
@@ -589,7 +577,6 @@ async def _ingest_fresh(
                 "title": p.entry.title,
                 "link": p.entry.link,
                 "source": p.entry.source,
-                "first_entry_id": None,
                 "source_count": 0,
                 "created_at": now,
                 "updated_at": now,
@@ -750,45 +737,24 @@ def _routes(rt: Runtime, wanted: Sequence[str]) -> list[str]:
 
 async def load_index(rt: Runtime) -> int:
     """Rebuild the in-memory story index from the entries stored within the window."""
-    from monitor.runtime import dedupe_config
-
-    rt.index = type(rt.index)(dedupe_config(rt.config))
+    rt.index = StoryIndex(dedupe_config(rt.config))
     since = rt.clock() - timedelta(seconds=rt.config.settings.dedupe.window)
     count = 0
     async with rt.sessions() as session:
-        result = await session.stream(
-            sa_select(
-                col(EntryRow.feed_id),
-                col(EntryRow.guid),
-                col(EntryRow.title),
-                col(EntryRow.summary),
-                col(EntryRow.published),
-                col(EntryRow.seen_at),
-                col(EntryRow.source),
-                col(EntryRow.link),
-                col(EntryRow.story_id),
-            )
-            .where(col(EntryRow.seen_at) >= since)
-            .where(col(EntryRow.story_id).is_not(None))
-            .order_by(col(EntryRow.id))
-            .execution_options(yield_per=5000)
-        )
+        result = await session.stream(window_entries(since))
         add = rt.index.add
         async for part in result.partitions(5000):  # batches: no task switch per row
             for feed_id, guid, title, summary, published, seen_at, source, link, sid in part:
-                if sid is None:
+                if sid is None:  # filtered out in SQL; this narrows the type
                     continue
-                add(
-                    StoryItem(
-                        key=f"{feed_id}:{guid}",
-                        title=title,
-                        summary=summary,
-                        published=published or seen_at,
-                        source=source,
-                        url=link,
-                    ),
-                    sid,
+                item = StoryItem(
+                    key=f"{feed_id}:{guid}",
+                    title=title,
+                    summary=summary,
+                    published=published or seen_at,
+                    source=source,
+                    url=link,
                 )
+                add(item, sid)
                 count += 1
-    rt.index_loaded = True
     return count

@@ -8,17 +8,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from monitor.match import Matcher
-from monitor.normalize import terminal_safe
+from monitor.models import Entry
+from monitor.normalize import clean
 
 
 @dataclass(frozen=True, slots=True)
 class StoredEntry:
     story_id: int
-    title: str
-    source: str
-    feed: str
-    feed_tags: tuple[str, ...]
-    fields: Mapping[str, str]
+    entry: Entry
 
 
 @dataclass
@@ -54,7 +51,7 @@ def _alerting(
 ) -> dict[str, set[int]]:
     out: dict[str, set[int]] = defaultdict(set)
     for e in entries:
-        for hit in matcher.match(e.fields, feed=e.feed, feed_tags=e.feed_tags):
+        for hit in matcher.match_entry(e.entry):
             wl = matcher.watchlists.get(hit.watchlist)
             need = max(1, wl.min_sources) if wl is not None else 1
             if len(sources.get(e.story_id, ())) >= need:
@@ -71,8 +68,8 @@ def replay(
     sources: dict[int, set[str]] = defaultdict(set)
     titles: dict[int, str] = {}
     for e in items:
-        sources[e.story_id].add(e.source)
-        titles.setdefault(e.story_id, e.title)
+        sources[e.story_id].add(e.entry.source)
+        titles.setdefault(e.story_id, e.entry.title)
     cand = _alerting(candidate, items, sources)
     cur = _alerting(live, items, sources)
     names = list(candidate.watchlists) + [
@@ -95,9 +92,9 @@ def format_replay(report: list[WatchlistReplay], days: float, entries: int) -> s
             f"(live config: {d['live_stories']}; +{d['added']} / -{d['removed']})"
         )
         for title in d["samples"]:  # type: ignore[attr-defined]
-            lines.append(f"    e.g. {terminal_safe(title)}")
+            lines.append(f"    e.g. {clean(title)}")
         for title in d["added_samples"]:  # type: ignore[attr-defined]
-            lines.append(f"  + new: {terminal_safe(title)}")
+            lines.append(f"  + new: {clean(title)}")
         for title in d["removed_samples"]:  # type: ignore[attr-defined]
-            lines.append(f"  - no longer: {terminal_safe(title)}")
+            lines.append(f"  - no longer: {clean(title)}")
     return "\n".join(lines)
