@@ -23,7 +23,7 @@ from monitor.deliver.base import DeliveryResult, Notifier
 from monitor.models import AlertMessage, SourceRef
 from monitor.runtime import Runtime
 from monitor.store.queries import story_sources
-from monitor.store.tables import AlertRow, EntryRow, MatchRow, StoryRow
+from monitor.store.tables import AlertRow, EntryRow, MatchRow
 
 log = logging.getLogger("wirewatch.outbox")
 
@@ -42,10 +42,9 @@ class DeliveryReport:
 async def build_message(session: AsyncSession, rt: Runtime, alert: AlertRow) -> AlertMessage:
     """Everything a notifier needs for one alert, read fresh from the store."""
     assert alert.id is not None
-    story = await session.get(StoryRow, alert.story_id)
     entry = await session.get(EntryRow, alert.entry_id)
-    if story is None or entry is None:
-        raise LookupError(f"alert {alert.id}: story or entry missing")
+    if entry is None:
+        raise LookupError(f"alert {alert.id}: entry {alert.entry_id} missing")
     match = (
         await session.exec(
             select(MatchRow).where(
@@ -140,19 +139,14 @@ async def _due_keys(rt: Runtime) -> list[tuple[str, str]]:
     return [(sink, channel) for sink, channel in rows]
 
 
-def kick(
-    rt: Runtime, keys: list[tuple[str, str]], report: DeliveryReport
-) -> list[asyncio.Task[bool]]:
+def kick(rt: Runtime, keys: list[tuple[str, str]], report: DeliveryReport) -> None:
     """Make sure a drain task runs for each channel; never two for one channel in a
-    process (two would send the same row twice). Returns the tasks now responsible."""
-    tasks = []
+    process (two would send the same row twice)."""
     for key in keys:
         task = rt.channel_tasks.get(key)
         if task is None or task.done():
             task = asyncio.create_task(_channel_loop(rt, key, report), name=f"deliver {key}")
             rt.channel_tasks[key] = task
-        tasks.append(task)
-    return tasks
 
 
 async def deliver_pending(rt: Runtime) -> DeliveryReport:
@@ -342,21 +336,19 @@ async def _send(
     follow-ups to one parent). Returns False when the channel must stop for now."""
     now = rt.clock()
     async with rt.sessions() as session:
-        # claim each row with one conditional UPDATE: only the caller that moves it
+        # claim the rows with one conditional UPDATE: only the caller that moves a row
         # from pending to sending may send it (no double send, even across processes)
-        claimed: list[AlertRow] = []
-        for r in batch:
-            res = await session.exec(
-                update(AlertRow)
-                .where(col(AlertRow.id) == r.id, col(AlertRow.state) == "pending")
-                .values(state="sending", sending_at=now, attempts=col(AlertRow.attempts) + 1)
-            )
-            if res.rowcount == 1:
-                claimed.append(r)
+        res = await session.exec(
+            update(AlertRow)
+            .where(col(AlertRow.id).in_([r.id for r in batch]), col(AlertRow.state) == "pending")
+            .values(state="sending", sending_at=now, attempts=col(AlertRow.attempts) + 1)
+            .returning(col(AlertRow.id))
+        )
+        claimed_ids = set(res.scalars().all())
         await session.commit()
-        if not claimed:
+        batch[:] = [r for r in batch if r.id in claimed_ids]
+        if not batch:
             return True  # someone else took them
-        batch[:] = claimed
         msgs = [await build_message(session, rt, r) for r in batch]
     msg = msgs[0]
     if len(msgs) > 1 and msg.kind == "followup":
@@ -382,10 +374,10 @@ async def _finish(
 ) -> None:
     now = rt.clock()
     async with rt.sessions() as session:
-        for r in batch:
-            row = await session.get(AlertRow, r.id)
-            if row is None:
-                continue
+        rows = await session.exec(
+            select(AlertRow).where(col(AlertRow.id).in_([r.id for r in batch]))
+        )
+        for row in rows.all():
             if result.ok:
                 row.state, row.ts, row.sent_at, row.last_error = "sent", result.ts, now, None
                 report.sent += 1
@@ -433,12 +425,16 @@ async def _finish(
 async def _mark_folded(rt: Runtime, rows: list[AlertRow], ts: str | None) -> None:
     now = rt.clock()
     async with rt.sessions() as session:
-        for r in rows:
-            row = await session.get(AlertRow, r.id)
-            if row is not None and row.state == "pending":
-                row.state, row.ts, row.sent_at = "sent", ts, now
-                row.last_error = "shown in the parent message (queued before it was sent)"
-                session.add(row)
+        await session.exec(
+            update(AlertRow)
+            .where(col(AlertRow.id).in_([r.id for r in rows]), col(AlertRow.state) == "pending")
+            .values(
+                state="sent",
+                ts=ts,
+                sent_at=now,
+                last_error="shown in the parent message (queued before it was sent)",
+            )
+        )
         await session.commit()
 
 
