@@ -155,7 +155,6 @@ async def insert_alert(rt: Any, feed_id: int, channel: int, seq: int) -> None:
             title=title,
             link=entry.link,
             source=entry.source,
-            first_entry_id=entry.id,
             created_at=now,
             updated_at=now,
         )

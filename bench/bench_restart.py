@@ -100,7 +100,6 @@ async def build(cfg_dir: Path, n: int) -> float:
                     "title": it.title,
                     "link": f"https://outlet{i % N_FEEDS}.example/{i}",
                     "source": f"Outlet {i % N_FEEDS}",
-                    "first_entry_id": i + 1,
                     "source_count": 1,
                     "created_at": seen,
                     "updated_at": seen,
@@ -135,14 +134,12 @@ async def build(cfg_dir: Path, n: int) -> float:
 
 
 async def measure(cfg_dir: Path, what: str) -> dict[str, Any]:
-    from sqlalchemy import select
-    from sqlmodel import col
 
     from monitor.config import load_config
     from monitor.pipeline import load_index
     from monitor.runtime import open_runtime
     from monitor.scheduler import startup
-    from monitor.store.tables import EntryRow
+    from monitor.store.queries import window_entries
 
     cfg = load_config(cfg_dir, env={})
     out: dict[str, Any] = {}
@@ -156,22 +153,7 @@ async def measure(cfg_dir: Path, what: str) -> dict[str, Any]:
             since = rt.clock() - timedelta(seconds=cfg.settings.dedupe.window)
             n = 0
             async with rt.sessions() as s:
-                result = await s.stream(
-                    select(
-                        col(EntryRow.id),
-                        col(EntryRow.title),
-                        col(EntryRow.summary),
-                        col(EntryRow.published),
-                        col(EntryRow.seen_at),
-                        col(EntryRow.source),
-                        col(EntryRow.link),
-                        col(EntryRow.story_id),
-                    )
-                    .where(col(EntryRow.seen_at) >= since)
-                    .where(col(EntryRow.story_id).is_not(None))
-                    .order_by(col(EntryRow.id))
-                    .execution_options(yield_per=5000)
-                )
+                result = await s.stream(window_entries(since))
                 async for _row in result:
                     n += 1
         elif what == "load_index":

@@ -44,6 +44,17 @@ def dedupe_config(config: AppConfig) -> DedupeConfig:
     return DedupeConfig(window_hours=config.settings.dedupe.window / 3600.0)
 
 
+def fetch_limits(config: AppConfig) -> FetchLimits:
+    f = config.settings.fetch
+    return FetchLimits(
+        connect_timeout=f.connect_timeout,
+        read_timeout=f.read_timeout,
+        total_timeout=f.total_timeout,
+        max_bytes=f.max_bytes,
+        max_redirects=f.max_redirects,
+    )
+
+
 def slack_sink(config: AppConfig) -> str | None:
     """Which Slack transport is configured: ``"slack"`` (bot token), ``"slack-webhook"``
     (incoming webhook) or ``None``."""
@@ -91,7 +102,6 @@ class Runtime:
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     max_age: float | None = None
     ingest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    index_loaded: bool = False
     last_sent: dict[tuple[str, str], float] = field(default_factory=dict)
     # delivery: one drain task per (sink, channel); ingest sets the event after it
     # commits alerts so the worker sends them at once instead of at its next tick
@@ -101,14 +111,7 @@ class Runtime:
 
     @property
     def limits(self) -> FetchLimits:
-        f = self.config.settings.fetch
-        return FetchLimits(
-            connect_timeout=f.connect_timeout,
-            read_timeout=f.read_timeout,
-            total_timeout=f.total_timeout,
-            max_bytes=f.max_bytes,
-            max_redirects=f.max_redirects,
-        )
+        return fetch_limits(self.config)
 
     def swap_config(self, config: AppConfig) -> None:
         """Hot reload: new matcher and settings; the story index and queues stay."""
@@ -128,13 +131,7 @@ async def open_runtime(
     engine = create_engine(config.settings.database_url)
     try:
         await migrate(engine)
-        limits = FetchLimits(
-            connect_timeout=config.settings.fetch.connect_timeout,
-            read_timeout=config.settings.fetch.read_timeout,
-            total_timeout=config.settings.fetch.total_timeout,
-            max_bytes=config.settings.fetch.max_bytes,
-            max_redirects=config.settings.fetch.max_redirects,
-        )
+        limits = fetch_limits(config)
         http = make_session(
             limits,
             limit=config.settings.poll.concurrency,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +15,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def utc(value: datetime | None) -> datetime | None:
-    """Aware UTC datetime from a stored (naive UTC) value."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def naive(value: datetime | None) -> datetime | None:
-    """Naive UTC for storage."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-
-
 def async_url(url: str) -> str:
     """Map user-facing URLs to async drivers: ``sqlite:///x.db`` → aiosqlite,
     ``postgresql://`` / ``postgres://`` → asyncpg."""
@@ -40,10 +25,6 @@ def async_url(url: str) -> str:
     elif backend == "postgresql":
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return parsed.render_as_string(hide_password=False)
-
-
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
 
 
 def sqlite_path(url: str) -> Path | None:

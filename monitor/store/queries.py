@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import Select, or_, update
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor.config import FeedConfig
-from monitor.store.tables import AlertRow, EntryRow, FeedRow
+from monitor.store.tables import EntryRow, FeedRow
 
 
 async def sync_feeds(session: AsyncSession, feeds: Sequence[FeedConfig], now: datetime) -> None:
@@ -116,8 +117,25 @@ async def story_sources(session: AsyncSession, story_id: int) -> list[tuple[str,
     return out
 
 
-async def count_alerts(session: AsyncSession, state: str | None = None) -> int:
-    query = select(func.count()).select_from(AlertRow)
-    if state is not None:
-        query = query.where(AlertRow.state == state)
-    return int((await session.exec(query)).one())
+def window_entries(
+    since: datetime,
+) -> Select[int, str, str, str, datetime | None, datetime, str, str, int | None]:
+    """Entries the story index needs at start-up: those seen since ``since``, in order,
+    with just the columns dedupe reads (key parts, texts, times, outlet, link, story)."""
+    return (
+        sa_select(
+            col(EntryRow.feed_id),
+            col(EntryRow.guid),
+            col(EntryRow.title),
+            col(EntryRow.summary),
+            col(EntryRow.published),
+            col(EntryRow.seen_at),
+            col(EntryRow.source),
+            col(EntryRow.link),
+            col(EntryRow.story_id),
+        )
+        .where(col(EntryRow.seen_at) >= since)
+        .where(col(EntryRow.story_id).is_not(None))
+        .order_by(col(EntryRow.id))
+        .execution_options(yield_per=5000)
+    )

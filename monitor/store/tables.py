@@ -46,7 +46,6 @@ class StoryRow(SQLModel, table=True):
     title: str = Field(sa_column=Column(Text, nullable=False))
     link: str = Field(sa_column=Column(Text, nullable=False, default=""))
     source: str = Field(default="", max_length=200)
-    first_entry_id: int | None = Field(default=None)
     source_count: int = Field(default=1)
     created_at: datetime = Field(index=True)
     updated_at: datetime = Field()
@@ -117,4 +116,3 @@ class AlertRow(SQLModel, table=True):
     ts: str | None = Field(default=None, max_length=64)
     terms: str = Field(sa_column=Column(Text, nullable=False, default="[]"))
     words: str = Field(sa_column=Column(Text, nullable=False, default="[]"))
-    needs_update: bool = Field(default=False)  # parent message must be edited (outlet count)

@@ -57,7 +57,6 @@ def upgrade() -> None:
         sa.Column("title", sa.Text(), nullable=False),
         sa.Column("link", sa.Text(), nullable=False),
         sa.Column("source", sa.String(length=200), nullable=False),
-        sa.Column("first_entry_id", sa.Integer(), nullable=True),
         sa.Column("source_count", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -118,7 +117,6 @@ def upgrade() -> None:
         sa.Column("ts", sa.String(length=64), nullable=True),
         sa.Column("terms", sa.Text(), nullable=False),
         sa.Column("words", sa.Text(), nullable=False),
-        sa.Column("needs_update", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["entry_id"],
             ["entries.id"],
