@@ -59,6 +59,20 @@ async def _drain(rt: Runtime, limit: float = 30) -> None:
     raise AssertionError("outbox did not drain")
 
 
+def _poll_and_deliver(cfg: Path, env: dict[str, str]) -> list[AlertRow]:
+    """One poll of every feed, then drain the outbox; returns the outbox rows."""
+
+    async def go() -> list[AlertRow]:
+        async with open_runtime(load_config(cfg, env=env)) as rt:
+            await startup(rt)
+            await poll_cycle(rt, all_feeds=True)
+            await _drain(rt)
+            async with rt.sessions() as s:
+                return list((await s.exec(select(AlertRow).order_by(col(AlertRow.id)))).all())
+
+    return asyncio.run(go())
+
+
 def _setup(tmp: Path, server: FeedServer, n: int = 4, **settings: Any) -> Path:
     server.set("/a.xml", _stories("a", n))
     server.set("/b.xml", _stories("b", n, verb="visits", offset=3))
@@ -89,13 +103,7 @@ def test_rate_limited_for_a_while_every_alert_arrives_once_in_order(
     cfg = _setup(tmp_path, feed_server)
     slack.rate_limit(5, retry_after=1)
 
-    async def go() -> None:
-        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
-            await startup(rt)
-            await poll_cycle(rt, all_feeds=True)
-            await _drain(rt)
-
-    asyncio.run(go())
+    _poll_and_deliver(cfg, _env(slack))
     assert any(c["status"] == 429 for c in slack.calls)
     _order_ok(slack, "#desk-a", 4)
     _order_ok(slack, "#desk-b", 4)
@@ -107,13 +115,7 @@ def test_server_errors_then_recovery(
     cfg = _setup(tmp_path, feed_server, delivery={"max_backoff": "1s"})
     slack.server_errors(4, status=503)
 
-    async def go() -> None:
-        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
-            await startup(rt)
-            await poll_cycle(rt, all_feeds=True)
-            await _drain(rt)
-
-    asyncio.run(go())
+    _poll_and_deliver(cfg, _env(slack))
     assert sum(1 for c in slack.calls if c["status"] == 503) == 4
     _order_ok(slack, "#desk-a", 4)
     _order_ok(slack, "#desk-b", 4)
@@ -125,15 +127,7 @@ def test_permanent_error_on_one_channel_while_the_other_keeps_receiving(
     cfg = _setup(tmp_path, feed_server)
     slack.channel_error("#desk-a", "channel_not_found")
 
-    async def go() -> list[AlertRow]:
-        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
-            await startup(rt)
-            await poll_cycle(rt, all_feeds=True)
-            await _drain(rt)
-            async with rt.sessions() as s:
-                return list((await s.exec(select(AlertRow).order_by(col(AlertRow.id)))).all())
-
-    rows = asyncio.run(go())
+    rows = _poll_and_deliver(cfg, _env(slack))
     _order_ok(slack, "#desk-b", 4)
     failed = [r for r in rows if r.channel == "#desk-a"]
     assert len(failed) == 4
@@ -219,15 +213,7 @@ def test_burst_becomes_digest_without_dropping_any_story(
         settings={"delivery": {"burst_max": 3, "burst_window": "60s"}},
     )
 
-    async def go() -> list[AlertRow]:
-        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
-            await startup(rt)
-            await poll_cycle(rt, all_feeds=True)
-            await _drain(rt)
-            async with rt.sessions() as s:
-                return list((await s.exec(select(AlertRow))).all())
-
-    rows = asyncio.run(go())
+    rows = _poll_and_deliver(cfg, _env(slack))
     assert len(rows) == 8 and all(r.state == "sent" for r in rows)
     msgs = slack.messages_in("#desk")
     assert len(msgs) == 4  # three single alerts, then one digest of the other five
@@ -271,14 +257,7 @@ def test_routing_per_watchlist_to_webhook_and_slack(
             "WIREWATCH_WEBHOOK_URL": f"http://127.0.0.1:{hook.server_address[1]}/hook",
             "WIREWATCH_WEBHOOK_SECRET": "s3cret",
         }
-
-        async def go() -> None:
-            async with open_runtime(load_config(cfg, env=env)) as rt:
-                await startup(rt)
-                await poll_cycle(rt, all_feeds=True)
-                await _drain(rt)
-
-        asyncio.run(go())
+        _poll_and_deliver(cfg, env)
     finally:
         hook.shutdown()
     assert [m["channel"] for m in slack.messages] == ["#desk-b"]
