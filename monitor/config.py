@@ -206,7 +206,7 @@ class AppConfig:
 
 def _count_terms(w: Watchlist) -> int:
     n = 0
-    for attr in ("terms", "all", "not_"):
+    for attr in ("terms", "all_", "not_"):
         value = getattr(w, attr, None)
         if isinstance(value, list | tuple):
             n += len(value)

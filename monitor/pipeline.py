@@ -345,7 +345,7 @@ async def ingest(rt: Runtime, feed: FeedRow, entries: Sequence[Entry], report: P
     async with rt.ingest_lock:
         try:
             await _ingest_locked(rt, feed, unique, report)
-        except BaseException:
+        except Exception:
             # the index may hold items of the rolled-back transaction: rebuild it
             await load_index(rt)
             raise

@@ -220,3 +220,13 @@ def test_check_reports_unknown_feed_scope_with_line(tmp_path: Path) -> None:
     wl = str(cfg / "watchlists.yaml")
     assert f"{wl}:4:" in res.stderr and "'cnn'" in res.stderr
     assert f"{wl}:5:" in res.stderr and "'asia'" in res.stderr
+
+
+def test_check_counts_all_and_not_clauses_as_terms(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path,
+        feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}],
+        watchlists=[{"name": "k", "terms": ["Kim", "Putin"], "all": ["summit"], "not": ["drill"]}],
+    )
+    res = wirewatch("check", "--config", str(cfg))
+    assert res.returncode == 0 and "4 terms" in res.stdout, res.stdout + res.stderr
