@@ -333,88 +333,167 @@ def stored_entry(row: EntryRow, feed: FeedRow | None) -> Entry:
     )
 
 
+INGEST_BATCH = 2000  # entries stored per transaction when many polls wait at once
+
+
+@dataclass
+class _Job:
+    """One poll's entries waiting to be stored."""
+
+    feed: FeedRow
+    unique: dict[str, Entry]
+    report: PollReport
+    done: asyncio.Future[None]
+
+
 async def ingest(rt: Runtime, feed: FeedRow, entries: Sequence[Entry], report: PollReport) -> None:
     """Store new entries, fold them into stories, match watchlists and queue alerts,
     all in one transaction (the alert is written with its match). Serialised per
-    process so the in-memory story index and the database agree."""
+    process so the in-memory story index and the database agree.
+
+    Group commit: while one poll is being stored, the polls that finish meanwhile
+    queue up, and the next holder of the lock stores all of them in one transaction
+    (a cold cycle over 1,000 feeds makes a few dozen transactions, not 1,000). When a
+    batch fails, each of its polls is retried alone, so one bad poll fails only its
+    own feed. Returns once this poll's entries are committed."""
     assert feed.id is not None
     # one entry per guid (feeds sometimes repeat an item)
     unique: dict[str, Entry] = {}
     for e in entries:
         unique.setdefault(e.guid, e)
+    job = _Job(feed, unique, report, asyncio.get_running_loop().create_future())
+    rt.ingest_queue.append(job)
     async with rt.ingest_lock:
+        while not job.done.done():
+            batch: list[_Job] = []
+            size = 0
+            while rt.ingest_queue and (not batch or size < INGEST_BATCH):
+                nxt = rt.ingest_queue.pop(0)
+                batch.append(nxt)
+                size += len(nxt.unique)
+            await _run_batch(rt, batch)
+    await job.done
+
+
+async def _run_batch(rt: Runtime, batch: list[_Job]) -> None:
+    try:
         try:
-            await _ingest_locked(rt, feed, unique, report)
-        except Exception:
+            await _ingest_jobs(rt, batch)
+        except Exception as exc:
             # the index may hold items of the rolled-back transaction: rebuild it
             await load_index(rt)
-            raise
+            if len(batch) == 1:
+                batch[0].done.set_exception(exc)
+                return
+            for job in batch:  # isolate the poll that broke it
+                _reset(job.report)
+                try:
+                    await _ingest_jobs(rt, [job])
+                except Exception as one_exc:
+                    await load_index(rt)
+                    job.done.set_exception(one_exc)
+                else:
+                    job.done.set_result(None)
+            return
+        for job in batch:
+            job.done.set_result(None)
+    finally:
+        for job in batch:  # cancelled mid-batch: the polls waiting on it must not hang
+            if not job.done.done():
+                job.done.cancel()
 
 
-async def _ingest_locked(
-    rt: Runtime, feed: FeedRow, unique: dict[str, Entry], report: PollReport
-) -> None:
-    assert feed.id is not None
+def _reset(report: PollReport) -> None:
+    report.new = report.updated = report.alerts = report.relinked = 0
+
+
+async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
     now = rt.clock()
     async with rt.sessions() as session:
-        guids = list(unique)
-        existing: dict[str, EntryRow] = {}
+        feed_ids = sorted({j.feed.id for j in jobs if j.feed.id is not None})
+        guids = sorted({g for j in jobs for g in j.unique})
+        # guids and links are looked up for every feed of the batch at once; the rare
+        # row of another feed with the same guid is filtered out below
+        existing: dict[tuple[int, str], EntryRow] = {}
         for chunk in _chunks(guids, 500):
             rows = await session.exec(
                 select(EntryRow)
-                .where(EntryRow.feed_id == feed.id)
+                .where(col(EntryRow.feed_id).in_(feed_ids))
                 .where(col(EntryRow.guid).in_(chunk))
             )
-            existing.update({r.guid: r for r in rows.all()})
-        links = [e.link for g, e in unique.items() if g not in existing and e.link]
-        known_links: set[str] = set()
+            existing.update({(r.feed_id, r.guid): r for r in rows.all()})
+        links = sorted(
+            {
+                e.link
+                for j in jobs
+                for g, e in j.unique.items()
+                if e.link and (j.feed.id, g) not in existing
+            }
+        )
+        known_links: set[tuple[int, str]] = set()
         for chunk in _chunks(links, 500):
             rows2 = await session.exec(
-                select(EntryRow.link)
-                .where(EntryRow.feed_id == feed.id)
+                select(EntryRow.feed_id, EntryRow.link)
+                .where(col(EntryRow.feed_id).in_(feed_ids))
                 .where(col(EntryRow.link).in_(chunk))
             )
-            known_links.update(rows2.all())
-        fresh: list[Entry] = []
-        for guid, e in unique.items():
-            old = existing.get(guid)
-            if old is not None:
-                if is_material_change(old.title, e.title):
-                    old.title, old.summary = e.title, e.summary or old.summary
-                    old.updates += 1
-                    session.add(old)
-                    report.updated += 1
-                    if old.story_id is not None:
-                        story = await session.get(StoryRow, old.story_id)
-                        if story is not None:
-                            story.updated_at = now
-                            session.add(story)
-                continue
-            if e.link and e.link in known_links:
-                report.relinked += 1  # same article under a regenerated guid
-                continue
-            fresh.append(e)
-        if len(fresh) >= GUID_FLOOD_MIN and len(fresh) * 2 >= len(unique):
-            # most of the poll looks new: a feed that regenerated guids *and* links
-            # (tracking ids, new CMS) still repeats its titles; those are not new
-            fresh = await _drop_known_titles(session, feed.id, fresh, now, report)
-        if report.relinked >= GUID_FLOOD_MIN:
-            log.warning(
-                "feed %s: %d items came back with new guids but known links or titles "
-                "(guid regeneration); treated as already seen",
-                feed.name,
-                report.relinked,
-            )
-        if fresh:
-            report.alerts += await _ingest_fresh(rt, session, feed, fresh, now)
-            report.new += len(fresh)
-            await session.exec(
-                update(FeedRow)
-                .where(col(FeedRow.id) == feed.id)
-                .values(last_new_entry=now, entries_seen=col(FeedRow.entries_seen) + len(fresh))
+            known_links.update((fid, link) for fid, link in rows2.all())
+        fresh_all: list[tuple[FeedRow, Entry]] = []
+        counts: list[tuple[_Job, int]] = []
+        for job in jobs:
+            feed, report = job.feed, job.report
+            assert feed.id is not None
+            fresh: list[Entry] = []
+            for guid, e in job.unique.items():
+                old = existing.get((feed.id, guid))
+                if old is not None:
+                    if is_material_change(old.title, e.title):
+                        old.title, old.summary = e.title, e.summary or old.summary
+                        old.updates += 1
+                        session.add(old)
+                        report.updated += 1
+                        if old.story_id is not None:
+                            story = await session.get(StoryRow, old.story_id)
+                            if story is not None:
+                                story.updated_at = now
+                                session.add(story)
+                    continue
+                if e.link and (feed.id, e.link) in known_links:
+                    report.relinked += 1  # same article under a regenerated guid
+                    continue
+                fresh.append(e)
+            if len(fresh) >= GUID_FLOOD_MIN and len(fresh) * 2 >= len(job.unique):
+                # most of the poll looks new: a feed that regenerated guids *and* links
+                # (tracking ids, new CMS) still repeats its titles; those are not new
+                fresh = await _drop_known_titles(session, feed.id, fresh, now, report)
+            if report.relinked >= GUID_FLOOD_MIN:
+                log.warning(
+                    "feed %s: %d items came back with new guids but known links or titles "
+                    "(guid regeneration); treated as already seen",
+                    feed.name,
+                    report.relinked,
+                )
+            fresh_all.extend((feed, e) for e in fresh)
+            counts.append((job, len(fresh)))
+        if fresh_all:
+            alerts = await _ingest_fresh(rt, session, fresh_all, now)
+            for job, n in counts:
+                job.report.new += n
+                job.report.alerts += alerts.get(job.feed.id or 0, 0)
+            seen = [{"_id": job.feed.id, "_n": n, "_now": now} for job, n in counts if n]
+            table = FeedRow.__table__  # type: ignore[attr-defined]
+            conn = await session.connection()
+            await conn.execute(
+                update(table)
+                .where(table.c.id == bindparam("_id"))
+                .values(
+                    last_new_entry=bindparam("_now"),
+                    entries_seen=table.c.entries_seen + bindparam("_n"),
+                ),
+                seen,
             )
         await session.commit()
-    if report.alerts:
+    if any(j.report.alerts for j in jobs):
         rt.outbox_wakeup.set()
 
 
@@ -481,16 +560,17 @@ async def _reserve_story_ids(rt: Runtime, session: AsyncSession, n: int) -> list
 
 
 async def _ingest_fresh(
-    rt: Runtime, session: AsyncSession, feed: FeedRow, fresh: list[Entry], now: datetime
-) -> int:
-    """Store a poll's new entries, fold them into stories and queue alerts with a
-    handful of batched statements (not several round trips per entry)."""
-    assert feed.id is not None
+    rt: Runtime, session: AsyncSession, fresh: list[tuple[FeedRow, Entry]], now: datetime
+) -> dict[int, int]:
+    """Store new entries (of one or several polls), fold them into stories and queue
+    alerts with a handful of batched statements (not several round trips per entry).
+    Returns the alerts queued per feed id."""
     max_age = rt.max_age
     pending: list[_Pending] = []
     new_stories: dict[int, dict[str, Any]] = {}
     spare: list[int] = []
-    for i, e in enumerate(fresh):
+    for i, (feed, e) in enumerate(fresh):
+        assert feed.id is not None
         item = StoryItem(
             key=f"{feed.id}:{e.guid}",
             title=e.title,
@@ -604,13 +684,15 @@ async def _ingest_fresh(
     for p, (eid,) in zip(pending, inserted.all(), strict=True):
         p.entry_id = int(eid or 0)
 
-    queued = 0
+    queued: dict[int, int] = defaultdict(int)
     new_parents: list[AlertRow] = []
     for p in pending:
         if p.hits or (p.new_outlet and matches.get(p.story_id)):
-            if any(a.id is None for a in new_parents):
-                await session.flush()  # a follow-up may need a parent queued just now
-            queued += _queue_alerts(
+            if p.new_outlet and any(a.id is None and a.story_id == p.story_id for a in new_parents):
+                # a follow-up needs the id of a parent queued in this batch
+                await session.flush()
+                new_parents.clear()
+            queued[p.row["feed_id"]] += _queue_alerts(
                 rt,
                 session,
                 p.story_id,

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -102,6 +102,9 @@ class Runtime:
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     max_age: float | None = None
     ingest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # polls waiting to be stored: whoever holds ingest_lock stores all of them in one
+    # transaction (group commit), see pipeline.ingest
+    ingest_queue: list[Any] = field(default_factory=list)
     last_sent: dict[tuple[str, str], float] = field(default_factory=dict)
     # delivery: one drain task per (sink, channel); ingest sets the event after it
     # commits alerts so the worker sends them at once instead of at its next tick
