@@ -325,7 +325,11 @@ def entry_fields(entry: Entry) -> dict[str, str]:
 
 
 class _Doc:
-    __slots__ = ("aligned", "folded", "occ", "spans", "texts")
+    """One document's fields, scanned once by the automaton. Word spans and the folded
+    text are only needed to report evidence, so for plain-ASCII fields (most news text)
+    they are computed on first use: the scan itself needs just the words."""
+
+    __slots__ = ("_tok", "occ", "texts")
 
     def __init__(
         self,
@@ -335,20 +339,20 @@ class _Doc:
         info: list[tuple[int, int, tuple[int, ...]]],
     ) -> None:
         self.texts: dict[str, str] = {}
-        self.spans: dict[str, list[tuple[int, int]]] = {}
-        self.folded: dict[str, str] = {}
-        self.aligned: dict[str, bool] = {}
+        # field -> (spans, folded text, whether folded positions are text positions)
+        self._tok: dict[str, tuple[list[tuple[int, int]], str, bool]] = {}
         occ: dict[int, list[tuple[str, int, int]]] = {}
         self.occ = occ
         for name in scan:
             text = fields.get(name) or ""
             if not text:
                 continue
-            words, spans, folded, aligned = _tokenize(text)
             self.texts[name] = text
-            self.spans[name] = spans
-            self.folded[name] = folded
-            self.aligned[name] = aligned
+            if text.isascii():
+                words: list[str] = _ASCII_TOKEN.findall(text.lower())
+            else:
+                words, spans, folded, aligned = _tokenize(text)
+                self._tok[name] = (spans, folded, aligned)
             if not words or automaton is None:
                 continue
             offsets: list[int] | None = None
@@ -364,8 +368,20 @@ class _Doc:
                     else:
                         occ[key] = [item]
 
+    def tokens(self, name: str) -> tuple[list[tuple[int, int]], str, bool] | None:
+        tok = self._tok.get(name)
+        if tok is None:
+            text = self.texts.get(name)
+            if not text:
+                return None
+            _, spans, folded, aligned = _tokenize(text)
+            tok = self._tok[name] = (spans, folded, aligned)
+        return tok
+
     def found(self, clause: str, term: str, via: str, name: str, ws: int, we: int) -> Found:
-        spans = self.spans[name]
+        tok = self.tokens(name)
+        assert tok is not None  # a word was found in this field
+        spans = tok[0]
         cs, ce = spans[ws][0], spans[we - 1][1]
         return Found(clause, term, via, name, self.texts[name][cs:ce], (ws, we), (cs, ce))
 
@@ -373,13 +389,13 @@ class _Doc:
         self, clause: str, pattern: re.Pattern[str], name: str, limit: int = 20
     ) -> list[Found]:
         out: list[Found] = []
-        folded = self.folded.get(name)
-        if not folded:
+        tok = self.tokens(name)
+        if tok is None or not tok[1]:
             return out
+        spans, folded, aligned = tok
         for m in pattern.finditer(folded):
             cs, ce = m.span()
-            if self.aligned[name]:
-                spans = self.spans[name]
+            if aligned:
                 ws = bisect_right([s[1] for s in spans], cs)
                 we = max(ws, bisect_left([s[0] for s in spans], ce))
                 text = self.texts[name][cs:ce]
