@@ -176,6 +176,8 @@ async def pipeline(cfg_dir: Path, profile: bool) -> tuple[list[Row], dict[str, A
                 q = select(func.count()).select_from(model)
                 facts[name] = int((await s.exec(q)).one())
     if prof:
+        if os.environ.get("BENCH_PROFILE_OUT"):  # full stats, for pstats callers/callees
+            prof.dump_stats(os.environ["BENCH_PROFILE_OUT"])
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(35)
         facts["profile"] = out.getvalue()

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, func, insert, text, update
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -215,29 +216,34 @@ def _record_success(
     parsed: ParseResult | None,
     times: Sequence[datetime | None],
 ) -> dict[str, Any]:
-    """The feed's new state after a successful poll (applied in bulk by poll_cycle)."""
+    """The feed's new state after a successful poll (applied in bulk by poll_cycle).
+    Built as a plain dict: the ORM row is not touched (attribute instrumentation costs
+    more than the rest of a 304 poll)."""
     now = rt.clock()
-    feed.last_polled = feed.last_success = now
-    feed.last_status = result.status
+    st = _state(feed)
+    st["last_polled"] = st["last_success"] = now
+    st["last_status"] = result.status
     if not result.not_modified:
-        feed.etag = result.etag
-        feed.last_modified = result.last_modified
+        st["etag"] = result.etag
+        st["last_modified"] = result.last_modified
     if result.permanent_redirect and result.permanent_redirect != feed.url:
         log.warning(
             "feed %s moved permanently: %s -> %s", feed.name, feed.url, result.permanent_redirect
         )
-        feed.url = result.permanent_redirect
-    feed.consecutive_failures = 0
+        st["url"] = result.permanent_redirect
+    st["consecutive_failures"] = 0
     if parsed is not None and parsed.error:
         # entries were recovered, but the feed is malformed: keep the reason visible
-        feed.last_error, feed.last_error_kind, feed.last_error_at = parsed.error, "parse", now
+        st["last_error"], st["last_error_kind"], st["last_error_at"] = parsed.error, "parse", now
     elif parsed is not None or result.not_modified:
-        feed.last_error = feed.last_error_kind = None
+        st["last_error"] = st["last_error_kind"] = None
     if parsed is not None and parsed.meta.title:
-        feed.title = parsed.meta.title[:500]
-    feed.next_due = now + timedelta(seconds=_interval(rt, feed, result, parsed, times, now))
-    feed.lease_until = feed.lease_owner = None
-    return _state(feed)
+        st["title"] = parsed.meta.title[:500]
+    interval = _interval(rt, feed, 0, result, parsed, times, now)
+    st["current_interval_s"] = interval
+    st["next_due"] = now + timedelta(seconds=interval)
+    st["lease_until"] = st["lease_owner"] = None
+    return st
 
 
 def _record_failure(
@@ -250,19 +256,22 @@ def _record_failure(
 ) -> dict[str, Any]:
     """The feed's new state after a failed poll: the reason is kept on the feed."""
     now = rt.clock()
-    feed.last_polled = now
-    feed.last_status = status
-    feed.last_error, feed.last_error_kind, feed.last_error_at = error, kind, now
-    feed.consecutive_failures += 1
+    st = _state(feed)
+    st["last_polled"] = now
+    st["last_status"] = status
+    st["last_error"], st["last_error_kind"], st["last_error_at"] = error, kind, now
+    failures = st["consecutive_failures"] = feed.consecutive_failures + 1
     if kind == "gone" or status == 410:
-        feed.enabled = False
-        feed.disabled_reason = f"410 Gone at {now:%Y-%m-%d %H:%M}Z: disabled"
+        st["enabled"] = False
+        st["disabled_reason"] = f"410 Gone at {now:%Y-%m-%d %H:%M}Z: disabled"
         log.warning("feed %s answered 410 Gone: disabled", feed.name)
     else:
         log.warning("feed %s failed (%s): %s", feed.name, kind or "error", error)
-    feed.next_due = now + timedelta(seconds=_interval(rt, feed, result, None, [], now))
-    feed.lease_until = feed.lease_owner = None
-    return _state(feed)
+    interval = _interval(rt, feed, failures, result, None, [], now)
+    st["current_interval_s"] = interval
+    st["next_due"] = now + timedelta(seconds=interval)
+    st["lease_until"] = st["lease_owner"] = None
+    return st
 
 
 async def _save_states(rt: Runtime, states: list[dict[str, Any]]) -> None:
@@ -285,6 +294,7 @@ async def _save_states(rt: Runtime, states: list[dict[str, Any]]) -> None:
 def _interval(
     rt: Runtime,
     feed: FeedRow,
+    failures: int,
     result: FetchResult | None,
     parsed: ParseResult | None,
     times: Sequence[datetime | None],
@@ -305,11 +315,10 @@ def _interval(
         expires_in=expires_in,
         retry_after=result.retry_after if result else None,
         entry_times=[t for t in times if t is not None],
-        consecutive_failures=feed.consecutive_failures,
+        consecutive_failures=failures,
         now=now,
         rng=rt.rng,
     )
-    feed.current_interval_s = interval
     return interval
 
 
@@ -621,8 +630,9 @@ async def _ingest_fresh(
     old_ids = sorted({p.story_id for p in pending} - set(new_stories))
     stories: dict[int, StoryRow] = {}
     sources: dict[int, set[str]] = defaultdict(set)
-    matches: dict[int, dict[str, MatchRow]] = defaultdict(dict)
-    parents: dict[tuple[int, str, str], AlertRow] = {}
+    matches: dict[int, dict[str, _Match]] = defaultdict(dict)
+    parents: dict[tuple[int, str, str], _Parent] = {}
+    conn = await session.connection()
     for start in range(0, len(old_ids), 500):
         chunk = old_ids[start : start + 500]
         found = await session.exec(select(StoryRow).where(col(StoryRow.id).in_(chunk)))
@@ -635,16 +645,34 @@ async def _ingest_fresh(
         )
         for sid, source in src_rows.all():
             sources[sid or 0].add(source)
-        found_m = await session.exec(select(MatchRow).where(col(MatchRow.story_id).in_(chunk)))
-        for m in found_m.all():
-            matches[m.story_id][m.watchlist] = m
-        found_a = await session.exec(
-            select(AlertRow)
-            .where(col(AlertRow.story_id).in_(chunk), AlertRow.kind == "new")
+        found_m = await conn.execute(
+            sa_select(
+                col(MatchRow.id),
+                col(MatchRow.story_id),
+                col(MatchRow.entry_id),
+                col(MatchRow.watchlist),
+                col(MatchRow.terms),
+                col(MatchRow.words),
+                col(MatchRow.alerted),
+            ).where(col(MatchRow.story_id).in_(chunk))
+        )
+        for mid, msid, meid, mwl, mterms, mwords, malerted in found_m.all():
+            matches[msid][mwl] = _Match(
+                mid, msid, meid, mwl, json.loads(mterms), json.loads(mwords), malerted
+            )
+        found_a = await conn.execute(
+            sa_select(
+                col(AlertRow.id),
+                col(AlertRow.story_id),
+                col(AlertRow.watchlist),
+                col(AlertRow.sink),
+                col(AlertRow.channel),
+            )
+            .where(col(AlertRow.story_id).in_(chunk), col(AlertRow.kind) == "new")
             .order_by(col(AlertRow.id))
         )
-        for a in found_a.all():
-            parents.setdefault((a.story_id, a.watchlist, a.sink), a)
+        for aid, asid, awl, asink, achannel in found_a.all():
+            parents.setdefault((asid, awl, asink), _Parent(aid, achannel))
 
     # outlets per story, in arrival order: who is new, and how many carry it so far
     counts: dict[int, int] = {sid: st.source_count for sid, st in stories.items()}
@@ -674,73 +702,133 @@ async def _ingest_fresh(
         values["source_count"] = counts[sid]
 
     # plain Core inserts: one multi-row statement each, no ORM bookkeeping per entry
-    conn = await session.connection()
     if new_stories:
         await conn.execute(insert(StoryRow), list(new_stories.values()))
+    # ids come back keyed by (feed, guid), unique per entry: without
+    # sort_by_parameter_order SQLAlchemy can send many rows per statement
+    # ("insertmanyvalues") instead of one statement per row
     inserted = await conn.execute(
-        insert(EntryRow).returning(col(EntryRow.id), sort_by_parameter_order=True),
+        insert(EntryRow).returning(col(EntryRow.id), col(EntryRow.feed_id), col(EntryRow.guid)),
         [p.row for p in pending],
     )
-    for p, (eid,) in zip(pending, inserted.all(), strict=True):
-        p.entry_id = int(eid or 0)
+    ids = {(fid, guid): int(eid or 0) for eid, fid, guid in inserted.all()}
+    for p in pending:
+        p.entry_id = ids[(p.row["feed_id"], p.row["guid"])]
 
     queued: dict[int, int] = defaultdict(int)
-    new_parents: list[AlertRow] = []
+    alerts: list[dict[str, Any]] = []
     for p in pending:
         if p.hits or (p.new_outlet and matches.get(p.story_id)):
-            if p.new_outlet and any(a.id is None and a.story_id == p.story_id for a in new_parents):
-                # a follow-up needs the id of a parent queued in this batch
-                await session.flush()
-                new_parents.clear()
-            queued[p.row["feed_id"]] += _queue_alerts(
-                rt,
-                session,
-                p.story_id,
-                p.outlets,
-                p.entry_id,
-                p.hits,
-                p.new_outlet,
-                now,
-                matches[p.story_id],
-                parents,
-                new_parents,
-            )
+            n = _queue_alerts(rt, p, now, matches[p.story_id], parents, alerts)
+            queued[p.row["feed_id"]] += n
+
+    # matches: new ones inserted, changed ones updated, each in one executemany
+    fresh_m = [m for ms in matches.values() for m in ms.values() if m.id is None]
+    changed_m = [m for ms in matches.values() for m in ms.values() if m.id and m.dirty]
+    if fresh_m:
+        await conn.execute(insert(MatchRow), [m.values() for m in fresh_m])
+    if changed_m:
+        mt = MatchRow.__table__  # type: ignore[attr-defined]
+        await conn.execute(
+            update(mt)
+            .where(mt.c.id == bindparam("_id"))
+            .values(
+                terms=bindparam("_terms"), words=bindparam("_words"), alerted=bindparam("_alerted")
+            ),
+            [
+                {
+                    "_id": m.id,
+                    "_terms": json.dumps(m.terms),
+                    "_words": json.dumps(m.words),
+                    "_alerted": m.alerted,
+                }
+                for m in changed_m
+            ],
+        )
+    # alerts: the batch's new parents first (their ids are needed), then follow-ups
+    new_rows = [a for a in alerts if a["kind"] == "new"]
+    if new_rows:
+        made = await conn.execute(
+            insert(AlertRow).returning(
+                col(AlertRow.id),
+                col(AlertRow.story_id),
+                col(AlertRow.watchlist),
+                col(AlertRow.sink),
+            ),
+            [{k: v for k, v in a.items() if not k.startswith("_")} for a in new_rows],
+        )
+        for aid, asid, awl, asink in made.all():
+            parent = parents.get((asid, awl, asink))
+            if parent is not None and parent.id is None:
+                parent.id = aid
+    follow = []
+    for a in alerts:
+        if a["kind"] == "followup":
+            a["parent_id"] = a.pop("_parent").id
+            follow.append(a)
+    if follow:
+        await conn.execute(insert(AlertRow), follow)
     return queued
+
+
+@dataclass(slots=True)
+class _Match:
+    """A story's match for one watchlist, as stored (``id`` None until inserted)."""
+
+    id: int | None
+    story_id: int
+    entry_id: int
+    watchlist: str
+    terms: list[str]
+    words: list[str]
+    alerted: bool
+    dirty: bool = False
+    created_at: datetime | None = None
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "story_id": self.story_id,
+            "entry_id": self.entry_id,
+            "watchlist": self.watchlist,
+            "terms": json.dumps(self.terms),
+            "words": json.dumps(self.words),
+            "alerted": self.alerted,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(slots=True)
+class _Parent:
+    """A story's first alert on one sink: follow-ups thread under it."""
+
+    id: int | None  # None while it is queued in this batch and not inserted yet
+    channel: str
 
 
 def _queue_alerts(
     rt: Runtime,
-    session: AsyncSession,
-    story_id: int,
-    outlets: int,
-    entry_id: int,
-    hits: list[Hit],
-    new_outlet: bool,
+    p: _Pending,
     now: datetime,
-    matches: dict[str, MatchRow],
-    parents: dict[tuple[int, str, str], AlertRow],
-    new_parents: list[AlertRow],
+    matches: dict[str, _Match],
+    parents: dict[tuple[int, str, str], _Parent],
+    alerts: list[dict[str, Any]],
 ) -> int:
     """One alert per story per watchlist (per sink): the first when the story reaches
-    the watchlist's ``min_sources`` (``outlets`` carry it now); then a follow-up for
-    each new outlet (threads)."""
+    the watchlist's ``min_sources`` (``p.outlets`` carry it now); then a follow-up for
+    each new outlet (threads). Alerts are appended to ``alerts`` as rows to insert."""
+    story_id = p.story_id
     queued = 0
-    for hit in hits:
+    for hit in p.hits:
         m = matches.get(hit.watchlist)
         if m is None:
-            m = MatchRow(
-                story_id=story_id,
-                entry_id=entry_id,
-                watchlist=hit.watchlist,
-                terms=json.dumps(list(hit.terms)),
-                words=json.dumps(list(hit.words)),
-                created_at=now,
-            )
-            matches[hit.watchlist] = m
+            matches[hit.watchlist] = _Match(
+                None, story_id, p.entry_id, hit.watchlist, list(hit.terms), list(hit.words),
+                False, created_at=now,
+            )  # fmt: skip
         else:
-            m.terms = json.dumps(_union(json.loads(m.terms), hit.terms))
-            m.words = json.dumps(_union(json.loads(m.words), hit.words))
-        session.add(m)
+            terms, words = _union(m.terms, hit.terms), _union(m.words, hit.words)
+            if terms != m.terms or words != m.words:
+                m.terms, m.words, m.dirty = terms, words, True
     for name, m in matches.items():
         wl = rt.matcher.watchlists.get(name)
         if wl is None:
@@ -748,45 +836,46 @@ def _queue_alerts(
         sinks = _routes(rt, wl.sinks)
         channel = wl.channel or rt.config.settings.slack.channel or ""
         if not m.alerted:
-            if outlets >= max(1, wl.min_sources):
-                m.alerted = True
-                session.add(m)
+            if p.outlets >= max(1, wl.min_sources):
+                m.alerted = m.dirty = True
                 for sink in sinks:
-                    alert = AlertRow(
-                        story_id=story_id,
-                        entry_id=m.entry_id,
-                        watchlist=name,
-                        sink=sink,
-                        channel=channel if sink.startswith("slack") else "",
-                        kind="new",
-                        next_attempt_at=now,
-                        created_at=now,
-                        terms=m.terms,
-                        words=m.words,
+                    ch = channel if sink.startswith("slack") else ""
+                    alerts.append(
+                        {
+                            "story_id": story_id,
+                            "entry_id": m.entry_id,
+                            "watchlist": name,
+                            "sink": sink,
+                            "channel": ch,
+                            "kind": "new",
+                            "parent_id": None,
+                            "next_attempt_at": now,
+                            "created_at": now,
+                            "terms": json.dumps(m.terms),
+                            "words": json.dumps(m.words),
+                        }
                     )
-                    session.add(alert)
-                    parents[(story_id, name, sink)] = alert
-                    new_parents.append(alert)
+                    parents[(story_id, name, sink)] = _Parent(None, ch)
                     queued += 1
-        elif new_outlet and wl.followups == "thread":
+        elif p.new_outlet and wl.followups == "thread":
             for sink in sinks:
                 parent = parents.get((story_id, name, sink))
-                if parent is None or parent.id is None:
+                if parent is None:
                     continue
-                session.add(
-                    AlertRow(
-                        story_id=story_id,
-                        entry_id=entry_id,
-                        watchlist=name,
-                        sink=sink,
-                        channel=parent.channel,
-                        kind="followup",
-                        parent_id=parent.id,
-                        next_attempt_at=now,
-                        created_at=now,
-                        terms=m.terms,
-                        words=m.words,
-                    )
+                alerts.append(
+                    {
+                        "story_id": story_id,
+                        "entry_id": p.entry_id,
+                        "watchlist": name,
+                        "sink": sink,
+                        "channel": parent.channel,
+                        "kind": "followup",
+                        "_parent": parent,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                        "terms": json.dumps(m.terms),
+                        "words": json.dumps(m.words),
+                    }
                 )
                 queued += 1
     return queued
