@@ -351,8 +351,12 @@ class _Doc:
             if text.isascii():
                 words: list[str] = _ASCII_TOKEN.findall(text.lower())
             else:
-                words, spans, folded, aligned = _tokenize(text)
-                self._tok[name] = (spans, folded, aligned)
+                folded = _fold(text)
+                if len(folded) == len(text):  # positions agree: spans can wait too
+                    words = _TOKEN.findall(folded)
+                else:
+                    words, spans, folded, aligned = _tokenize(text)
+                    self._tok[name] = (spans, folded, aligned)
             if not words or automaton is None:
                 continue
             offsets: list[int] | None = None

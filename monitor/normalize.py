@@ -197,6 +197,8 @@ _QUOTES = str.maketrans(
 def fold(value: str) -> str:
     """Case-, accent-, quote- and width-folded text for comparison (not for display)."""
     value = unicodedata.normalize("NFKC", value).translate(_QUOTES)
+    if value.isascii():  # most news text once quotes and dashes are folded
+        return value.casefold()
     decomposed = unicodedata.normalize("NFKD", value)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return unicodedata.normalize("NFC", stripped).casefold()
