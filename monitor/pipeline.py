@@ -447,8 +447,7 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
                 .where(col(EntryRow.link).in_(chunk))
             )
             known_links.update((fid, link) for fid, link in rows2.all())
-        fresh_all: list[tuple[FeedRow, Entry]] = []
-        counts: list[tuple[_Job, int]] = []
+        per_job: list[list[Entry]] = []
         for job in jobs:
             feed, report = job.feed, job.report
             assert feed.id is not None
@@ -471,10 +470,21 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
                     report.relinked += 1  # same article under a regenerated guid
                     continue
                 fresh.append(e)
-            if len(fresh) >= GUID_FLOOD_MIN and len(fresh) * 2 >= len(job.unique):
-                # most of the poll looks new: a feed that regenerated guids *and* links
-                # (tracking ids, new CMS) still repeats its titles; those are not new
-                fresh = await _drop_known_titles(session, feed.id, fresh, now, report)
+            per_job.append(fresh)
+        # most of a poll looking new: a feed that regenerated guids *and* links
+        # (tracking ids, new CMS) still repeats its titles; those are not new
+        suspects = [
+            (job, fresh)
+            for job, fresh in zip(jobs, per_job, strict=True)
+            if len(fresh) >= GUID_FLOOD_MIN and len(fresh) * 2 >= len(job.unique)
+        ]
+        known_titles = await _known_titles(session, suspects, now)
+        fresh_all: list[tuple[FeedRow, Entry]] = []
+        counts: list[tuple[_Job, int]] = []
+        for job, fresh in zip(jobs, per_job, strict=True):
+            feed, report = job.feed, job.report
+            if known_titles and any(job is j for j, _ in suspects):
+                fresh = _drop_known_titles(feed.id or 0, fresh, known_titles, report)
             if report.relinked >= GUID_FLOOD_MIN:
                 log.warning(
                     "feed %s: %d items came back with new guids but known links or titles "
@@ -506,25 +516,39 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
         rt.outbox_wakeup.set()
 
 
-async def _drop_known_titles(
-    session: AsyncSession, feed_id: int, fresh: list[Entry], now: datetime, report: PollReport
-) -> list[Entry]:
+async def _known_titles(
+    session: AsyncSession, suspects: list[tuple[_Job, list[Entry]]], now: datetime
+) -> set[tuple[int, str]]:
+    """(feed id, title) of the suspect polls' "new" titles already stored for that feed
+    in the last 7 days: one query for the whole batch."""
+    if not suspects:
+        return set()
     since = now - timedelta(days=7)
-    titles = [e.title for e in fresh if e.title]
-    known: set[str] = set()
+    feed_ids = sorted({job.feed.id for job, _ in suspects if job.feed.id is not None})
+    titles = sorted({e.title for _, fresh in suspects for e in fresh if e.title})
+    known: set[tuple[int, str]] = set()
     for chunk in _chunks(titles, 500):
         rows = await session.exec(
-            select(EntryRow.title)
-            .where(EntryRow.feed_id == feed_id)
+            select(EntryRow.feed_id, EntryRow.title)
+            .where(col(EntryRow.feed_id).in_(feed_ids))
             .where(col(EntryRow.seen_at) >= since)
             .where(col(EntryRow.title).in_(chunk))
         )
-        known.update(rows.all())
-    if len(known) * 2 < len(fresh):
+        known.update((fid, title) for fid, title in rows.all())
+    return known
+
+
+def _drop_known_titles(
+    feed_id: int, fresh: list[Entry], known: set[tuple[int, str]], report: PollReport
+) -> list[Entry]:
+    """A poll whose "new" items mostly repeat stored titles regenerated its guids: those
+    items are not new. A busy poll with a few repeated titles keeps them all."""
+    repeated = {e.title for e in fresh if (feed_id, e.title) in known}
+    if not repeated or len(repeated) * 2 < len(fresh):
         return fresh  # a genuinely busy poll, not a regeneration
     kept = []
     for e in fresh:
-        if e.title in known:
+        if (feed_id, e.title) in known:
             report.relinked += 1
         else:
             kept.append(e)
