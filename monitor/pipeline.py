@@ -343,6 +343,7 @@ def stored_entry(row: EntryRow, feed: FeedRow | None) -> Entry:
 
 
 INGEST_BATCH = 2000  # entries stored per transaction when many polls wait at once
+YIELD_EVERY = 64  # entries deduped and matched between two yields to the event loop
 
 
 @dataclass
@@ -604,6 +605,10 @@ async def _ingest_fresh(
     spare: list[int] = []
     for i, (feed, e) in enumerate(fresh):
         assert feed.id is not None
+        if i and i % YIELD_EVERY == 0:
+            # let the loop hand finished parses back and start new ones: the parse
+            # workers would otherwise sit idle through a long batch
+            await asyncio.sleep(0)
         item = StoryItem(
             key=f"{feed.id}:{e.guid}",
             title=e.title,

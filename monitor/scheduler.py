@@ -122,7 +122,8 @@ class Daemon:
             )
 
     async def _prune(self) -> None:
-        dropped = self.rt.index.prune(self.rt.clock())
+        async with self.rt.ingest_lock:  # not in the middle of a batch being stored
+            dropped = self.rt.index.prune(self.rt.clock())
         if dropped:
             log.info("story window: dropped %d entries older than the window", dropped)
 
