@@ -58,8 +58,10 @@ from urllib.parse import urljoin
 import feedparser
 
 from monitor.discover import discover_feed_links
+from monitor.match import Hit, Matcher, compile_watchlists
 from monitor.models import Entry
 from monitor.normalize import canonical_url, clean, html_to_text, truncate
+from monitor.watchlist import Watchlist
 
 AUTHOR_FIELD_CHARS = 512
 _TITLE_CHARS = 1_000
@@ -81,9 +83,14 @@ _entry_tuple = operator.attrgetter(*_ENTRY_FIELDS)
 
 
 def _rebuild_result(
-    rows: tuple[tuple[Any, ...], ...], meta: FeedMeta, error: str | None, is_html: bool
+    rows: tuple[tuple[Any, ...], ...],
+    meta: FeedMeta,
+    error: str | None,
+    is_html: bool,
+    hits: tuple[tuple[Hit, ...], ...] | None = None,
+    generation: int = 0,
 ) -> ParseResult:
-    return ParseResult([Entry(*row) for row in rows], meta, error, is_html)
+    return ParseResult([Entry(*row) for row in rows], meta, error, is_html, hits, generation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +99,18 @@ class ParseResult:
     meta: FeedMeta
     error: str | None  # recorded on the feed even when entries were recovered
     is_html: bool = False
+    # watchlist hits per entry, when a ParsePool worker matched them with the watchlists
+    # of pool generation ``generation`` (None: not matched here, the caller matches)
+    hits: tuple[tuple[Hit, ...], ...] | None = None
+    generation: int = 0
 
     def __reduce__(self) -> tuple[Any, ...]:
         # entries travel back from the worker as plain tuples: half the pickling cost
         rows = tuple(_entry_tuple(entry) for entry in self.entries)
-        return (_rebuild_result, (rows, self.meta, self.error, self.is_html))
+        return (
+            _rebuild_result,
+            (rows, self.meta, self.error, self.is_html, self.hits, self.generation),
+        )
 
 
 def _failed(error: str, *, is_html: bool = False, meta: FeedMeta | None = None) -> ParseResult:
@@ -841,12 +855,37 @@ def terminate_workers(executor: ProcessPoolExecutor) -> None:
         process.join(timeout=5)
 
 
-def _warm_up() -> None:  # runs in each worker at start: import cost paid once, not per parse
+# the worker's compiled watchlists and the pool generation they belong to
+_WORKER_MATCHER: tuple[int, Matcher] | None = None
+
+
+def _warm_up(watchlists: tuple[Watchlist, ...] | None = None, generation: int = 0) -> None:
+    """Runs in each worker at start: import and compile costs are paid once, not per parse."""
+    global _WORKER_MATCHER
     # Ctrl-C in a terminal reaches the whole process group: the daemon handles it and
     # shuts the pool down; workers must not die mid-parse with a traceback of their own
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     install_speedups()
     feedparser.parse(b"<rss version='2.0'><channel><title>x</title></channel></rss>")
+    if watchlists is not None:
+        _WORKER_MATCHER = (generation, compile_watchlists(watchlists))
+
+
+def _ready() -> None:
+    """A no-op task: returns once a worker has started (and run ``_warm_up``)."""
+
+
+def _parse_and_match(body: bytes, headers: dict[str, str], **kwargs: Any) -> ParseResult:
+    """``parse_feed``, then the watchlists matched against each entry here in the worker:
+    matching is a pure function of the entry, and doing it beside the parse takes it off
+    the single process that dedupes and stores."""
+    result = parse_feed(body, headers, **kwargs)
+    worker = _WORKER_MATCHER
+    if worker is None or not result.entries:
+        return result
+    generation, matcher = worker
+    hits = tuple(tuple(matcher.match_entry(e)) for e in result.entries)
+    return replace(result, hits=hits, generation=generation)
 
 
 class ParsePool:
@@ -862,26 +901,44 @@ class ParsePool:
         timeout: float = 30.0,
         max_field_chars: int = 20_000,
         start_method: str = "forkserver",
+        watchlists: Sequence[Watchlist] | None = None,
     ) -> None:
         self.workers = workers
         self.timeout = timeout
         self.max_field_chars = max_field_chars
         self.restarts = 0
+        # results carry the generation of the watchlists they were matched with; it
+        # changes with every set_watchlists, so a caller can tell stale hits apart
+        self.generation = 1
+        self._watchlists = tuple(watchlists) if watchlists is not None else None
         self._context = multiprocessing.get_context(start_method)
         self._executor = self._new_executor()
         self._slots = asyncio.Semaphore(workers)
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=self._context, initializer=_warm_up
+            max_workers=self.workers,
+            mp_context=self._context,
+            initializer=_warm_up,
+            initargs=(self._watchlists, self.generation),
         )
 
     def start(self) -> None:
         """Start the workers now and wait until they are ready (blocking; call once at
         start-up), so the first parses' timeouts do not include process start-up."""
-        futures = [self._executor.submit(_warm_up) for _ in range(self.workers)]
+        futures = [self._executor.submit(_ready) for _ in range(self.workers)]
         for future in futures:
             future.result()
+
+    def set_watchlists(self, watchlists: Sequence[Watchlist]) -> None:
+        """Match with these watchlists from now on (hot reload): new workers compile them;
+        parses already running finish in the old workers, their results marked with the
+        old generation."""
+        self._watchlists = tuple(watchlists)
+        self.generation += 1
+        old = self._executor
+        self._executor = self._new_executor()
+        old.shutdown(wait=False)
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         if self._executor is broken:
@@ -901,7 +958,7 @@ class ParsePool:
         now: datetime | None = None,
     ) -> ParseResult:
         call = functools.partial(
-            parse_feed,
+            _parse_and_match,
             body,
             dict(headers),
             url=url,

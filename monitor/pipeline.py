@@ -179,7 +179,10 @@ async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
         report.error = parsed.error
         report.state = _record_failure(rt, row, parsed.error, "parse", result.status, result)
         return report
-    await ingest(rt, row, parsed.entries, report)
+    hits = None
+    if parsed.hits is not None and parsed.generation == rt.pool.generation:
+        hits = {e.guid: h for e, h in zip(parsed.entries, parsed.hits, strict=True)}
+    await ingest(rt, row, parsed.entries, report, hits)
     report.state = _record_success(rt, row, result, parsed, [e.published for e in parsed.entries])
     return report
 
@@ -354,9 +357,16 @@ class _Job:
     unique: dict[str, Entry]
     report: PollReport
     done: asyncio.Future[None]
+    hits: dict[str, tuple[Hit, ...]] | None  # by guid, when the parse worker matched
 
 
-async def ingest(rt: Runtime, feed: FeedRow, entries: Sequence[Entry], report: PollReport) -> None:
+async def ingest(
+    rt: Runtime,
+    feed: FeedRow,
+    entries: Sequence[Entry],
+    report: PollReport,
+    hits: dict[str, tuple[Hit, ...]] | None = None,
+) -> None:
     """Store new entries, fold them into stories, match watchlists and queue alerts,
     all in one transaction (the alert is written with its match). Serialised per
     process so the in-memory story index and the database agree.
@@ -371,7 +381,7 @@ async def ingest(rt: Runtime, feed: FeedRow, entries: Sequence[Entry], report: P
     unique: dict[str, Entry] = {}
     for e in entries:
         unique.setdefault(e.guid, e)
-    job = _Job(feed, unique, report, asyncio.get_running_loop().create_future())
+    job = _Job(feed, unique, report, asyncio.get_running_loop().create_future(), hits)
     rt.ingest_queue.append(job)
     async with rt.ingest_lock:
         while not job.done.done():
@@ -480,7 +490,7 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
             if len(fresh) >= GUID_FLOOD_MIN and len(fresh) * 2 >= len(job.unique)
         ]
         known_titles = await _known_titles(session, suspects, now)
-        fresh_all: list[tuple[FeedRow, Entry]] = []
+        fresh_all: list[tuple[FeedRow, Entry, dict[str, tuple[Hit, ...]] | None]] = []
         counts: list[tuple[_Job, int]] = []
         for job, fresh in zip(jobs, per_job, strict=True):
             feed, report = job.feed, job.report
@@ -493,7 +503,7 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
                     feed.name,
                     report.relinked,
                 )
-            fresh_all.extend((feed, e) for e in fresh)
+            fresh_all.extend((feed, e, job.hits) for e in fresh)
             counts.append((job, len(fresh)))
         if fresh_all:
             alerts = await _ingest_fresh(rt, session, fresh_all, now)
@@ -594,7 +604,10 @@ async def _reserve_story_ids(rt: Runtime, session: AsyncSession, n: int) -> list
 
 
 async def _ingest_fresh(
-    rt: Runtime, session: AsyncSession, fresh: list[tuple[FeedRow, Entry]], now: datetime
+    rt: Runtime,
+    session: AsyncSession,
+    fresh: list[tuple[FeedRow, Entry, dict[str, tuple[Hit, ...]] | None]],
+    now: datetime,
 ) -> dict[int, int]:
     """Store new entries (of one or several polls), fold them into stories and queue
     alerts with a handful of batched statements (not several round trips per entry).
@@ -603,7 +616,7 @@ async def _ingest_fresh(
     pending: list[_Pending] = []
     new_stories: dict[int, dict[str, Any]] = {}
     spare: list[int] = []
-    for i, (feed, e) in enumerate(fresh):
+    for i, (feed, e, matched) in enumerate(fresh):
         assert feed.id is not None
         if i and i % YIELD_EVERY == 0:
             # let the loop hand finished parses back and start new ones: the parse
@@ -637,7 +650,12 @@ async def _ingest_fresh(
             and e.published is not None
             and e.published < now - timedelta(seconds=max_age)
         )
-        hits = [] if too_old else rt.matcher.match_entry(e)
+        if too_old:
+            hits: list[Hit] = []
+        elif matched is not None and e.guid in matched:
+            hits = list(matched[e.guid])  # matched in the parse worker
+        else:
+            hits = rt.matcher.match_entry(e)
         row = {
             "feed_id": feed.id,
             "guid": e.guid,

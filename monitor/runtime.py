@@ -119,6 +119,7 @@ class Runtime:
     def swap_config(self, config: AppConfig) -> None:
         """Hot reload: new matcher and settings; the story index and queues stay."""
         self.matcher = compile_watchlists(config.watchlists)
+        self.pool.set_watchlists(config.watchlists)
         self.config = config
 
 
@@ -141,7 +142,9 @@ async def open_runtime(
             limit_per_host=config.settings.poll.per_host,
         )
         pool = ParsePool(
-            config.settings.poll.parse_workers, timeout=config.settings.poll.parse_timeout
+            config.settings.poll.parse_workers,
+            timeout=config.settings.poll.parse_timeout,
+            watchlists=config.watchlists,  # the workers match entries as they parse them
         )
         pool.start()
         sinks = notifiers if notifiers is not None else build_notifiers(config, console=console)

@@ -663,3 +663,39 @@ def test_body_digest() -> None:
     assert a == body_digest(b"<rss>1</rss>")
     assert a != body_digest(b"<rss>2</rss>")
     assert len(a) == 32 and int(a, 16) >= 0
+
+
+def test_pool_workers_match_watchlists_and_follow_a_reload() -> None:
+    """The parse workers match each entry with the pool's watchlists; after
+    ``set_watchlists`` results carry the new generation and the new watchlists' hits, so
+    the pipeline never uses hits from before a reload."""
+    from monitor.watchlist import WatchlistFile
+
+    def lists(terms: list[str]) -> list[Any]:
+        return list(
+            WatchlistFile.model_validate({"watchlists": [{"name": "w", "terms": terms}]}).watchlists
+        )
+
+    body = rss(
+        "X",
+        [
+            {"title": "Kim Jong Un meets Putin", "link": "https://x.example/1", "guid": "1"},
+            {"title": "Flooding in Lagos", "link": "https://x.example/2", "guid": "2"},
+        ],
+    ).encode()
+
+    async def run() -> None:
+        with ParsePool(workers=1, timeout=10, watchlists=lists(["Kim Jong Un"])) as pool:
+            pool.start()
+            first = await pool.parse(body, {}, url="https://x.example/f", feed="x", source="X")
+            assert first.generation == pool.generation == 1
+            assert first.hits is not None
+            assert [[h.watchlist for h in hs] for hs in first.hits] == [["w"], []]
+            assert first.hits[0][0].words == ("Kim Jong Un",)
+            pool.set_watchlists(lists(["flooding"]))
+            second = await pool.parse(body, {}, url="https://x.example/f", feed="x", source="X")
+            assert second.generation == pool.generation == 2
+            assert second.hits is not None
+            assert [[h.watchlist for h in hs] for hs in second.hits] == [[], ["w"]]
+
+    asyncio.run(run())
