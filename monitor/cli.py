@@ -228,7 +228,8 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
     notifiers: dict[str, Notifier] | None = (
         {"console": ConsoleNotifier(sys.stdout)} if dry_run else None
     )
-    async with open_runtime(cfg, max_age=age, notifiers=notifiers) as rt:
+    # lazy: parse workers and the story window are only set up once a feed has news
+    async with open_runtime(cfg, max_age=age, notifiers=notifiers, start_pool=False) as rt:
         if dry_run:
             # re-route everything queued in the copy to the console
             from sqlalchemy import update
@@ -238,7 +239,7 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
             async with rt.sessions() as session:
                 await session.exec(update(AlertRow).values(sink="console"))
                 await session.commit()
-        await startup(rt)
+        await startup(rt, lazy_index=True)
         report = await poll_cycle(rt, all_feeds=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + deliver_timeout

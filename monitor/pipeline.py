@@ -428,6 +428,9 @@ def _reset(report: PollReport) -> None:
 
 
 async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
+    if not rt.index_loaded:  # a lazy start-up (``wirewatch once``): first new entries
+        await load_index(rt)
+        rt.index_loaded = True
     now = rt.clock()
     async with rt.sessions() as session:
         feed_ids = sorted({j.feed.id for j in jobs if j.feed.id is not None})

@@ -111,6 +111,8 @@ class Runtime:
     channel_tasks: dict[tuple[str, str], asyncio.Task[bool]] = field(default_factory=dict)
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     next_story_id: int | None = None  # SQLite story id counter (see pipeline)
+    # whether ``index`` holds the stored window yet (ingest loads it first if not)
+    index_loaded: bool = False
 
     @property
     def limits(self) -> FetchLimits:
@@ -131,7 +133,11 @@ async def open_runtime(
     console: TextIO | None = None,
     notifiers: dict[str, Notifier] | None = None,
     max_age: float | str | None = "config",
+    start_pool: bool = True,
 ) -> AsyncIterator[Runtime]:
+    """Everything a poll needs. ``start_pool=False`` starts the parse workers on the first
+    parse instead of now (``wirewatch once``: a run where every feed answers 304 never
+    starts them)."""
     engine = create_engine(config.settings.database_url)
     try:
         await migrate(engine)
@@ -146,7 +152,8 @@ async def open_runtime(
             timeout=config.settings.poll.parse_timeout,
             watchlists=config.watchlists,  # the workers match entries as they parse them
         )
-        pool.start()
+        if start_pool:
+            pool.start()
         sinks = notifiers if notifiers is not None else build_notifiers(config, console=console)
         rt = Runtime(
             config=config,

@@ -52,13 +52,19 @@ def _mtime(path: Path) -> float:
         return -1.0
 
 
-async def startup(rt: Runtime) -> int:
+async def startup(rt: Runtime, *, lazy_index: bool = False) -> int:
     """Sync configured feeds to the database, rebuild the story window, and settle
-    alerts a previous process left half-sent. Returns the entries loaded."""
+    alerts a previous process left half-sent. Returns the entries loaded.
+
+    ``lazy_index`` (``wirewatch once``) leaves the story window to the first poll that
+    brings new entries: a run where every feed answers 304 never needs it."""
     async with rt.sessions() as session:
         await sync_feeds(session, rt.config.feeds, rt.clock())
         await session.commit()
-    loaded = await load_index(rt)
+    loaded = 0
+    if not lazy_index:
+        loaded = await load_index(rt)
+        rt.index_loaded = True
     await reconcile(rt)
     return loaded
 
