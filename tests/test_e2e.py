@@ -275,3 +275,58 @@ def test_guid_flood_is_recognised_and_sends_nothing(
     again = asyncio.run(_cycle(cfg, _env(slack)))
     assert again.new == 0 and again.polls[0].relinked == 8
     assert len(slack.messages) == sent
+
+
+def test_a_poll_that_breaks_its_batch_fails_alone(
+    tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polls finishing together are stored in one transaction (group commit). When that
+    transaction fails because of one poll, the batch is retried poll by poll: the other
+    feeds' entries are stored, and only the bad feed records an error."""
+    import monitor.pipeline as pipeline
+
+    feeds = []
+    for i in range(6):
+        name = f"f{i}"
+        items = [
+            {
+                "title": f"Story {j} from outlet {i} about harbour works",
+                "link": f"https://{name}.example/{j}",
+                "guid": f"{name}-{j}",
+                "pubDate": pubdate(),
+            }
+            for j in range(3)
+        ]
+        feed_server.set(f"/{name}.xml", rss(name, items))
+        feeds.append({"name": name, "source": name.upper(), "url": feed_server.url(f"/{name}.xml")})
+    cfg_dir = write_config(tmp_path, feeds=feeds)
+    real = pipeline._ingest_fresh
+    batches: list[int] = []
+
+    async def failing(rt: Any, session: Any, fresh: Any, now: Any) -> Any:
+        batches.append(len({f.id for f, _, _ in fresh}))
+        if any(f.name == "f3" for f, _, _ in fresh):  # an edge case: a store error
+            raise RuntimeError("disk I/O error")
+        return await real(rt, session, fresh, now)
+
+    monkeypatch.setattr(pipeline, "_ingest_fresh", failing)
+
+    async def run() -> CycleReport:
+        cfg = load_config(cfg_dir, env={})
+        async with open_runtime(cfg, notifiers={}) as rt:
+            await startup(rt)
+            # hold the ingest lock until every poll is parsed, so they form one batch
+            async with rt.ingest_lock:
+                task = asyncio.create_task(poll_cycle(rt, all_feeds=True))
+                for _ in range(200):
+                    await asyncio.sleep(0.05)
+                    if len(rt.ingest_queue) == 6:
+                        break
+            return await task
+
+    report = asyncio.run(run())
+    assert max(batches) == 6  # they were tried together first
+    by_feed = {p.feed: p for p in report.polls}
+    assert [p.feed for p in report.failed] == ["f3"]
+    assert "disk I/O error" in (by_feed["f3"].error or "")
+    assert all(by_feed[f"f{i}"].new == 3 for i in (0, 1, 2, 4, 5))
