@@ -24,37 +24,45 @@ keeps pairwise precision >= 0.97 on the STS headlines *train* split
 lowest value with no false merge on the hand-labelled capture pairs
 (``bench/bench_dedup_captures.py``).
 
-``add`` is the restart path (run once per stored entry): it computes only the title key
-and index stems; summaries are cleaned, and guard features computed, only for the few
-candidates ``find`` scores.
+``add`` (and ``add_stored``, what ``load_index`` calls per stored row) is the restart
+path: it computes only the title key and index stems; summaries are cleaned, and guard
+features computed, only for the candidates ``find`` scores.
 
-Cost (``bench/bench_dedup_speed.py``): a title's features and the pair-independent parts
-of its signals (``_Profile``) are computed once and kept in a bounded per-index cache, so a
-candidate scored again costs no re-tokenising; soft stem matching compares each pair of
-stems once, and rejects most pairs by length and character-set bounds before calling
-``fuzz.ratio``. These change no result: ``similarity_signals`` equals the plain
-pairwise computation float for float (``tests/test_dedupe.py``).
+Cost (``bench/bench_dedup_cycle.py``, ``bench/bench_dedup_speed.py``,
+``bench/bench_dedup_scale.py``): a title's features and the pair-independent parts of its
+signals (``_Profile``) are computed once; a bounded cache keeps recent profiles and each
+window entry, once scored, keeps a compact form of them (``_Profile.encode``, about 150
+bytes), so a candidate scored again costs no re-tokenising. Candidates are scored first
+with the two string-similarity signals at their upper bounds (most stay below the floor
+even so); the cheap guards run before any scoring, the names guard reads the stems that
+scoring found covered. Soft stem matching compares each pair of stems once and rejects
+most pairs by length and character-set bounds before calling ``fuzz.ratio``. Summaries,
+once compared, are kept as their stems. Window entries are plain tuples, which the garbage
+collector stops tracking. None of this changes a result: ``similarity_signals`` equals the
+plain pairwise computation float for float (``tests/test_dedupe.py``) and each shortcut is
+checked against the computation it replaces (``tests/test_dedupe_fast.py``).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import itemgetter
+from operator import mul
+from typing import Final
 
 from rapidfuzz import fuzz
 
-from monitor.storykey import STOPWORDS as _STOPWORDS
+from monitor.storykey import WEEKDAYS as _WEEKDAYS
 from monitor.storykey import (
+    FeatureFields,
     TitleFeatures,
     TitleKey,
-    canon,
     clean_summary,
     contrast,
+    feature_fields,
     features,
-    raw_tokens,
+    summary_stems,
     title_key,
     update_number,
 )
@@ -209,33 +217,178 @@ MODEL = (
 _Stem = tuple[str, int, str, int]  # stem, length, first 4 characters, character mask
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _stem_info(stem: str) -> _Stem:
-    mask = 0
-    for c in stem:
-        mask |= 1 << (ord(c) & 63)
-    return stem, len(stem), stem[:4], mask
+_NOT_SOFT: tuple[()] = ()
+_STEM_INFO_MAX = 1 << 16
+_stem_infos: dict[str, _Stem | tuple[()]] = {}
+
+
+def _stem_info(stem: str) -> _Stem | tuple[()]:
+    """What ``_cross`` needs of a stem that can soft-match a different stem (4+
+    characters, not a number); ``()`` for one that cannot. Cached (bounded)."""
+    info: _Stem | tuple[()] = _NOT_SOFT
+    if len(stem) >= 4 and not stem[0].isdigit():
+        mask = 0
+        for c in stem:
+            mask |= 1 << (ord(c) & 63)
+        info = (stem, len(stem), stem[:4], mask)
+    if len(_stem_infos) >= _STEM_INFO_MAX:
+        _stem_infos.clear()
+    _stem_infos[stem] = info
+    return info
+
+
+_Runs = tuple[tuple[str, ...], ...]
+_BYTE_CHARS = "".join(map(chr, range(256)))
 
 
 class _Profile:
-    """Pair-independent parts of one title's signals, computed once per title."""
+    """What scoring and the guards need from one title, computed once per title: the
+    pair-independent parts of its signals and its guard features.
 
-    __slots__ = ("elig", "f", "names", "sorted_key", "strong", "uniq", "uset", "wsum")
+    A profile rebuilt from an entry's compact form (``decode``) starts with what the
+    first, bounded score needs; the key, sorted key, name runs and initials are read
+    (``complete``) only for the candidates that pass it."""
 
-    def __init__(self, f: TitleFeatures) -> None:
-        self.f = f
-        uniq = tuple(dict.fromkeys(f.stems))
+    __slots__ = (
+        "days", "elig", "feat", "first", "initials", "key", "maybe", "name_runs", "names",
+        "near", "negated", "numbers", "packed", "sorted_key", "strong", "uniq", "uset", "wsum",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        uniq: tuple[str, ...],
+        numbers: frozenset[str],
+        days: frozenset[str],
+        negated: bool,
+        strong: tuple[str, ...],
+        names: tuple[str, ...],
+        near: tuple[tuple[str, str], ...] | None,
+    ) -> None:
         self.uniq = uniq
         self.uset = frozenset(uniq)
+        self.numbers = numbers
+        self.days = days
+        self.negated = negated
+        self.strong = strong  # names and numbers: they weigh 2 (``_weights``), others 1
+        self.wsum = float(len(uniq) + len(strong))
+        self.names = names  # the words of every name run
         # stems that can soft-match a different stem: 4+ characters, not a number
-        self.elig: tuple[_Stem, ...] = tuple(
-            _stem_info(x) for x in uniq if len(x) >= 4 and not x[0].isdigit()
+        infos = _stem_infos
+        elig: list[_Stem] = []
+        for x in uniq:
+            info = infos.get(x)
+            if info is None:
+                info = _stem_info(x)
+            if info:
+                elig.append(info)
+        # (tuples, not sets or lists, where a tuple does: once seen by the garbage
+        # collector a tuple of strings is no longer tracked, and profiles are many)
+        self.elig = tuple(elig)
+        # (x, y) for two stems of this title that soft-match each other, both ways round
+        # (rare): whether x is covered by a stem the other title shares with this one
+        self.near = _near_pairs(self.elig) if near is None else near
+        self.packed: str | None = None  # set while the fields below are still to be read
+        self.feat = ""  # the compact form (``encode``) once known
+        self.key = ""
+        self.sorted_key = ""
+        self.name_runs: _Runs = ()
+        self.first: _Runs = ()
+        self.maybe: _Runs = ()
+        self.initials = ""
+
+    @classmethod
+    def of(cls, f: TitleFeatures) -> _Profile:
+        return cls.of_fields(
+            (f.key, f.stems, f.numbers, f.days, f.names, f.first, f.maybe, f.initials,
+             f.negated, f.series)
+        )  # fmt: skip
+
+    @classmethod
+    def of_fields(cls, fields: FeatureFields) -> _Profile:
+        """The profile of a title's ``feature_fields``."""
+        key, stems, numbers, days, name_runs, first, maybe, initials, negated, _ = fields
+        uniq = tuple(dict.fromkeys(stems))
+        strong: set[str] = set()
+        for run in name_runs + first:
+            strong.update(run)
+        names = tuple(strong.union(*maybe))
+        strong.update(numbers)
+        prof = cls(uniq, numbers, days, negated, tuple(strong.intersection(uniq)), names, None)
+        prof.key = key
+        prof.sorted_key = " ".join(sorted(uniq))
+        prof.name_runs, prof.first, prof.maybe = name_runs, first, maybe
+        prof.initials = initials
+        return prof
+
+    # A compact form of the guard features, kept on each window entry once it has been
+    # scored (about 150 bytes): scoring it again rebuilds the profile from this instead of
+    # re-tokenising the title. One string: a header (negation and weekday flags, then the
+    # lengths of the parts), the indices of the title's number, strong and name stems and
+    # of its near pairs, the runs (kind, length, stem indices...), then the key and the
+    # initials.
+
+    def encode(self, stems: tuple[str, ...]) -> str:
+        """The compact form, relative to the index stems ``stems``; "" when the profile's
+        stems are not those (its title strips further: features are not kept then)."""
+        if self.uniq != stems or len(stems) > 256:
+            return ""  # (or a title of hundreds of words: recomputed each time)
+        at = dict(zip(stems, _BYTE_CHARS, strict=False)).__getitem__  # stem -> its index
+        runs = "".join(
+            f"{chr(kind)}{chr(len(run))}{''.join(map(at, run))}"
+            for kind, group in enumerate((self.name_runs, self.first, self.maybe))
+            for run in group
         )
-        weights = _weights(f)
-        self.wsum = sum(weights.values())
-        self.strong = frozenset(x for x, w in weights.items() if w == 2.0)
-        self.names = frozenset(t for run in f.names + f.first + f.maybe for t in run)
-        self.sorted_key = " ".join(sorted(uniq))
+        near = "".join(at(x) for pair in self.near for x in pair)
+        parts = ["".join(map(at, group)) for group in (self.numbers, self.strong, self.names)]
+        parts += (near, runs)
+        if max(map(len, parts)) > 255:
+            return ""
+        head = chr(int(self.negated) | int(bool(self.days)) << 1) + "".join(
+            chr(len(part)) for part in parts
+        )
+        return f"{head}{''.join(parts)}{self.key}\x00{self.initials}"
+
+    @classmethod
+    def decode(cls, packed: str, stems: tuple[str, ...]) -> _Profile:
+        """The profile of the compact form ``packed`` (``encode``), less what
+        ``complete`` reads."""
+        flags, n_num, n_strong, n_names, n_near = packed[:5].encode("latin-1")
+        at = 6
+        body = packed[at : at + n_num + n_strong + n_names + n_near].encode("latin-1")
+        numbers = frozenset([stems[i] for i in body[:n_num]]) if n_num else _NOTHING
+        at = n_num + n_strong
+        strong = tuple([stems[i] for i in body[n_num:at]])
+        names = tuple([stems[i] for i in body[at : at + n_names]])
+        at += n_names
+        near = tuple(zip(*[iter([stems[i] for i in body[at:]])] * 2, strict=True))
+        days = _NOTHING
+        if flags & 2:  # weekdays: from the key (rare)
+            key = packed[6 + len(body) + ord(packed[5]) :].split("\x00")[0]
+            days = frozenset([w for w in key.split() if w in _WEEKDAYS])
+        prof = cls(stems, numbers, days, bool(flags & 1), strong, names, near)
+        prof.packed = packed
+        return prof
+
+    def complete(self) -> None:
+        """Read the key, sorted key, name runs and initials of a decoded profile."""
+        packed = self.packed
+        if packed is None:
+            return
+        self.packed = None
+        head = packed[:6].encode("latin-1")
+        at = 6 + sum(head[1:5])
+        end = at + head[5]
+        self.key, self.initials = packed[end:].split("\x00")
+        stems = self.uniq
+        self.sorted_key = " ".join(sorted(stems))
+        code = packed[at:end].encode("latin-1")
+        groups: tuple[list[tuple[str, ...]], ...] = ([], [], [])
+        i = 0
+        while i < len(code):
+            n = code[i + 1]
+            groups[code[i]].append(tuple([stems[j] for j in code[i + 2 : i + 2 + n]]))
+            i += 2 + n
+        self.name_runs, self.first, self.maybe = map(tuple, groups)
 
 
 def _soft_pair(x: str, y: str) -> bool:
@@ -293,14 +446,39 @@ def _cross(xs: list[_Stem], ys: list[_Stem], first: bool) -> tuple[set[str], set
     return hit_x, hit_y
 
 
+def _near_pairs(elig: tuple[_Stem, ...]) -> tuple[tuple[str, str], ...]:
+    """(x, y) and (y, x) for each two stems of one title that soft-match each other
+    (``_tokens_match``; the rejections of ``_cross``). Rare."""
+    out: list[tuple[str, str]] = []
+    for i, (x0, lx, x4, mx) in enumerate(elig):
+        for y0, ly, y4, my in elig[i + 1 :]:
+            if x4 == y4:
+                if not _soft_pair(x0, y0):
+                    continue
+            else:
+                total3 = 3 * (lx + ly)
+                if lx < 5 or ly < 5 or 20 * abs(lx - ly) > total3:
+                    continue
+                if 20 * (mx ^ my).bit_count() > total3 or fuzz.ratio(x0, y0) < 85.0:
+                    continue
+            out += ((x0, y0), (y0, x0))
+    return tuple(out)
+
+
 _ZERO_SIGNALS = (0.0,) * len(SIGNALS)
+_NOTHING: frozenset[str] = frozenset()
 
 
-def _signals(pa: _Profile, pb: _Profile) -> tuple[float, ...]:
-    """``similarity_signals`` on profiles: each soft comparison is made once."""
+def _match(
+    pa: _Profile, pb: _Profile, exact: bool = True
+) -> tuple[tuple[float, ...], frozenset[str], frozenset[str]]:
+    """``similarity_signals`` on profiles, each soft comparison made once, and the stems of
+    each title that the other covers (``_covered``): what the names guard needs. Not
+    ``exact``: the two string-similarity signals (token_set, sorted_ratio) are left at the
+    bounds that maximise the score, and the profiles need not be ``complete``."""
     sa, sb = pa.uniq, pb.uniq
     if not sa or not sb:
-        return _ZERO_SIGNALS
+        return _ZERO_SIGNALS, _NOTHING, _NOTHING
     seta, setb = pa.uset, pb.uset
     common = seta & setb
     ncommon = len(common)
@@ -309,45 +487,58 @@ def _signals(pa: _Profile, pb: _Profile) -> tuple[float, ...]:
     rb = [y for y in pb.elig if y[0] not in seta]
     if ra and rb:
         hit_a, hit_b = _cross(ra, rb, False)
+        ma = common | hit_a
+        mb = common | hit_b
     else:
-        hit_a, hit_b = set(), set()
+        hit_a = hit_b = _NOTHING  # type: ignore[assignment]
+        ma = mb = common
     soft = 100.0 * (ncommon + len(hit_a) + ncommon + len(hit_b)) / (len(seta) + len(setb))
-    # ... and, for the coverage signals, soft matches with the shared stems too
-    ma = set(common)
-    ma |= hit_a
-    mb = set(common)
-    mb |= hit_b
+    # ... and, for the coverage signals, soft matches with the shared stems too: a stem x
+    # only one side has, near a stem c of its own title that the other side has as well
     if common:
-        ce = [c for c in pa.elig if c[0] in setb]
-        if ce:
-            ma |= _cross([x for x in ra if x[0] not in hit_a], ce, True)[0]
-            mb |= _cross([y for y in rb if y[0] not in hit_b], ce, True)[0]
+        if pa.near:
+            ma = ma | {x for x, c in pa.near if c in setb and x not in setb}
+        if pb.near:
+            mb = mb | {y for y, c in pb.near if c in seta and y not in seta}
     nma, nmb = len(ma), len(mb)
     ca, cb = nma / len(sa), nmb / len(sb)
     # weights are 1.0 or 2.0 (names and numbers): these integer sums are exact
-    wdice = (nma + len(ma & pa.strong) + nmb + len(mb & pb.strong)) / (pa.wsum + pb.wsum)
-    shared_names = len(ma & pa.names) + len(mb & pb.names)
+    inter = frozenset.intersection
+    wdice = (nma + len(inter(ma, pa.strong)) + nmb + len(inter(mb, pb.strong))) / (
+        pa.wsum + pb.wsum
+    )
+    shared_names = len(inter(ma, pa.names)) + len(inter(mb, pb.names))
     unmatched = len(sa) - nma + len(sb) - nmb
-    return (
+    # (conditional expressions for min and max: the same values, without the calls)
+    signals = (
         soft / 100.0,
         wdice,
-        min(ca, cb),
-        max(ca, cb),
-        min(shared_names, 4) / 4.0,
-        min(unmatched, 10) / 10.0,
-        fuzz.token_set_ratio(pa.f.key, pb.f.key) / 100.0,
-        fuzz.ratio(pa.sorted_key, pb.sorted_key) / 100.0,
-        1.0 if pa.f.numbers & pb.f.numbers else 0.0,
-        min(len(sa), len(sb)) / 10.0,
+        cb if cb < ca else ca,
+        cb if cb > ca else ca,
+        (shared_names if shared_names < 4 else 4) / 4.0,
+        (unmatched if unmatched < 10 else 10) / 10.0,
+        fuzz.token_set_ratio(pa.key, pb.key) / 100.0 if exact else _TOKEN_SET_BOUND,
+        fuzz.ratio(pa.sorted_key, pb.sorted_key) / 100.0 if exact else _SORTED_BOUND,
+        0.0 if pa.numbers.isdisjoint(pb.numbers) else 1.0,
+        (len(sa) if len(sa) < len(sb) else len(sb)) / 10.0,
         nma / 10.0,
         sum(map(len, ma)) / nma / 8.0 if nma else 0.0,
         ca * cb,
     )
+    return signals, ma, mb
+
+
+_TOKEN_SET = SIGNALS.index("token_set")
+_SORTED = SIGNALS.index("sorted_ratio")
+
+
+def _signals(pa: _Profile, pb: _Profile) -> tuple[float, ...]:
+    return _match(pa, pb)[0]
 
 
 def similarity_signals(a: TitleFeatures, b: TitleFeatures) -> tuple[float, ...]:
     """The lexical signals the title model weighs, each scaled to about 0-1."""
-    return _signals(_Profile(a), _Profile(b))
+    return _signals(_Profile.of(a), _Profile.of(b))
 
 
 def model_score(signals: tuple[float, ...], model: tuple[float, ...] = MODEL) -> float:
@@ -358,64 +549,109 @@ def model_score(signals: tuple[float, ...], model: tuple[float, ...] = MODEL) ->
     return 100.0 / (1.0 + math.exp(-z))
 
 
+_BIAS, _WEIGHTS = MODEL[0], MODEL[1:]
+# token_set and sorted_ratio lie in [0, 1]: the values that make the score largest
+_TOKEN_SET_BOUND = 1.0 if _WEIGHTS[_TOKEN_SET] >= 0.0 else 0.0
+_SORTED_BOUND = 1.0 if _WEIGHTS[_SORTED] >= 0.0 else 0.0
+
+
+def _model_score(signals: tuple[float, ...]) -> float:
+    """``model_score(signals)``, the same sum in the same order, without a generator."""
+    z = _BIAS + sum(map(mul, _WEIGHTS, signals))
+    if z < -30.0:
+        return 0.0
+    return 100.0 / (1.0 + math.exp(-z))
+
+
 def pair_score(a: TitleFeatures, b: TitleFeatures) -> float:
     """Title similarity 0-100 (guards not applied): the title model's probability."""
     return model_score(similarity_signals(a, b))
 
 
-def _summary_stems(text: str) -> tuple[str, ...]:
-    out = []
-    for w in raw_tokens(text):
-        low = w.casefold()
-        if low in _STOPWORDS or len(low) < 2:
+def _quick_veto(a: _Profile, b: _Profile) -> str:
+    """The guards that need no stem matching (``veto``'s first three)."""
+    if (a.numbers - b.numbers) and (b.numbers - a.numbers):
+        return "numbers"
+    if (a.days - b.days) and (b.days - a.days):
+        return "days"
+    if a.negated != b.negated:
+        return "negation"
+    return ""
+
+
+def _left_out(runs: _Runs, covered: frozenset[str], initials: str) -> bool:
+    """``_uncovered`` with the covered stems known: some run has no covered word (and is
+    no acronym of the other title's words)."""
+    for run in runs:
+        if not covered.isdisjoint(run):
             continue
-        out.extend(canon(low).split())
-    return tuple(out)
+        if len(run) == 1 and len(run[0]) >= 2 and run[0] in initials:
+            continue
+        return True
+    return False
+
+
+def _late_veto(a: _Profile, b: _Profile, ma: frozenset[str], mb: frozenset[str]) -> str:
+    """``veto``'s names and contrast guards, given the stems of ``a`` that ``b`` covers
+    (``ma``) and the other way round (``mb``), as ``_match`` found them."""
+    na, fa = _left_out(a.name_runs, ma, b.initials), _left_out(a.first, ma, b.initials)
+    nb, fb = _left_out(b.name_runs, mb, a.initials), _left_out(b.first, mb, a.initials)
+    if (na or fa) and (nb or fb):
+        return "names"
+    if (na and _left_out(b.maybe, mb, a.initials)) or (nb and _left_out(a.maybe, ma, b.initials)):
+        return "names"
+    if contrast(a.uset, b.uset):
+        return "contrast"
+    return ""
 
 
 def summary_score(a: str, b: str) -> float:
     """Summary similarity 0-100: Dice over content-word stems (synonyms folded)."""
     if not a or not b:
         return 0.0
-    sa, sb = set(_summary_stems(a)), set(_summary_stems(b))
-    if not sa or not sb:
+    return _dice(summary_stems(a), tuple(summary_stems(b)))
+
+
+def _dice(sa: frozenset[str], sb: tuple[str, ...]) -> float:
+    """Dice (0-100) of two sets of stems, the second given as a tuple of unique stems."""
+    if not sa or not sb or sb is _NO_STEMS:
         return 0.0
-    return 200.0 * len(sa & sb) / (len(sa) + len(sb))
+    return 200.0 * len(sa.intersection(sb)) / (len(sa) + len(sb))
 
 
 # --- the index -------------------------------------------------------------------------
 
+# A summary stands for itself until it is first compared: a raw prefix (``_RAW``) or
+# the cleaned text. Compared once, it is kept as its unique stems (smaller than the text):
+# ``_BLANK`` when it cleans to nothing, ``_NO_STEMS`` when it cleans to text without
+# content words (which still counts as a summary, scoring 0).
+_BLANK: tuple[str, ...] = ()
+_NO_STEMS: tuple[str, ...] = ("",)
 
-class _Rec:
-    """One window entry. Kept small: about 1M of these live in memory at scale."""
 
-    __slots__ = ("raw", "stems", "story", "summary", "title", "tkey", "ts", "ukey")
+def _stem_tuple(clean: str) -> tuple[str, ...]:
+    if not clean:
+        return _BLANK
+    stems = summary_stems(clean)
+    return tuple(stems) if stems else _NO_STEMS
 
-    def __init__(
-        self,
-        story: int,
-        ts: float,
-        title: str,
-        stems: tuple[str, ...],
-        summary: str,
-        raw: bool,
-        tkey: int,
-        ukey: int,
-    ) -> None:
-        self.story = story
-        self.ts = ts
-        self.title = title  # stripped title (case kept) — guard features recomputed on demand
-        self.stems = stems  # unique title stems (interned), for a cheap first score
-        self.summary = summary
-        self.raw = raw  # summary not cleaned yet (done on first use: most never are)
-        self.tkey = tkey  # hash of exact-title key (0 = none)
-        self.ukey = ukey  # hash of canonical url (0 = none)
 
-    def clean_summary(self, limit: int) -> str:
-        if self.raw:
-            self.summary = clean_summary(self.summary)[:limit]
-            self.raw = False
-        return self.summary
+# One window entry, as a plain tuple. About 1M of these live in memory at scale: a tuple
+# is smaller than an object, and one holding only strings, numbers and tuples of strings is
+# no longer tracked by the garbage collector once it has been seen once, so the window
+# adds nothing to each full collection. A field changes by replacing the tuple.
+_Rec = tuple[
+    int, float, str, tuple[str, ...], "str | tuple[str, ...]", bool, int, int, "str | None"
+]
+_STORY: Final = 0
+_TS: Final = 1  # POSIX seconds
+_TITLE: Final = 2  # stripped title (case kept): guard features are computed from it on demand
+_STEMS: Final = 3  # unique title stems (interned), for a cheap first score
+_SUMMARY: Final = 4  # raw prefix, cleaned text or (once compared) its stems
+_RAW: Final = 5  # summary not cleaned yet (done on first use: most never are)
+_TKEY: Final = 6  # hash of exact-title key (0 = none)
+_UKEY: Final = 7  # hash of canonical url (0 = none)
+_FEAT: Final = 8  # compact guard features (_Profile.encode) once scored, or None
 
 
 def _ts(value: datetime | None, now: datetime | None) -> float:
@@ -437,17 +673,38 @@ def _raw_summary(summary: str, limit: int) -> str:
     return summary[: limit + 80]  # a dateline ("SEOUL, Sept 13 (AFP) - ") is shorter
 
 
-def _title_key(item: StoryItem, tk: TitleKey, ts: float, min_words: int) -> int:
+def _title_key(url: str, tk: TitleKey, ts: float, min_words: int) -> int:
     if tk.series:
         # recurring titles: the same story only on the same link, or the same day unlinked
         day = int(ts // 86400)
-        return hash(("series", tk.key, item.url, day))
+        return hash(("series", tk.key, url, day))
     if len(tk.stems) < min_words:
         return 0
     return hash(("title", tk.key))
 
 
-_PROFILE_CACHE = 1 << 13  # titles whose profile is kept (about 2.5 KB each: 20 MB at most)
+_PROFILE_CACHE = 1 << 13  # titles whose profile is kept (at most 2 KB each: 16 MB at most)
+
+
+class _Fresh:
+    """The item last passed to ``find``: its key and cleaned summary, the summary's stems
+    once a candidate needs them; ``add`` reuses them."""
+
+    __slots__ = ("item", "stem_set", "stems", "summary", "tk")
+
+    def __init__(self, item: StoryItem, tk: TitleKey, summary: str) -> None:
+        self.item = item
+        self.tk = tk
+        self.summary = summary  # cleaned
+        self.stems: tuple[str, ...] | None = None
+        self.stem_set: frozenset[str] = frozenset()
+
+    def summary_set(self) -> frozenset[str]:
+        if self.stems is None:
+            self.stems = _stem_tuple(self.summary)
+            # (_NO_STEMS, a text without content words, compares as no stems)
+            self.stem_set = frozenset(self.stems) if self.stems is not _NO_STEMS else frozenset()
+        return self.stem_set
 
 
 class StoryIndex:
@@ -460,111 +717,158 @@ class StoryIndex:
         self._postings: dict[str, list[int]] = {}
         self._by_url: dict[int, int] = {}
         self._by_title: dict[int, int] = {}
-        self._cache: tuple[StoryItem, TitleKey, str] | None = None
-        # title -> profile (features and pair-independent signal parts); a pure function
-        # of the title, bounded, so it only saves work
-        self._profiles: dict[str, _Profile] = {}
+        self._fresh: _Fresh | None = None
+        # title -> (profile, compact form); a pure function of the title, bounded, so it
+        # only saves work (entries also keep the compact form once scored). Two
+        # generations: a full young one becomes the old one, and the old one is dropped.
+        self._young: dict[str, _Profile] = {}
+        self._old: dict[str, _Profile] = {}
         self._trim_at = 2 * config.posting_cap
+        self._window_s = config.window_hours * 3600.0
 
     def __len__(self) -> int:
         return len(self._recs)
 
     # key of the item last passed to find(), reused by add()
-    def _prepare(self, item: StoryItem) -> tuple[TitleKey, str]:
-        cached = self._cache
-        if cached is not None and cached[0] is item:
-            return cached[1], cached[2]
+    def _prepare(self, item: StoryItem) -> _Fresh:
+        fresh = self._fresh
+        if fresh is not None and fresh.item is item:
+            return fresh
         tk = title_key(item.title, item.source)
         limit = self.config.summary_chars
         summary = clean_summary(item.summary[: limit * 3])[:limit] if item.summary else ""
-        self._cache = (item, tk, summary)
-        return tk, summary
+        fresh = self._fresh = _Fresh(item, tk, summary)
+        return fresh
 
     def _live(self, slot: int, ts: float) -> _Rec | None:
         rec = self._recs.get(slot)
-        if rec is None or abs(rec.ts - ts) > self.config.window_hours * 3600.0:
+        if rec is None or abs(rec[_TS] - ts) > self._window_s:
             return None
         return rec
 
     def find(self, item: StoryItem, now: datetime | None = None) -> Decision:
         """The story ``item`` belongs to, or ``Decision(None, "new", score)``."""
         cfg = self.config
-        tk, summary = self._prepare(item)
+        fresh = self._prepare(item)
+        tk = fresh.tk
         ts = _ts(item.published, now)
         if item.url:
             slot = self._by_url.get(hash(item.url))
             rec = self._live(slot, ts) if slot is not None else None
             if rec is not None:
-                return Decision(rec.story, "url", 100.0)
-        tkey = _title_key(item, tk, ts, cfg.min_title_words)
+                return Decision(rec[_STORY], "url", 100.0)
+        tkey = _title_key(item.url, tk, ts, cfg.min_title_words)
         if tkey:
             slot = self._by_title.get(tkey)
             rec = self._live(slot, ts) if slot is not None else None
             if rec is not None:
-                return Decision(rec.story, "title", 100.0)
+                return Decision(rec[_STORY], "title", 100.0)
         if tk.series or not tk.stems:
             return Decision(None, "new", 0.0)
-        return self._fuzzy(tk, summary, ts)
+        return self._fuzzy(fresh, ts)
 
-    def _profile(self, title: str) -> _Profile:
-        cache = self._profiles
-        prof = cache.get(title)
+    def _profile(self, title: str, stems: tuple[str, ...], feat: str | None) -> _Profile:
+        """The profile of a title (its ``feat`` set to its compact form), from the cache,
+        from the compact form ``feat`` when the caller has it, or computed."""
+        prof = self._young.get(title)
+        if prof is not None:
+            return prof
+        prof = self._old.get(title)
         if prof is None:
-            if len(cache) >= _PROFILE_CACHE:
-                del cache[next(iter(cache))]  # oldest first
-            prof = cache[title] = _Profile(features(title))
+            if feat:
+                prof = _Profile.decode(feat, stems)
+                prof.feat = feat
+            else:
+                prof = _Profile.of_fields(feature_fields(title))
+                prof.feat = prof.encode(stems)
+        young = self._young
+        young[title] = prof
+        if len(young) >= _PROFILE_CACHE // 2:
+            self._old, self._young = young, {}
         return prof
 
-    def _candidates(self, feats: TitleKey, ts: float) -> list[_Rec]:
+    def _candidates(self, stems: tuple[str, ...], ts: float) -> list[tuple[int, _Rec]]:
         cfg = self.config
+        cap = cfg.posting_cap
         postings = self._postings
-        probes = sorted(
-            {s for s in feats.stems if s in postings}, key=lambda s: (len(postings[s]), s)
-        )[: cfg.probe_tokens]
+        probes = sorted({s for s in stems if s in postings}, key=lambda s: (len(postings[s]), s))
         hits: dict[int, float] = {}
-        for tok in probes:
+        get = hits.get
+        for tok in probes[: cfg.probe_tokens]:
             plist = postings[tok]
-            weight = 1.0 / (1.0 + min(len(plist), cfg.posting_cap) / 50.0)
-            for slot in plist[-cfg.posting_cap :]:
-                hits[slot] = hits.get(slot, 0.0) + weight
-        # (what heapq.nlargest documents itself equal to; faster on a few hundred hits)
-        ranked = sorted(hits.items(), key=itemgetter(1), reverse=True)[: cfg.max_candidates * 2]
-        out: list[_Rec] = []
-        for slot, _w in ranked:
-            rec = self._live(slot, ts)
-            if rec is not None:
-                out.append(rec)
+            weight = 1.0 / (1.0 + min(len(plist), cap) / 50.0)
+            for slot in plist[-cap:]:
+                hits[slot] = get(slot, 0.0) + weight
+        # (what heapq.nlargest documents itself equal to, a stable sort by weight; faster on
+        # a few hundred hits)
+        ranked = sorted(hits, key=hits.__getitem__, reverse=True)[: cfg.max_candidates * 2]
+        out: list[tuple[int, _Rec]] = []
+        recs = self._recs
+        window = self._window_s
+        for slot in ranked:
+            rec = recs.get(slot)
+            if rec is not None and abs(rec[_TS] - ts) <= window:  # (_live)
+                out.append((slot, rec))
                 if len(out) >= cfg.max_candidates:
                     break
         return out
 
-    def _fuzzy(self, tk: TitleKey, summary: str, ts: float) -> Decision:
+    def _fuzzy(self, fresh: _Fresh, ts: float) -> Decision:
         cfg = self.config
+        tk = fresh.tk
         best: Decision = Decision(None, "new", 0.0)
         low_floor = min(cfg.summary_title_floor, cfg.title_threshold)
         mine = set(tk.stems)
         mine_p: _Profile | None = None
-        for rec in self._candidates(tk, ts):
+        for slot, rec in self._candidates(tk.stems, ts):
             # exact-stem Dice first: soft matching rarely adds more than a third
-            shared = len(mine.intersection(rec.stems))  # rec.stems are unique
-            if 200.0 * shared / (len(mine) + len(rec.stems)) < cfg.prefilter_dice:
+            stems = rec[_STEMS]
+            shared = len(mine.intersection(stems))  # the stems are unique
+            if 200.0 * shared / (len(mine) + len(stems)) < cfg.prefilter_dice:
                 continue
             if mine_p is None:
-                mine_p = self._profile(tk.stripped)
-            other = self._profile(rec.title)
-            score = model_score(_signals(mine_p, other))
-            if score < low_floor or veto(mine_p.f, other.f):
+                mine_p = self._profile(tk.stripped, tk.stems, None)
+            other = self._profile(rec[_TITLE], stems, rec[_FEAT])
+            if rec[_FEAT] is None:
+                rec = self._recs[slot] = (*rec[:_FEAT], other.feat)
+            # a vetoed candidate is skipped whatever it scores: the cheap guards first
+            if _quick_veto(mine_p, other):
+                continue
+            # the two string similarities (the costliest signals) at their bounds first:
+            # most candidates stay below the floor even so (the same sum in the same order
+            # with larger terms: never less than the true score)
+            signals, ma, mb = _match(mine_p, other, False)
+            if _model_score(signals) < low_floor:
+                continue
+            other.complete()
+            exact = list(signals)
+            exact[_TOKEN_SET] = fuzz.token_set_ratio(mine_p.key, other.key) / 100.0
+            exact[_SORTED] = fuzz.ratio(mine_p.sorted_key, other.sorted_key) / 100.0
+            signals = tuple(exact)
+            score = _model_score(signals)
+            if score < low_floor or _late_veto(mine_p, other, ma, mb):
                 continue
             if score >= cfg.title_threshold:
                 if score > best.score or best.reason != "fuzzy":
-                    best = Decision(rec.story, "fuzzy", score)
-            elif summary and rec.summary and best.reason != "fuzzy":
-                sscore = summary_score(summary, rec.clean_summary(cfg.summary_chars))
+                    best = Decision(rec[_STORY], "fuzzy", score)
+            elif fresh.summary and rec[_SUMMARY] and best.reason != "fuzzy":
+                sscore = _dice(fresh.summary_set(), self._summary_stems(slot, rec))
                 if sscore >= cfg.summary_threshold:
                     combined = (score + sscore) / 2.0
                     if combined > best.score:
-                        best = Decision(rec.story, "summary", combined)
+                        best = Decision(rec[_STORY], "summary", combined)
         return best
+
+    def _summary_stems(self, slot: int, rec: _Rec) -> tuple[str, ...]:
+        """The stems of an entry's summary, cleaned and stemmed on first use (kept)."""
+        summary = rec[_SUMMARY]
+        if isinstance(summary, tuple):
+            return summary
+        if rec[_RAW]:
+            summary = clean_summary(summary)[: self.config.summary_chars]
+        stems = _stem_tuple(summary)
+        self._recs[slot] = (*rec[:_SUMMARY], stems, False, *rec[_TKEY:])
+        return stems
 
     def add(self, item: StoryItem, story_id: int, now: datetime | None = None) -> None:
         """Register ``item`` as a member of story ``story_id``.
@@ -572,20 +876,52 @@ class StoryIndex:
         This is the restart path (once per stored entry), so it does only what the index
         needs: the title key and stems. The summary is cleaned when a candidate needs it.
         """
-        cfg = self.config
-        cached = self._cache
-        if cached is not None and cached[0] is item:
-            tk, summary, raw = cached[1], cached[2], False
+        fresh = self._fresh
+        if fresh is not None and fresh.item is item:
+            tk = fresh.tk
+            summary: str | tuple[str, ...] = (
+                fresh.stems if fresh.stems is not None else fresh.summary
+            )
+            prof = self._young.get(tk.stripped) or self._old.get(tk.stripped)
+            self._insert(tk, summary, False, _ts(item.published, now), item.url, story_id,
+                         prof.feat if prof is not None else None)  # fmt: skip
         else:
             tk = title_key(item.title, item.source)
-            summary, raw = _raw_summary(item.summary, cfg.summary_chars), True
-        ts = _ts(item.published, now)
-        ukey = hash(item.url) if item.url else 0
-        tkey = _title_key(item, tk, ts, cfg.min_title_words)
+            raw = _raw_summary(item.summary, self.config.summary_chars)
+            self._insert(tk, raw, True, _ts(item.published, now), item.url, story_id, None)
+
+    def add_stored(
+        self, title: str, summary: str, when: datetime | str, source: str, url: str, story_id: int
+    ) -> None:
+        """``add`` for a stored entry given as plain values (``load_index``: no
+        ``StoryItem`` per row). ``when`` is its time (published, else seen) as the store
+        returns it: an aware datetime, or SQLite's text for a UTC time
+        ("2024-01-01 12:00:00.000000"), read here without SQLAlchemy's per-row processing."""
+        if isinstance(when, str):
+            when = datetime.fromisoformat(when)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        tk = title_key(title, source)
+        raw = _raw_summary(summary, self.config.summary_chars)
+        self._insert(tk, raw, True, when.timestamp(), url, story_id, None)
+
+    def _insert(
+        self,
+        tk: TitleKey,
+        summary: str | tuple[str, ...],
+        raw: bool,
+        ts: float,
+        url: str,
+        story_id: int,
+        feat: str | None,
+    ) -> None:
+        cfg = self.config
+        ukey = hash(url) if url else 0
+        tkey = _title_key(url, tk, ts, cfg.min_title_words)
         slot = self._next
         self._next = slot + 1
         stems = tk.stems
-        self._recs[slot] = _Rec(story_id, ts, tk.stripped, stems, summary, raw, tkey, ukey)
+        self._recs[slot] = (story_id, ts, tk.stripped, stems, summary, raw, tkey, ukey, feat)
         if ukey:
             self._by_url[ukey] = slot
         if tkey:
@@ -593,27 +929,29 @@ class StoryIndex:
         if tk.series:
             return  # series titles are matched by key only
         postings = self._postings
+        trim_at = self._trim_at
         for tok in stems:
             plist = postings.get(tok)
             if plist is None:
                 postings[tok] = [slot]
             else:
                 plist.append(slot)
-                if len(plist) > self._trim_at:
+                if len(plist) > trim_at:
                     del plist[: -cfg.posting_cap]
 
     def prune(self, now: datetime) -> int:
         """Drop items published more than ``window_hours`` before ``now``."""
-        cutoff = _ts(now, now) - self.config.window_hours * 3600.0
-        dead = [slot for slot, rec in self._recs.items() if rec.ts < cutoff]
+        cutoff = _ts(now, now) - self._window_s
+        dead = [slot for slot, rec in self._recs.items() if rec[_TS] < cutoff]
         if not dead:
             return 0
         for slot in dead:
             rec = self._recs.pop(slot)
-            if rec.ukey and self._by_url.get(rec.ukey) == slot:
-                del self._by_url[rec.ukey]
-            if rec.tkey and self._by_title.get(rec.tkey) == slot:
-                del self._by_title[rec.tkey]
+            ukey, tkey = rec[_UKEY], rec[_TKEY]
+            if ukey and self._by_url.get(ukey) == slot:
+                del self._by_url[ukey]
+            if tkey and self._by_title.get(tkey) == slot:
+                del self._by_title[tkey]
         recs = self._recs
         empty = []
         for tok, plist in self._postings.items():
@@ -622,7 +960,7 @@ class StoryIndex:
                 empty.append(tok)
         for tok in empty:
             del self._postings[tok]
-        self._cache = None
+        self._fresh = None
         return len(dead)
 
 

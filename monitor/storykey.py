@@ -8,7 +8,9 @@ import re
 import sys
 import unicodedata
 from dataclasses import dataclass
-from typing import NamedTuple
+from itertools import chain
+from operator import itemgetter
+from typing import NamedTuple, cast
 
 from monitor.normalize import html_to_text
 
@@ -24,15 +26,58 @@ _QUOTES = str.maketrans(
 )  # fmt: skip
 
 
+# (character, replacement) pairs of _QUOTES, applied with str.replace: one fast scan per
+# pair beats str.translate's dictionary look-up per character. No replacement is itself
+# replaced, so the order does not matter.
+_QUOTE_PAIRS = tuple((chr(k), str(v)) for k, v in _QUOTES.items())
+# Those that NFKC leaves alone or maps to a character with the same replacement (not
+# "\u00b4", which NFKC turns into a space and a combining accent): text that is ASCII once
+# these are replaced folds to exactly that, with no normalisation.
+_QUOTE_PAIRS_PLAIN = tuple(
+    (c, r) for c, r in _QUOTE_PAIRS if unicodedata.normalize("NFKC", c).translate(_QUOTES) == r
+)
+
+
+def _replace_quotes(value: str, pairs: tuple[tuple[str, str], ...]) -> str:
+    for c, r in pairs:
+        if c in value:
+            value = value.replace(c, r)
+    return value
+
+
 def fold_keep_case(value: str) -> str:
     """NFKC, typographic quotes/dashes unified, accents removed; case kept."""
     if value.isascii():
         return value.replace("`", "'")
-    value = unicodedata.normalize("NFKC", value).translate(_QUOTES)
+    plain = _replace_quotes(value, _QUOTE_PAIRS_PLAIN)  # the common case: quotes, dashes
+    if plain.isascii():
+        return plain
+    value = _replace_quotes(unicodedata.normalize("NFKC", value), _QUOTE_PAIRS)
     if value.isascii():
         return value
     decomposed = unicodedata.normalize("NFKD", value)
+    if max(decomposed) <= "\uffff":
+        return _combining_bmp().sub("", decomposed)
     return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+@functools.cache
+def _combining_bmp() -> re.Pattern[str]:
+    """A character class of every combining character (``unicodedata.combining`` > 0)
+    of the Basic Multilingual Plane: one regex pass instead of a call per character.
+    (Built on first use: a few milliseconds.)"""
+    ranges: list[str] = []
+    start = prev = -2
+    for i in range(0x10000):
+        if not unicodedata.combining(chr(i)):
+            continue
+        if i != prev + 1:
+            if start >= 0:
+                ranges.append(f"{re.escape(chr(start))}-{re.escape(chr(prev))}")
+            start = i
+        prev = i
+    ranges.append(f"{re.escape(chr(start))}-{re.escape(chr(prev))}")
+    return re.compile(f"[{''.join(ranges)}]")
 
 
 # --- wire prefixes and outlet suffixes -------------------------------------------------
@@ -71,17 +116,34 @@ _DATELINE = re.compile(
 _WS = re.compile(r"\s+")
 
 
-_SEP_CHARS = frozenset("-|:\u2022")
-_HEAD_CHARS = frozenset("-:|/")
+# Cheap necessary conditions for _PREFIX and _SUFFIX on ASCII text, where IGNORECASE is
+# plain lower-casing: the text starts with a prefix word ("PHOTOS?" -> "photo") or ends
+# with an outlet name or ".com". Non-ASCII text always goes to the regex ("ı" matches "I"
+# under IGNORECASE).
+_PREFIX_STARTS = tuple(
+    re.sub(r"\(\?:[^)]*\)\?|\w\?", "", w).lower() for w in _PREFIX_WORDS.split("|")
+)
+_OUTLET_ENDS = (*(o.replace("\\.", ".").lower() for o in _OUTLETS.split("|")), ".com")
+_OUTLET_END2 = frozenset(o[-2:] for o in _OUTLET_ENDS)  # a set look-up before endswith
+
+
+def _outlet_end(low: str) -> bool:
+    return low[-2:] in _OUTLET_END2 and low.endswith(_OUTLET_ENDS)
 
 
 def _strip_once(text: str, source: str) -> str:
-    if not _HEAD_CHARS.isdisjoint(text[:40]):
-        text = _PREFIX.sub("", text)
+    # (``"-" in s or ...`` rather than ``frozenset.isdisjoint(s)``: a tenth of the cost)
+    head = text[:40]
+    if "-" in head or ":" in head or "|" in head or "/" in head:
+        head = text.lstrip()[:16]  # the longest prefix word has 13 characters
+        if not head.isascii() or head.lower().startswith(_PREFIX_STARTS):
+            text = _PREFIX.sub("", text)
     if text[:1] in "WFEwfe":
         text = _PREFIX_BARE.sub("", text)
     tail = text[-48:]
-    if not _SEP_CHARS.isdisjoint(tail):
+    if ("-" in tail or "|" in tail or ":" in tail or "\u2022" in tail) and (
+        not tail.isascii() or _outlet_end(tail.rstrip().lower())
+    ):
         text = text[: len(text) - len(tail)] + _SUFFIX.sub("", tail)
     if "(" in text:
         text = _PAREN_OUTLET.sub(" ", text)
@@ -123,8 +185,10 @@ def clean_summary(summary: str) -> str:
     """Plain-text summary without HTML, datelines and "(AFP)" tags; case kept."""
     if "<" in summary or "&" in summary:
         summary = html_to_text(summary)
-    text = _WS.sub(" ", fold_keep_case(summary)).strip()
-    text = _DATELINE.sub("", text, count=1)
+    # (str.split and \s agree on what whitespace is: this is _WS.sub(" ", ...).strip())
+    text = " ".join(fold_keep_case(summary).split())
+    if "A" <= text[:1] <= "Z":  # a dateline starts with a capital letter
+        text = _DATELINE.sub("", text, count=1)
     if "(" in text:
         text = _WS.sub(" ", _PAREN_OUTLET.sub(" ", text))
     return text
@@ -604,23 +668,13 @@ _SERIES = re.compile(
     r"weather forecast|in pictures|photos of the day|pictures of the day|"
     r"week in pictures|what we know|letters|cartoon|editorial|things to know)\b"
 )
-_WEEKDAYS = frozenset(
-    ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-)
+WEEKDAYS = frozenset(["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"])
 
 
 def is_series_title(folded: str) -> bool:
     """Recurring titles (live blogs, briefings, "Latest headlines") that name a slot,
     not a story."""
     return bool(_SERIES.search(folded))
-
-
-def _is_titlecase(words: list[str]) -> bool:
-    content = [w for w in words if len(w) > 3 and w.lower() not in STOPWORDS and w[0].isalpha()]
-    if len(content) < 2:
-        return False
-    caps = sum(1 for w in content if w[0].isupper())
-    return caps >= 0.95 * len(content)
 
 
 def canon(low: str) -> str:
@@ -631,9 +685,29 @@ def canon(low: str) -> str:
 _NON_NAMES = frozenset({"pm", "ceo", "mp", "mps", "tv", "dj", "ii", "iii", "jr", "sr"})
 
 
+_WordInfo = tuple[
+    str,
+    str | None,
+    tuple[str, ...],
+    bool,
+    bool,
+    bool,
+    bool,
+    bool,
+    bool,
+    bool,
+    bool,
+    bool,
+    tuple[str, ...],
+]
+
+
 @functools.lru_cache(maxsize=1 << 16)
-def _word_info(w: str) -> tuple[str, str | None, tuple[str, ...], bool, bool, bool, bool]:
-    """(folded, number, stems, stopword, acronym, capitalised name-like, negation)."""
+def _word_info(w: str) -> _WordInfo:
+    """(folded, number, stems, stopword, acronym, capitalised name-like, negation, content
+    word, starts with a capital, starts with a letter, all capitals, weekday, index stems)
+    of one token (tokens are ASCII). The index stems are the number or the stems,
+    interned: every window entry holding a word shares one string."""
     low = w.casefold()
     acronym = w.isupper() and len(w) >= 2 and w.isalpha()
     negation = low in NEGATIONS or low.endswith("n't")
@@ -641,7 +715,12 @@ def _word_info(w: str) -> tuple[str, str | None, tuple[str, ...], bool, bool, bo
     stop = low in STOPWORDS and not acronym
     parts = tuple(canon(low).split()) if num is None and not stop else ()
     capital = w[0].isupper() and low not in _MONTHS_DAYS and low not in _NON_NAMES and len(low) >= 2
-    return low, num, parts, stop, acronym, capital, negation
+    content = len(w) > 3 and w.lower() not in STOPWORDS and w[0].isalpha()
+    index = (sys.intern(num),) if num is not None else tuple(sys.intern(p) for p in parts)
+    return (
+        low, num, parts, stop, acronym, capital, negation, content, w[0].isupper(),
+        w[0].isalpha(), w.isupper(), low in WEEKDAYS, index,
+    )  # fmt: skip
 
 
 class TitleKey(NamedTuple):
@@ -662,53 +741,105 @@ _SERIES_WORDS = frozenset(
         "letters", "cartoon", "editorial", "things",
     }
 )  # fmt: skip
-_KEY_CACHE_MAX = 1 << 17
-_key_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
+_TOKEN_CACHE_MAX = 1 << 17
+_token_cache: dict[str, _WordInfo] = {}
 
 
-def _key_info(tok: str) -> tuple[str, tuple[str, ...]]:
-    """(folded word, index stems) of one raw token (possessive "'s" still attached)."""
+def _token_info(tok: str) -> _WordInfo:
+    """``_word_info`` of one raw token, possessive "'s" dropped, cached by the raw token.
+    (A token starts with a letter or digit: something is always left.)"""
     w = tok[:-2] if tok.endswith(("'s", "'S")) else tok
-    if not w:
-        return "", ()
-    low, num, parts = _word_info(w)[:3]
-    out = (low, (sys.intern(num),) if num is not None else tuple(sys.intern(p) for p in parts))
-    if len(_key_cache) >= _KEY_CACHE_MAX:
-        _key_cache.clear()  # bounded: a restart streams many rare words once
-    _key_cache[tok] = out
-    return out
+    info = _word_info(w)
+    if len(_token_cache) >= _TOKEN_CACHE_MAX:
+        _token_cache.clear()  # bounded: a restart streams many rare words once
+    _token_cache[tok] = info
+    return info
 
 
-def title_key(title: str, source: str = "") -> TitleKey:
-    """Stripped title, exact key and index stems (no guard features). The hot path of a
-    restart (run once per stored entry): one regex pass and a per-word cache."""
-    stripped = strip_wire(title, source)
+def _word_infos(stripped: str) -> list[_WordInfo]:
+    """``_word_info`` of each of ``raw_tokens`` of a stripped title, acronym dots
+    removed: one regex pass and a look-up per token. The last result is kept: a new item's
+    features follow its key (the caller does not change the list)."""
+    global _last_infos
+    last = _last_infos
+    if last[0] == stripped:
+        return last[1]
     text = stripped
     if "." in text:
         text = _ACRONYM_DOTS.sub(lambda m: m.group(1).replace(".", ""), text)
     if "," in text:
         text = _THOUSANDS.sub("", text)
-    cache = _key_cache
-    stems: list[str] = []
-    folded: list[str] = []
-    for tok in _TOKEN.findall(text.replace("-", " ").replace("'s ", " ")):
-        info = cache.get(tok)
-        if info is None:
-            info = _key_info(tok)
-        if info[0]:
-            folded.append(info[0])
-            stems += info[1]
+    tokens = _TOKEN.findall(text.replace("-", " ").replace("'s ", " "))
+    found = list(map(_token_cache.get, tokens))  # (no Python loop when all are known)
+    infos = [
+        info if info is not None else _token_info(tok)
+        for info, tok in zip(found, tokens, strict=True)
+    ] if None in found else cast(list[_WordInfo], found)  # fmt: skip
+    _last_infos = (stripped, infos)
+    return infos
+
+
+_last_infos: tuple[str, list[_WordInfo]] = ("", [])
+
+
+def title_key(title: str, source: str = "") -> TitleKey:
+    """Stripped title, exact key and index stems (no guard features). The hot path of a
+    restart (run once per stored entry): one regex pass and a per-word cache; wire copies
+    share their stripped title, so its key and stems are kept in a bounded cache too."""
+    global _titles, _titles_old
+    stripped = strip_wire(title, source)
+    parts = _titles.get(stripped) or _titles_old.get(stripped)
+    if parts is None:
+        parts = _title_parts(stripped)
+        _titles[stripped] = parts
+        if len(_titles) >= _TITLE_CACHE_MAX // 2:  # two generations, the older dropped
+            _titles, _titles_old = {}, _titles
+    return TitleKey(stripped, *parts)
+
+
+_TITLE_CACHE_MAX = 1 << 12
+_titles: dict[str, tuple[str, tuple[str, ...], bool]] = {}
+_titles_old: dict[str, tuple[str, tuple[str, ...], bool]] = {}
+
+
+def _title_parts(stripped: str) -> tuple[str, tuple[str, ...], bool]:
+    """(exact key, unique index stems, series?) of a stripped title."""
+    infos = _word_infos(stripped)
+    folded = list(map(_FOLDED, infos))
+    stems = dict.fromkeys(chain.from_iterable(map(_INDEX_STEMS, infos)))
     series = not _SERIES_WORDS.isdisjoint(folded) and is_series_title(" ".join(folded))
-    return TitleKey(stripped, " ".join(folded), tuple(dict.fromkeys(stems)), series)
+    return " ".join(folded), tuple(stems), series
+
+
+_FOLDED, _INDEX_STEMS = itemgetter(0), itemgetter(12)  # (of a _WordInfo)
 
 
 def features(title: str, source: str = "") -> TitleFeatures:
     """Features of a title after wire prefixes and outlet suffixes are stripped."""
-    stripped = strip_wire(title, source)
-    stripped = _ACRONYM_DOTS.sub(lambda m: m.group(1).replace(".", ""), stripped)
-    words = raw_tokens(stripped)
-    titlecase = _is_titlecase(words)
-    all_caps = titlecase_all_caps(words)
+    return TitleFeatures(*feature_fields(title, source))
+
+
+_Runs = tuple[tuple[str, ...], ...]
+FeatureFields = tuple[
+    str, tuple[str, ...], frozenset[str], frozenset[str], _Runs, _Runs, _Runs, str, bool, bool
+]
+
+
+def feature_fields(title: str, source: str = "") -> FeatureFields:
+    """``features`` as a plain tuple, in ``TitleFeatures`` field order."""
+    infos = _word_infos(strip_wire(title, source))
+    # Title Case (capitals say little) and all-caps headlines (capitals say nothing)
+    n_content = n_caps = n_letters = 0
+    upper = True
+    for info in infos:
+        if info[7]:
+            n_content += 1
+            n_caps += info[8]
+        if info[9]:
+            n_letters += 1
+            upper = upper and info[10]
+    titlecase = n_content >= 2 and n_caps >= 0.95 * n_content
+    all_caps = n_letters >= 3 and upper
     stems: list[str] = []
     numbers: set[str] = set()
     names: list[tuple[str, ...]] = []
@@ -718,65 +849,87 @@ def features(title: str, source: str = "") -> TitleFeatures:
     run_start = -1
     run_acronym = False
     negated = False
-    initials = []
-
-    def close_run() -> None:
-        if not run:
-            return
-        if all_caps:
-            pass
-        elif run_acronym or (not titlecase and (run_start > 0 or len(run) > 1)):
-            names.append(tuple(run))
-        elif not titlecase:
-            first.append(tuple(run))
-        else:
-            maybe.append(tuple(run))
-        run.clear()
-
-    for i, w in enumerate(words):
-        low, num, parts, stop, acronym, capital, negation = _word_info(w)
-        initials.append(low if acronym and not all_caps else low[:1])
-        negated = negated or negation
-        if num is not None:
-            numbers.add(num)
-            stems.append(num)
-            close_run()
-            run_acronym = False
-            continue
-        if stop:
-            close_run()
-            run_acronym = False
-            continue
-        stems.extend(parts)
-        if not capital:
-            close_run()
-            run_acronym = False
-            continue
-        if not run:
-            run_start = i
-        run.extend(parts)
-        run_acronym = run_acronym or (acronym and not all_caps)
-    close_run()
-    folded_words = [w.casefold() for w in words]
-    key = " ".join(folded_words)
-    return TitleFeatures(
-        key=key,
-        stems=tuple(stems),
-        numbers=frozenset(numbers),
-        days=frozenset(w for w in folded_words if w in _WEEKDAYS),
-        names=tuple(names),
-        first=tuple(first),
-        maybe=tuple(maybe),
-        initials="".join(initials),
-        negated=negated,
-        series=is_series_title(key),
+    initials: list[str] = []
+    # i == len(infos) closes the last run
+    for i in range(len(infos) + 1):
+        if i < len(infos):
+            low, num, parts, stop, acronym, capital, negation = infos[i][:7]
+            initials.append(low if acronym and not all_caps else low[:1])
+            negated = negated or negation
+            if num is not None:
+                numbers.add(num)
+                stems.append(num)
+            elif not stop:
+                stems.extend(parts)
+                if capital:  # a capitalised word: the run goes on
+                    if not run:
+                        run_start = i
+                    run.extend(parts)
+                    run_acronym = run_acronym or (acronym and not all_caps)
+                    continue
+        if run:  # the run ends here
+            if all_caps:
+                pass
+            elif run_acronym or (not titlecase and (run_start > 0 or len(run) > 1)):
+                names.append(tuple(run))
+            elif not titlecase:
+                first.append(tuple(run))
+            else:
+                maybe.append(tuple(run))
+            run.clear()
+        run_acronym = False
+    key = " ".join([info[0] for info in infos])
+    return (
+        key,
+        tuple(stems),
+        frozenset(numbers),
+        frozenset([info[0] for info in infos if info[11]]),
+        tuple(names),
+        tuple(first),
+        tuple(maybe),
+        "".join(initials),
+        negated,
+        _SERIES_HINT.search(key) is not None and is_series_title(key),
     )
 
 
-def titlecase_all_caps(words: list[str]) -> bool:
-    """True when the whole headline is in capitals (then capitals mark nothing)."""
-    letters = [w for w in words if w[0].isalpha()]
-    return len(letters) >= 3 and all(w.isupper() for w in letters)
+# Every alternative of _SERIES contains one of these strings: the regex runs only then.
+_SERIES_HINT = re.compile(
+    "live|happened|brief|digest|update|wrap|roundup|newsletter|latest|stories|headlines|"
+    "podcast|quiz|crossword|horoscope|forecast|pictures|photos|know|letters|cartoon|editorial"
+)
+
+
+_SUMMARY_CACHE_MAX = 1 << 17
+_summary_cache: dict[str, tuple[str, ...]] = {}
+
+
+def _summary_word(tok: str) -> tuple[str, ...]:
+    """Stems of one raw summary token (possessive "'s" still attached): none for
+    stopwords and one-letter words."""
+    w = tok[:-2] if tok.endswith(("'s", "'S")) else tok
+    low = w.casefold()
+    out: tuple[str, ...] = ()
+    if w and low not in STOPWORDS and len(low) >= 2:
+        out = tuple(sys.intern(p) for p in canon(low).split())
+    if len(_summary_cache) >= _SUMMARY_CACHE_MAX:
+        _summary_cache.clear()  # bounded: summaries bring many rare words
+    _summary_cache[tok] = out
+    return out
+
+
+def summary_stems(text: str) -> frozenset[str]:
+    """Content-word stems of a (cleaned) summary, synonyms folded: what summaries are
+    compared on. A per-word cache, as for titles."""
+    if "," in text:
+        text = _THOUSANDS.sub("", text)
+    tokens = _TOKEN.findall(text.replace("-", " ").replace("'s ", " "))
+    found = list(map(_summary_cache.get, tokens))  # (no Python loop when all are known)
+    stems = [
+        got if got is not None else _summary_word(tok)
+        for got, tok in zip(found, tokens, strict=True)
+    ] if None in found else cast(list[tuple[str, ...]], found)  # fmt: skip
+    return frozenset(chain.from_iterable(stems))
 
 
 def contrast(a: frozenset[str], b: frozenset[str]) -> bool:
