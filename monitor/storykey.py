@@ -368,6 +368,16 @@ STOPWORDS = frozenset(
         "got",
         "make",
         "makes",
+        "himself",
+        "herself",
+        "itself",
+        "themselves",
+        "inside",
+        "outside",
+        "toward",
+        "towards",
+        "despite",
+        "around",
     ]
 )
 
@@ -416,6 +426,12 @@ NEGATIONS = frozenset(
         "calls-off",
     ]
 )
+
+# Phrasal verbs that negate like "rejects"/"cancels": (stem of the verb, particle)
+_PHRASAL_NEGATIONS = frozenset({("turn", "down"), ("rul", "out"), ("call", "off")})
+_PARTICLES = frozenset(p for _, p in _PHRASAL_NEGATIONS)
+# "no" opening a compound ("no-fly zone", "no-confidence vote") negates nothing
+_NO_COMPOUND = re.compile(r"\bno-(?=[a-z])", re.IGNORECASE)
 
 _NUMBER_WORDS = {
     "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
@@ -479,9 +495,9 @@ def stem(token: str) -> str:
     """Very light English suffix stripping so "kills"/"killed"/"killing" share a key."""
     if len(token) <= 3 or not token.isalpha():
         return token
-    if token.endswith("ies") and len(token) > 4:
-        token = token[:-3] + "y"
-    elif token.endswith("sses"):
+    if token.endswith(("ies", "ied")) and len(token) > 4:
+        return token[:-3] + "y"  # studies/studied -> study, married -> marry
+    if token.endswith("sses"):
         token = token[:-2]
     elif token.endswith("s") and not token.endswith(("ss", "us", "is")):
         token = token[:-1]
@@ -592,7 +608,22 @@ _GROUPS = (
     "probe probes investigate investigates investigation inquiry",
     "pakistan pak",
     "new york nyc",
-    "reach reaches reached clinch clinches clinched seal seals sealed",
+    "reach reaches reached clinch clinches clinched seal seals sealed arrive arrives arrived",
+    "praise praises praised hail hails hailed laud lauds lauded",
+    "condemn condemns condemned denounce denounces denounced slam slams slammed "
+    "criticise criticises criticised criticize criticizes criticized",
+    "impose imposes imposed slap slaps slapped",
+    "resign resigns resigned quit quits abdicate abdicates abdicated",
+    "dead murder murders murdered",
+    "steal steals stole stolen snatch snatches snatched",
+    "kidnap kidnaps kidnapped abduct abducts abducted",
+    "marry marries married wed weds",
+    "sick ill",
+    "soldier army military",
+    "government govt regime",
+    "authorise authorises authorised authorize authorizes authorized",
+    "ceasefire truce",
+    "envoy envoys ambassador ambassadors diplomat diplomats",
 )
 for _group in _GROUPS:
     _words = _group.split()
@@ -602,6 +633,12 @@ for _group in _GROUPS:
         _st = stem(_w)
         if _st != _w:
             SYNONYMS.setdefault(_st, _head)
+
+# Synonym targets are keys too: "vote" itself must fold to "vote", not to its stem "vot"
+# (which "votes" -> "vote" would then miss).
+for _target in sorted(set(SYNONYMS.values())):
+    for _w in _target.split():
+        SYNONYMS.setdefault(stem(_w), _w)
 
 # A merge is vetoed when one title has one side of a pair and the other the other side.
 _CONTRASTS = (
@@ -827,7 +864,8 @@ FeatureFields = tuple[
 
 def feature_fields(title: str, source: str = "") -> FeatureFields:
     """``features`` as a plain tuple, in ``TitleFeatures`` field order."""
-    infos = _word_infos(strip_wire(title, source))
+    stripped = strip_wire(title, source)
+    infos = _word_infos(stripped)
     # Title Case (capitals say little) and all-caps headlines (capitals say nothing)
     n_content = n_caps = n_letters = 0
     upper = True
@@ -849,13 +887,19 @@ def feature_fields(title: str, source: str = "") -> FeatureFields:
     run_start = -1
     run_acronym = False
     negated = False
+    n_no = 0  # plain "no"s: counted, then compared with the "no-" compounds
     initials: list[str] = []
     # i == len(infos) closes the last run
     for i in range(len(infos) + 1):
         if i < len(infos):
             low, num, parts, stop, acronym, capital, negation = infos[i][:7]
             initials.append(low if acronym and not all_caps else low[:1])
-            negated = negated or negation
+            if low == "no":
+                n_no += 1
+            else:
+                negated = negated or negation
+            if i + 1 < len(infos) and infos[i + 1][0] in _PARTICLES:
+                negated = negated or (stem(low), infos[i + 1][0]) in _PHRASAL_NEGATIONS
             if num is not None:
                 numbers.add(num)
                 stems.append(num)
@@ -878,6 +922,9 @@ def feature_fields(title: str, source: str = "") -> FeatureFields:
                 maybe.append(tuple(run))
             run.clear()
         run_acronym = False
+    # "no-fly zone", "no-frills": a "no" that opens a compound negates nothing
+    if n_no > (len(_NO_COMPOUND.findall(stripped)) if "-" in stripped else 0):
+        negated = True
     key = " ".join([info[0] for info in infos])
     return (
         key,

@@ -455,3 +455,41 @@ _SOFT_WORDS = [
 def test_fast_signals_never_differ_from_the_plain_computation(a: list[str], b: list[str]) -> None:
     fa, fb = features(" ".join(a)), features(" ".join(b))
     assert similarity_signals(fa, fb) == _reference_signals(fa, fb)
+
+
+@pytest.mark.parametrize(
+    ("title", "negated"),
+    [
+        ("UN imposes no-fly zone over Libya", False),
+        ("Airline launches no-frills flights to Lisbon", False),
+        ("Government survives no-confidence vote", False),
+        ("No deal on budget as talks collapse", True),
+        ("Minister rules out snap election", True),
+        ("Court turns down appeal by former president", True),
+        ("Union calls off rail strike", True),
+        ("Union calls rail strike for Monday", False),
+    ],
+)  # fmt: skip
+def test_negation_in_titles(title: str, negated: bool) -> None:
+    """A "no" that opens a compound negates nothing; phrasal refusals ("rules out",
+    "turns down", "calls off") negate like "rejects" and "cancels" do."""
+    assert features(title).negated is negated
+
+
+def test_synonym_targets_fold_to_themselves() -> None:
+    """ "votes" and "vote" (and every other synonym target and its variants) reduce to
+    one stem, so they are the same word to the scorer."""
+    from monitor.storykey import canon, stem
+
+    assert canon("vote") == canon("votes")
+    assert canon("strike") == canon("strikes")
+    assert stem("married") == "marry" and stem("denied") == "deny"
+
+
+def test_refusal_and_its_opposite_never_merge() -> None:
+    idx = StoryIndex(DedupeConfig())
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    first = StoryItem("a", "Union calls off rail strike planned for Monday", "", now, "A", "")
+    idx.add(first, 1, now)
+    other = StoryItem("b", "Union calls rail strike planned for Monday", "", now, "B", "")
+    assert idx.find(other, now).story_id is None
