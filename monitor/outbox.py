@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -263,6 +264,12 @@ async def _drain(
         return False
     delivery = rt.config.settings.delivery
     recent = await _recent_sent(rt, key, now)
+    # follow-ups by parent, in queue order: finding what a parent folds in must not
+    # scan the whole queue at every send (thousands of rows on a first run)
+    by_parent: dict[int | None, list[AlertRow]] = defaultdict(list)
+    for q in queue:
+        if q.kind == "followup":
+            by_parent[q.parent_id].append(q)
     i = 0
     while i < len(queue):
         row = queue[i]
@@ -301,15 +308,17 @@ async def _drain(
                 batch.append(queue[i + len(batch)])
         # copies from other outlets queued before the parent went out are shown in
         # the parent itself (it lists every outlet carrying the story), not as replies
-        parents = {b.id for b in batch if b.kind == "new"}
-        folded = [
-            q for q in queue[i + len(batch) :] if q.kind == "followup" and q.parent_id in parents
-        ]
+        # (a parent's follow-ups all come after it, so after the batch of new rows)
+        folded = [q for b in batch if b.kind == "new" for q in by_parent.pop(b.id, ())]
+        folded.sort(key=lambda q: q.id or 0)  # queue order: rows are loaded by id
         ok = await _send(rt, notifier, key, batch, report, folded)
         if not ok:
             return False
         if folded:
-            queue = [q for q in queue if q not in folded]
+            gone = {q.id for q in folded}
+            queue = queue[: i + len(batch)] + [
+                q for q in queue[i + len(batch) :] if q.id not in gone
+            ]
         if row.kind == "new":
             recent += len(batch)
         i += len(batch)
