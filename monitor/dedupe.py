@@ -46,6 +46,7 @@ checked against the computation it replaces (``tests/test_dedupe_fast.py``).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import mul
@@ -72,11 +73,13 @@ __all__ = [
     "SIGNALS",
     "Decision",
     "DedupeConfig",
+    "Prepared",
     "StoryIndex",
     "StoryItem",
     "is_material_change",
     "model_score",
     "pair_score",
+    "prepare",
     "similarity_signals",
     "veto",
 ]
@@ -686,6 +689,16 @@ def _title_key(url: str, tk: TitleKey, ts: float, min_words: int) -> int:
 _PROFILE_CACHE = 1 << 13  # titles whose profile is kept (at most 2 KB each: 16 MB at most)
 
 
+Prepared = tuple[TitleKey, str]
+
+
+def prepare(title: str, summary: str, source: str, summary_chars: int) -> Prepared:
+    """What ``find`` computes first for a new item: its title key and cleaned summary
+    prefix. Pure, so it can run in another process (``monitor.parse`` workers)."""
+    cleaned = clean_summary(summary[: summary_chars * 3])[:summary_chars] if summary else ""
+    return title_key(title, source), cleaned
+
+
 class _Fresh:
     """The item last passed to ``find``: its key and cleaned summary, the summary's stems
     once a candidate needs them; ``add`` reuses them."""
@@ -730,13 +743,17 @@ class StoryIndex:
         return len(self._recs)
 
     # key of the item last passed to find(), reused by add()
-    def _prepare(self, item: StoryItem) -> _Fresh:
+    def _prepare(self, item: StoryItem, prepared: Prepared | None = None) -> _Fresh:
         fresh = self._fresh
         if fresh is not None and fresh.item is item:
             return fresh
-        tk = title_key(item.title, item.source)
-        limit = self.config.summary_chars
-        summary = clean_summary(item.summary[: limit * 3])[:limit] if item.summary else ""
+        if prepared is not None:
+            # computed in another process: intern the stems, as title_key does, so every
+            # window entry holding a word shares one string
+            tk, summary = prepared
+            tk = tk._replace(stems=tuple(sys.intern(s) for s in tk.stems))
+        else:
+            tk, summary = prepare(item.title, item.summary, item.source, self.config.summary_chars)
         fresh = self._fresh = _Fresh(item, tk, summary)
         return fresh
 
@@ -746,10 +763,15 @@ class StoryIndex:
             return None
         return rec
 
-    def find(self, item: StoryItem, now: datetime | None = None) -> Decision:
-        """The story ``item`` belongs to, or ``Decision(None, "new", score)``."""
+    def find(
+        self, item: StoryItem, now: datetime | None = None, prepared: Prepared | None = None
+    ) -> Decision:
+        """The story ``item`` belongs to, or ``Decision(None, "new", score)``.
+
+        ``prepared``: ``prepare(item.title, item.summary, item.source, summary_chars)``
+        when it was already computed elsewhere (the parse workers do it beside the parse)."""
         cfg = self.config
-        fresh = self._prepare(item)
+        fresh = self._prepare(item, prepared)
         tk = fresh.tk
         ts = _ts(item.published, now)
         if item.url:

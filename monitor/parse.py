@@ -57,6 +57,7 @@ from urllib.parse import urljoin
 
 import feedparser
 
+from monitor.dedupe import Prepared, prepare
 from monitor.discover import discover_feed_links
 from monitor.match import Hit, Matcher, compile_watchlists
 from monitor.models import Entry
@@ -89,8 +90,10 @@ def _rebuild_result(
     is_html: bool,
     hits: tuple[tuple[Hit, ...], ...] | None = None,
     generation: int = 0,
+    prepared: tuple[Prepared, ...] | None = None,
 ) -> ParseResult:
-    return ParseResult([Entry(*row) for row in rows], meta, error, is_html, hits, generation)
+    entries = [Entry(*row) for row in rows]
+    return ParseResult(entries, meta, error, is_html, hits, generation, prepared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +106,16 @@ class ParseResult:
     # of pool generation ``generation`` (None: not matched here, the caller matches)
     hits: tuple[tuple[Hit, ...], ...] | None = None
     generation: int = 0
+    # per entry, what story dedupe computes first (``monitor.dedupe.prepare``), when a
+    # ParsePool worker did it beside the parse
+    prepared: tuple[Prepared, ...] | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # entries travel back from the worker as plain tuples: half the pickling cost
         rows = tuple(_entry_tuple(entry) for entry in self.entries)
         return (
             _rebuild_result,
-            (rows, self.meta, self.error, self.is_html, self.hits, self.generation),
+            (rows, self.meta, self.error, self.is_html, self.hits, self.generation, self.prepared),
         )
 
 
@@ -875,13 +881,23 @@ def _ready() -> None:
     """A no-op task: returns once a worker has started (and run ``_warm_up``)."""
 
 
-def _parse_and_match(body: bytes, headers: dict[str, str], **kwargs: Any) -> ParseResult:
-    """``parse_feed``, then the watchlists matched against each entry here in the worker:
-    matching is a pure function of the entry, and doing it beside the parse takes it off
-    the single process that dedupes and stores."""
+def _parse_and_match(
+    body: bytes, headers: dict[str, str], prepare_chars: int | None = None, **kwargs: Any
+) -> ParseResult:
+    """``parse_feed``, then, here in the worker, the watchlists matched against each entry
+    and the first step of story dedupe (``monitor.dedupe.prepare``, with summaries cut to
+    ``prepare_chars``): both are pure functions of the entry, and doing them beside the
+    parse takes them off the single process that dedupes and stores."""
     result = parse_feed(body, headers, **kwargs)
+    if not result.entries:
+        return result
+    if prepare_chars is not None:
+        prepared = tuple(
+            prepare(e.title, e.summary, e.source, prepare_chars) for e in result.entries
+        )
+        result = replace(result, prepared=prepared)
     worker = _WORKER_MATCHER
-    if worker is None or not result.entries:
+    if worker is None:
         return result
     generation, matcher = worker
     hits = tuple(tuple(matcher.match_entry(e)) for e in result.entries)
@@ -902,8 +918,10 @@ class ParsePool:
         max_field_chars: int = 20_000,
         start_method: str = "forkserver",
         watchlists: Sequence[Watchlist] | None = None,
+        prepare_chars: int | None = None,
     ) -> None:
         self.workers = workers
+        self.prepare_chars = prepare_chars
         self.timeout = timeout
         self.max_field_chars = max_field_chars
         self.restarts = 0
@@ -961,6 +979,7 @@ class ParsePool:
             _parse_and_match,
             body,
             dict(headers),
+            prepare_chars=self.prepare_chars,
             url=url,
             feed=feed,
             source=source,

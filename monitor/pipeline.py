@@ -21,7 +21,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from monitor.dedupe import StoryIndex, StoryItem, is_material_change
+from monitor.dedupe import Prepared, StoryIndex, StoryItem, is_material_change
 from monitor.fetch import FetchResult, fetch
 from monitor.intervals import next_interval, parse_cache_headers
 from monitor.match import Hit
@@ -182,7 +182,10 @@ async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
     hits = None
     if parsed.hits is not None and parsed.generation == rt.pool.generation:
         hits = {e.guid: h for e, h in zip(parsed.entries, parsed.hits, strict=True)}
-    await ingest(rt, row, parsed.entries, report, hits)
+    prepared = None
+    if parsed.prepared is not None:
+        prepared = {e.guid: p for e, p in zip(parsed.entries, parsed.prepared, strict=True)}
+    await ingest(rt, row, parsed.entries, report, hits, prepared)
     report.state = _record_success(rt, row, result, parsed, [e.published for e in parsed.entries])
     return report
 
@@ -358,6 +361,7 @@ class _Job:
     report: PollReport
     done: asyncio.Future[None]
     hits: dict[str, tuple[Hit, ...]] | None  # by guid, when the parse worker matched
+    prepared: dict[str, Prepared] | None  # by guid, dedupe's first step from the worker
 
 
 async def ingest(
@@ -366,6 +370,7 @@ async def ingest(
     entries: Sequence[Entry],
     report: PollReport,
     hits: dict[str, tuple[Hit, ...]] | None = None,
+    prepared: dict[str, Prepared] | None = None,
 ) -> None:
     """Store new entries, fold them into stories, match watchlists and queue alerts,
     all in one transaction (the alert is written with its match). Serialised per
@@ -381,7 +386,7 @@ async def ingest(
     unique: dict[str, Entry] = {}
     for e in entries:
         unique.setdefault(e.guid, e)
-    job = _Job(feed, unique, report, asyncio.get_running_loop().create_future(), hits)
+    job = _Job(feed, unique, report, asyncio.get_running_loop().create_future(), hits, prepared)
     rt.ingest_queue.append(job)
     async with rt.ingest_lock:
         while not job.done.done():
@@ -493,7 +498,7 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
             if len(fresh) >= GUID_FLOOD_MIN and len(fresh) * 2 >= len(job.unique)
         ]
         known_titles = await _known_titles(session, suspects, now)
-        fresh_all: list[tuple[FeedRow, Entry, dict[str, tuple[Hit, ...]] | None]] = []
+        fresh_all: list[tuple[FeedRow, Entry, _Job]] = []
         counts: list[tuple[_Job, int]] = []
         for job, fresh in zip(jobs, per_job, strict=True):
             feed, report = job.feed, job.report
@@ -506,7 +511,7 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
                     feed.name,
                     report.relinked,
                 )
-            fresh_all.extend((feed, e, job.hits) for e in fresh)
+            fresh_all.extend((feed, e, job) for e in fresh)
             counts.append((job, len(fresh)))
         if fresh_all:
             alerts = await _ingest_fresh(rt, session, fresh_all, now)
@@ -609,7 +614,7 @@ async def _reserve_story_ids(rt: Runtime, session: AsyncSession, n: int) -> list
 async def _ingest_fresh(
     rt: Runtime,
     session: AsyncSession,
-    fresh: list[tuple[FeedRow, Entry, dict[str, tuple[Hit, ...]] | None]],
+    fresh: list[tuple[FeedRow, Entry, _Job]],
     now: datetime,
 ) -> dict[int, int]:
     """Store new entries (of one or several polls), fold them into stories and queue
@@ -619,7 +624,8 @@ async def _ingest_fresh(
     pending: list[_Pending] = []
     new_stories: dict[int, dict[str, Any]] = {}
     spare: list[int] = []
-    for i, (feed, e, matched) in enumerate(fresh):
+    for i, (feed, e, job) in enumerate(fresh):
+        matched = job.hits
         assert feed.id is not None
         if i and i % YIELD_EVERY == 0:
             # let the loop hand finished parses back and start new ones: the parse
@@ -633,7 +639,8 @@ async def _ingest_fresh(
             source=e.source,
             url=e.link,
         )
-        story_id = rt.index.find(item, now).story_id
+        ready = job.prepared.get(e.guid) if job.prepared is not None else None
+        story_id = rt.index.find(item, now, ready).story_id
         if story_id is None:
             if not spare:
                 spare = await _reserve_story_ids(rt, session, max(8, len(fresh) - i))

@@ -159,6 +159,7 @@ async def open_runtime(
             config.settings.poll.parse_workers,
             timeout=config.settings.poll.parse_timeout,
             watchlists=config.watchlists,  # the workers match entries as they parse them
+            prepare_chars=dedupe_config(config).summary_chars,  # and prepare them for dedupe
         )
         if start_pool:
             pool.start()

@@ -493,3 +493,29 @@ def test_refusal_and_its_opposite_never_merge() -> None:
     idx.add(first, 1, now)
     other = StoryItem("b", "Union calls rail strike planned for Monday", "", now, "B", "")
     assert idx.find(other, now).story_id is None
+
+
+def test_find_with_prepared_input_decides_exactly_as_without() -> None:
+    """The parse workers compute ``prepare`` beside the parse; an index fed those results
+    makes the same decisions as one computing them itself."""
+    from monitor.dedupe import prepare
+
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    titles = [
+        ("UPDATE 2-Kim Jong Un meets Putin at Vostochny cosmodrome - Reuters", "Reuters"),
+        ("Kim Jong Un and Putin meet at Russian space centre", "AP"),
+        ("North Korea's Kim meets Putin at cosmodrome | AP News", "AP News"),
+        ("Kim Jong Un meets Xi Jinping in Beijing", "AFP"),
+        ("Quake of magnitude 6.1 strikes off Japan", "Kyodo"),
+        ("Magnitude 7.1 earthquake strikes off Japan", "NHK"),
+        ("Earthquake of magnitude 6.1 hits off Japan coast", "Reuters"),
+    ]
+    plain, fed = StoryIndex(DedupeConfig()), StoryIndex(DedupeConfig())
+    for i, (title, source) in enumerate(titles):
+        summary = f"<p>SEOUL (AFP) - {title}. More text about it follows here.</p>"
+        item = StoryItem(str(i), title, summary, now, source, "")
+        a = plain.find(item, now)
+        b = fed.find(item, now, prepare(title, summary, source, fed.config.summary_chars))
+        assert a == b, title
+        plain.add(item, a.story_id if a.story_id is not None else i, now)
+        fed.add(item, b.story_id if b.story_id is not None else i, now)

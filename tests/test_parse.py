@@ -669,6 +669,7 @@ def test_pool_workers_match_watchlists_and_follow_a_reload() -> None:
     """The parse workers match each entry with the pool's watchlists; after
     ``set_watchlists`` results carry the new generation and the new watchlists' hits, so
     the pipeline never uses hits from before a reload."""
+    from monitor.dedupe import prepare
     from monitor.watchlist import WatchlistFile
 
     def lists(terms: list[str]) -> list[Any]:
@@ -685,9 +686,14 @@ def test_pool_workers_match_watchlists_and_follow_a_reload() -> None:
     ).encode()
 
     async def run() -> None:
-        with ParsePool(workers=1, timeout=10, watchlists=lists(["Kim Jong Un"])) as pool:
+        pool_args: dict[str, Any] = {"watchlists": lists(["Kim Jong Un"]), "prepare_chars": 300}
+        with ParsePool(workers=1, timeout=10, **pool_args) as pool:
             pool.start()
             first = await pool.parse(body, {}, url="https://x.example/f", feed="x", source="X")
+            # dedupe's first step, done in the worker, equals doing it here
+            assert first.prepared == tuple(
+                prepare(e.title, e.summary, e.source, 300) for e in first.entries
+            )
             assert first.generation == pool.generation == 1
             assert first.hits is not None
             assert [[h.watchlist for h in hs] for hs in first.hits] == [["w"], []]
