@@ -498,11 +498,12 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
             if len(fresh) >= GUID_FLOOD_MIN and len(fresh) * 2 >= len(job.unique)
         ]
         known_titles = await _known_titles(session, suspects, now)
-        fresh_all: list[tuple[FeedRow, Entry, _Job]] = []
+        suspect_ids = {id(job) for job, _ in suspects}
+        fresh_all: list[tuple[_Job, Entry]] = []
         counts: list[tuple[_Job, int]] = []
         for job, fresh in zip(jobs, per_job, strict=True):
             feed, report = job.feed, job.report
-            if known_titles and any(job is j for j, _ in suspects):
+            if known_titles and id(job) in suspect_ids:
                 fresh = _drop_known_titles(feed.id or 0, fresh, known_titles, report)
             if report.relinked >= GUID_FLOOD_MIN:
                 log.warning(
@@ -511,7 +512,7 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
                     feed.name,
                     report.relinked,
                 )
-            fresh_all.extend((feed, e, job) for e in fresh)
+            fresh_all.extend((job, e) for e in fresh)
             counts.append((job, len(fresh)))
         if fresh_all:
             alerts = await _ingest_fresh(rt, session, fresh_all, now)
@@ -614,7 +615,7 @@ async def _reserve_story_ids(rt: Runtime, session: AsyncSession, n: int) -> list
 async def _ingest_fresh(
     rt: Runtime,
     session: AsyncSession,
-    fresh: list[tuple[FeedRow, Entry, _Job]],
+    fresh: list[tuple[_Job, Entry]],
     now: datetime,
 ) -> dict[int, int]:
     """Store new entries (of one or several polls), fold them into stories and queue
@@ -624,8 +625,8 @@ async def _ingest_fresh(
     pending: list[_Pending] = []
     new_stories: dict[int, dict[str, Any]] = {}
     spare: list[int] = []
-    for i, (feed, e, job) in enumerate(fresh):
-        matched = job.hits
+    for i, (job, e) in enumerate(fresh):
+        feed = job.feed
         assert feed.id is not None
         if i and i % YIELD_EVERY == 0:
             # let the loop hand finished parses back and start new ones: the parse
@@ -645,15 +646,7 @@ async def _ingest_fresh(
             if not spare:
                 spare = await _reserve_story_ids(rt, session, max(8, len(fresh) - i))
             story_id = spare.pop(0)
-            new_stories[story_id] = {
-                "id": story_id,
-                "title": e.title,
-                "link": e.link,
-                "source": e.source,
-                "source_count": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
+            new_stories[story_id] = _story_values(story_id, e, now)
         rt.index.add(item, story_id)
         too_old = (
             max_age is not None
@@ -662,8 +655,8 @@ async def _ingest_fresh(
         )
         if too_old:
             hits: list[Hit] = []
-        elif matched is not None and e.guid in matched:
-            hits = list(matched[e.guid])  # matched in the parse worker
+        elif job.hits is not None and e.guid in job.hits:
+            hits = list(job.hits[e.guid])  # matched in the parse worker
         else:
             hits = rt.matcher.match_entry(e)
         row = {
@@ -737,15 +730,7 @@ async def _ingest_fresh(
         if p.story_id not in stories and p.story_id not in new_stories:
             # the index knew a story the database no longer has: start it again
             sid = (await _reserve_story_ids(rt, session, 1))[0]
-            new_stories[sid] = {
-                "id": sid,
-                "title": p.entry.title,
-                "link": p.entry.link,
-                "source": p.entry.source,
-                "source_count": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
+            new_stories[sid] = _story_values(sid, p.entry, now)
             p.story_id = p.row["story_id"] = sid
         p.new_outlet = p.entry.source not in sources[p.story_id]
         if p.new_outlet:
@@ -773,7 +758,7 @@ async def _ingest_fresh(
         p.entry_id = ids[(p.row["feed_id"], p.row["guid"])]
 
     queued: dict[int, int] = defaultdict(int)
-    alerts: list[dict[str, Any]] = []
+    alerts: list[tuple[dict[str, Any], _Parent | None]] = []
     for p in pending:
         if p.hits or (p.new_outlet and matches.get(p.story_id)):
             n = _queue_alerts(rt, p, now, matches[p.story_id], parents, alerts)
@@ -803,7 +788,7 @@ async def _ingest_fresh(
             ],
         )
     # alerts: the batch's new parents first (their ids are needed), then follow-ups
-    new_rows = [a for a in alerts if a["kind"] == "new"]
+    new_rows = [row for row, parent in alerts if parent is None]
     if new_rows:
         made = await conn.execute(
             insert(AlertRow).returning(
@@ -812,20 +797,29 @@ async def _ingest_fresh(
                 col(AlertRow.watchlist),
                 col(AlertRow.sink),
             ),
-            [{k: v for k, v in a.items() if not k.startswith("_")} for a in new_rows],
+            new_rows,
         )
         for aid, asid, awl, asink in made.all():
             parent = parents.get((asid, awl, asink))
             if parent is not None and parent.id is None:
                 parent.id = aid
-    follow = []
-    for a in alerts:
-        if a["kind"] == "followup":
-            a["parent_id"] = a.pop("_parent").id
-            follow.append(a)
+    follow = [{**row, "parent_id": parent.id} for row, parent in alerts if parent is not None]
     if follow:
         await conn.execute(insert(AlertRow), follow)
     return queued
+
+
+def _story_values(story_id: int, e: Entry, now: datetime) -> dict[str, Any]:
+    """The stories row of a story that ``e`` starts (its outlet count is set later)."""
+    return {
+        "id": story_id,
+        "title": e.title,
+        "link": e.link,
+        "source": e.source,
+        "source_count": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 @dataclass(slots=True)
@@ -841,6 +835,24 @@ class _Match:
     alerted: bool
     dirty: bool = False
     created_at: datetime | None = None
+
+    def alert(
+        self, entry_id: int, sink: str, channel: str, kind: str, now: datetime
+    ) -> dict[str, Any]:
+        """An alerts row (outbox) for this match."""
+        return {
+            "story_id": self.story_id,
+            "entry_id": entry_id,
+            "watchlist": self.watchlist,
+            "sink": sink,
+            "channel": channel,
+            "kind": kind,
+            "parent_id": None,
+            "next_attempt_at": now,
+            "created_at": now,
+            "terms": json.dumps(self.terms),
+            "words": json.dumps(self.words),
+        }
 
     def values(self) -> dict[str, Any]:
         return {
@@ -868,11 +880,12 @@ def _queue_alerts(
     now: datetime,
     matches: dict[str, _Match],
     parents: dict[tuple[int, str, str], _Parent],
-    alerts: list[dict[str, Any]],
+    alerts: list[tuple[dict[str, Any], _Parent | None]],
 ) -> int:
     """One alert per story per watchlist (per sink): the first when the story reaches
     the watchlist's ``min_sources`` (``p.outlets`` carry it now); then a follow-up for
-    each new outlet (threads). Alerts are appended to ``alerts`` as rows to insert."""
+    each new outlet (threads). Alerts are appended to ``alerts`` as rows to insert, a
+    follow-up with the parent it threads under (whose id may not be known yet)."""
     story_id = p.story_id
     queued = 0
     for hit in p.hits:
@@ -896,45 +909,17 @@ def _queue_alerts(
             if p.outlets >= max(1, wl.min_sources):
                 m.alerted = m.dirty = True
                 for sink in sinks:
-                    ch = channel if sink.startswith("slack") else ""
-                    alerts.append(
-                        {
-                            "story_id": story_id,
-                            "entry_id": m.entry_id,
-                            "watchlist": name,
-                            "sink": sink,
-                            "channel": ch,
-                            "kind": "new",
-                            "parent_id": None,
-                            "next_attempt_at": now,
-                            "created_at": now,
-                            "terms": json.dumps(m.terms),
-                            "words": json.dumps(m.words),
-                        }
-                    )
-                    parents[(story_id, name, sink)] = _Parent(None, ch)
+                    made = _Parent(None, channel if sink.startswith("slack") else "")
+                    alerts.append((m.alert(m.entry_id, sink, made.channel, "new", now), None))
+                    parents[(story_id, name, sink)] = made
                     queued += 1
         elif p.new_outlet and wl.followups == "thread":
             for sink in sinks:
                 parent = parents.get((story_id, name, sink))
-                if parent is None:
-                    continue
-                alerts.append(
-                    {
-                        "story_id": story_id,
-                        "entry_id": p.entry_id,
-                        "watchlist": name,
-                        "sink": sink,
-                        "channel": parent.channel,
-                        "kind": "followup",
-                        "_parent": parent,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                        "terms": json.dumps(m.terms),
-                        "words": json.dumps(m.words),
-                    }
-                )
-                queued += 1
+                if parent is not None:
+                    row = m.alert(p.entry_id, sink, parent.channel, "followup", now)
+                    alerts.append((row, parent))
+                    queued += 1
     return queued
 
 

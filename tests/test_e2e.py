@@ -304,8 +304,8 @@ def test_a_poll_that_breaks_its_batch_fails_alone(
     batches: list[int] = []
 
     async def failing(rt: Any, session: Any, fresh: Any, now: Any) -> Any:
-        batches.append(len({f.id for f, _, _ in fresh}))
-        if any(f.name == "f3" for f, _, _ in fresh):  # an edge case: a store error
+        batches.append(len({job.feed.id for job, _ in fresh}))
+        if any(job.feed.name == "f3" for job, _ in fresh):  # an edge case: a store error
             raise RuntimeError("disk I/O error")
         return await real(rt, session, fresh, now)
 
