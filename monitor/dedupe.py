@@ -168,12 +168,9 @@ def _uncovered(runs: tuple[tuple[str, ...], ...], other: frozenset[str], initial
 
 def veto(a: TitleFeatures, b: TitleFeatures) -> str:
     """Why two titles must not be merged ("" = no objection)."""
-    if (a.numbers - b.numbers) and (b.numbers - a.numbers):
-        return "numbers"
-    if (a.days - b.days) and (b.days - a.days):
-        return "days"
-    if a.negated != b.negated:
-        return "negation"
+    quick = _quick_veto(a, b)
+    if quick:
+        return quick
     sa, sb = frozenset(a.stems), frozenset(b.stems)
     na, fa = _uncovered(a.names, sb, b.initials), _uncovered(a.first, sb, b.initials)
     nb, fb = _uncovered(b.names, sa, a.initials), _uncovered(b.first, sa, a.initials)
@@ -571,8 +568,9 @@ def pair_score(a: TitleFeatures, b: TitleFeatures) -> float:
     return model_score(similarity_signals(a, b))
 
 
-def _quick_veto(a: _Profile, b: _Profile) -> str:
-    """The guards that need no stem matching (``veto``'s first three)."""
+def _quick_veto(a: TitleFeatures | _Profile, b: TitleFeatures | _Profile) -> str:
+    """The guards that need no stem matching (``veto`` runs them first; scoring runs them
+    on profiles before any stem is matched)."""
     if (a.numbers - b.numbers) and (b.numbers - a.numbers):
         return "numbers"
     if (a.days - b.days) and (b.days - a.days):
