@@ -7,10 +7,11 @@ import functools
 import re
 import sys
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
-from typing import NamedTuple, cast
+from typing import NamedTuple, TypeVar, cast
 
 from monitor.normalize import html_to_text
 
@@ -517,7 +518,7 @@ def raw_tokens(text: str) -> list[str]:
     if "," in text:
         text = _THOUSANDS.sub("", text)
     out: list[str] = []
-    for tok in _TOKEN.findall(text.replace("-", " ").replace("'s ", " ")):
+    for tok in _tokens(text):
         if tok.endswith("'s") or tok.endswith("'S"):
             tok = tok[:-2]
         if tok:
@@ -793,6 +794,23 @@ def _token_info(tok: str) -> _WordInfo:
     return info
 
 
+def _tokens(text: str) -> list[str]:
+    """The word tokens of a title or summary (hyphens split, possessive "'s" dropped)."""
+    return _TOKEN.findall(text.replace("-", " ").replace("'s ", " "))
+
+
+_T = TypeVar("_T")
+
+
+def _cached_each(tokens: list[str], cache: dict[str, _T], make: Callable[[str], _T]) -> list[_T]:
+    """``make(token)`` for each token, from ``cache`` where it is there (``make`` fills the
+    cache); no Python-level loop when every token is known."""
+    found = list(map(cache.get, tokens))
+    if None not in found:
+        return cast(list[_T], found)
+    return [got if got is not None else make(tok) for got, tok in zip(found, tokens, strict=True)]
+
+
 def _word_infos(stripped: str) -> list[_WordInfo]:
     """``_word_info`` of each of ``raw_tokens`` of a stripped title, acronym dots
     removed: one regex pass and a look-up per token. The last result is kept: a new item's
@@ -806,12 +824,7 @@ def _word_infos(stripped: str) -> list[_WordInfo]:
         text = _ACRONYM_DOTS.sub(lambda m: m.group(1).replace(".", ""), text)
     if "," in text:
         text = _THOUSANDS.sub("", text)
-    tokens = _TOKEN.findall(text.replace("-", " ").replace("'s ", " "))
-    found = list(map(_token_cache.get, tokens))  # (no Python loop when all are known)
-    infos = [
-        info if info is not None else _token_info(tok)
-        for info, tok in zip(found, tokens, strict=True)
-    ] if None in found else cast(list[_WordInfo], found)  # fmt: skip
+    infos = _cached_each(_tokens(text), _token_cache, _token_info)
     _last_infos = (stripped, infos)
     return infos
 
@@ -970,12 +983,7 @@ def summary_stems(text: str) -> frozenset[str]:
     compared on. A per-word cache, as for titles."""
     if "," in text:
         text = _THOUSANDS.sub("", text)
-    tokens = _TOKEN.findall(text.replace("-", " ").replace("'s ", " "))
-    found = list(map(_summary_cache.get, tokens))  # (no Python loop when all are known)
-    stems = [
-        got if got is not None else _summary_word(tok)
-        for got, tok in zip(found, tokens, strict=True)
-    ] if None in found else cast(list[tuple[str, ...]], found)  # fmt: skip
+    stems = _cached_each(_tokens(text), _summary_cache, _summary_word)
     return frozenset(chain.from_iterable(stems))
 
 
