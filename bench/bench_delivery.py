@@ -361,43 +361,35 @@ def main() -> None:
         "digests off (`burst_max` raised); one alert = one message."
     )
     print()
-    rows = []
-    for mode, label in (
-        ("daemon", "daemon (delivery worker woken by ingest), 1 alert/s/channel, 1 s pacing"),
-        ("tight", "`deliver_pending` every 50 ms, 1 alert/s/channel, 1 s pacing"),
-    ):
-        r = results[mode]
+
+    def row(label: str, alerts: int, r: dict[str, Any], note: str) -> tuple[Any, ...]:
         lat = r["lat"]
-        rows.append(
-            (
-                label,
-                n,
-                percentile(lat, 50),
-                percentile(lat, 95),
-                percentile(lat, 99),
-                max(lat) if lat else float("nan"),
-                f"{1000 * r['cpu'] / max(1, len(lat)):.1f}",
-                r["note"],
-            )
+        return (
+            label,
+            alerts,
+            percentile(lat, 50),
+            percentile(lat, 95),
+            percentile(lat, 99),
+            max(lat) if lat else float("nan"),
+            f"{1000 * r['cpu'] / max(1, len(lat)):.1f}",
+            note,
         )
+
+    rows = [
+        row(label, n, results[mode], results[mode]["note"])
+        for mode, label in (
+            ("daemon", "daemon (delivery worker woken by ingest), 1 alert/s/channel, 1 s pacing"),
+            ("tight", "`deliver_pending` every 50 ms, 1 alert/s/channel, 1 s pacing"),
+        )
+    ]
     for name, label in (
         ("burst-1s", "burst queued at once, 1 s pacing per channel"),
         ("burst-0s", "burst queued at once, pacing off"),
     ):
         r = results[name]
-        lat = r["lat"]
-        rows.append(
-            (
-                label,
-                args.channels * args.burst,
-                percentile(lat, 50),
-                percentile(lat, 95),
-                percentile(lat, 99),
-                max(lat) if lat else float("nan"),
-                f"{1000 * r['cpu'] / max(1, len(lat)):.1f}",
-                f"{r['note']}; drained in {r['wall']:.1f} s = **{len(lat) / r['wall']:.1f} msg/s**",
-            )
-        )
+        rate = len(r["lat"]) / r["wall"]
+        note = f"{r['note']}; drained in {r['wall']:.1f} s = **{rate:.1f} msg/s**"
+        rows.append(row(label, args.channels * args.burst, r, note))
     print(
         table(
             ["run", "alerts", "p50 s", "p95 s", "p99 s", "max s", "CPU ms/alert", "notes"],
