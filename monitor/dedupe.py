@@ -311,9 +311,12 @@ class _Profile:
         strong: set[str] = set()
         for run in name_runs + first:
             strong.update(run)
-        names = tuple(strong.union(*maybe))
+        # (sorted: the compact form is then the same in every process, whatever the hash seed)
+        names = tuple(sorted(strong.union(*maybe)))
         strong.update(numbers)
-        prof = cls(uniq, numbers, days, negated, tuple(strong.intersection(uniq)), names, None)
+        prof = cls(
+            uniq, numbers, days, negated, tuple(sorted(strong.intersection(uniq))), names, None
+        )
         prof.key = key
         prof.sorted_key = " ".join(sorted(uniq))
         prof.name_runs, prof.first, prof.maybe = name_runs, first, maybe
@@ -339,7 +342,9 @@ class _Profile:
             for run in group
         )
         near = "".join(at(x) for pair in self.near for x in pair)
-        parts = ["".join(map(at, group)) for group in (self.numbers, self.strong, self.names)]
+        parts = [
+            "".join(map(at, group)) for group in (sorted(self.numbers), self.strong, self.names)
+        ]
         parts += (near, runs)
         if max(map(len, parts)) > 255:
             return ""
@@ -687,26 +692,38 @@ def _title_key(url: str, tk: TitleKey, ts: float, min_words: int) -> int:
 _PROFILE_CACHE = 1 << 13  # titles whose profile is kept (at most 2 KB each: 16 MB at most)
 
 
-Prepared = tuple[TitleKey, str]
+# (title key, cleaned summary prefix, compact guard features or "")
+Prepared = tuple[TitleKey, str, str]
 
 
-def prepare(title: str, summary: str, source: str, summary_chars: int) -> Prepared:
+def prepare(
+    title: str, summary: str, source: str, summary_chars: int, features: bool = False
+) -> Prepared:
     """What ``find`` computes first for a new item: its title key and cleaned summary
-    prefix. Pure, so it can run in another process (``monitor.parse`` workers)."""
+    prefix; with ``features``, also the compact form of its guard features
+    (``_Profile.encode``), which scoring needs once a candidate is close enough. Pure, so
+    it can run in another process: the ``monitor.parse`` workers compute all three, which
+    takes the costliest per-title step off the process that dedupes. Without
+    ``features`` the index computes them only for titles that get that far."""
     cleaned = clean_summary(summary[: summary_chars * 3])[:summary_chars] if summary else ""
-    return title_key(title, source), cleaned
+    tk = title_key(title, source)
+    feat = ""
+    if features and tk.stems and not tk.series:
+        feat = _Profile.of_fields(feature_fields(title, source)).encode(tk.stems)
+    return tk, cleaned, feat
 
 
 class _Fresh:
     """The item last passed to ``find``: its key and cleaned summary, the summary's stems
     once a candidate needs them; ``add`` reuses them."""
 
-    __slots__ = ("item", "stem_set", "stems", "summary", "tk")
+    __slots__ = ("feat", "item", "stem_set", "stems", "summary", "tk")
 
-    def __init__(self, item: StoryItem, tk: TitleKey, summary: str) -> None:
+    def __init__(self, item: StoryItem, tk: TitleKey, summary: str, feat: str) -> None:
         self.item = item
         self.tk = tk
         self.summary = summary  # cleaned
+        self.feat = feat  # compact guard features when prepared elsewhere, else ""
         self.stems: tuple[str, ...] | None = None
         self.stem_set: frozenset[str] = frozenset()
 
@@ -748,11 +765,13 @@ class StoryIndex:
         if prepared is not None:
             # computed in another process: intern the stems, as title_key does, so every
             # window entry holding a word shares one string
-            tk, summary = prepared
-            tk = tk._replace(stems=tuple(sys.intern(s) for s in tk.stems))
+            tk, summary, feat = prepared
+            tk = tk._replace(stems=tuple(map(sys.intern, tk.stems)))
         else:
-            tk, summary = prepare(item.title, item.summary, item.source, self.config.summary_chars)
-        fresh = self._fresh = _Fresh(item, tk, summary)
+            tk, summary, feat = prepare(
+                item.title, item.summary, item.source, self.config.summary_chars
+            )
+        fresh = self._fresh = _Fresh(item, tk, summary, feat)
         return fresh
 
     def _live(self, slot: int, ts: float) -> _Rec | None:
@@ -847,7 +866,7 @@ class StoryIndex:
             if 200.0 * shared / (len(mine) + len(stems)) < cfg.prefilter_dice:
                 continue
             if mine_p is None:
-                mine_p = self._profile(tk.stripped, tk.stems, None)
+                mine_p = self._profile(tk.stripped, tk.stems, fresh.feat or None)
             other = self._profile(rec[_TITLE], stems, rec[_FEAT])
             if rec[_FEAT] is None:
                 rec = self._recs[slot] = (*rec[:_FEAT], other.feat)
@@ -860,6 +879,7 @@ class StoryIndex:
             signals, ma, mb = _match(mine_p, other, False)
             if _model_score(signals) < low_floor:
                 continue
+            mine_p.complete()  # (decoded when prepared elsewhere)
             other.complete()
             exact = list(signals)
             exact[_TOKEN_SET] = fuzz.token_set_ratio(mine_p.key, other.key) / 100.0
@@ -903,8 +923,8 @@ class StoryIndex:
                 fresh.stems if fresh.stems is not None else fresh.summary
             )
             prof = self._young.get(tk.stripped) or self._old.get(tk.stripped)
-            self._insert(tk, summary, False, _ts(item.published, now), item.url, story_id,
-                         prof.feat if prof is not None else None)  # fmt: skip
+            feat = prof.feat if prof is not None else fresh.feat or None
+            self._insert(tk, summary, False, _ts(item.published, now), item.url, story_id, feat)
         else:
             tk = title_key(item.title, item.source)
             raw = _raw_summary(item.summary, self.config.summary_chars)

@@ -885,15 +885,17 @@ def _parse_and_match(
     body: bytes, headers: dict[str, str], prepare_chars: int | None = None, **kwargs: Any
 ) -> ParseResult:
     """``parse_feed``, then, here in the worker, the watchlists matched against each entry
-    and the first step of story dedupe (``monitor.dedupe.prepare``, with summaries cut to
-    ``prepare_chars``): both are pure functions of the entry, and doing them beside the
+    and the first step of story dedupe (``monitor.dedupe.prepare``: title key, summary cut
+    to ``prepare_chars``, compact guard features): both are pure functions of the entry,
+    and doing them beside the
     parse takes them off the single process that dedupes and stores."""
     result = parse_feed(body, headers, **kwargs)
     if not result.entries:
         return result
     if prepare_chars is not None:
         prepared = tuple(
-            prepare(e.title, e.summary, e.source, prepare_chars) for e in result.entries
+            prepare(e.title, e.summary, e.source, prepare_chars, features=True)
+            for e in result.entries
         )
         result = replace(result, prepared=prepared)
     worker = _WORKER_MATCHER

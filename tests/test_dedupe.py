@@ -510,12 +510,15 @@ def test_find_with_prepared_input_decides_exactly_as_without() -> None:
         ("Magnitude 7.1 earthquake strikes off Japan", "NHK"),
         ("Earthquake of magnitude 6.1 hits off Japan coast", "Reuters"),
     ]
-    plain, fed = StoryIndex(DedupeConfig()), StoryIndex(DedupeConfig())
+    # fed: as the workers prepare (guard features included); lean: key and summary only
+    plain, fed, lean = (StoryIndex(DedupeConfig()) for _ in range(3))
+    chars = plain.config.summary_chars
     for i, (title, source) in enumerate(titles):
         summary = f"<p>SEOUL (AFP) - {title}. More text about it follows here.</p>"
         item = StoryItem(str(i), title, summary, now, source, "")
         a = plain.find(item, now)
-        b = fed.find(item, now, prepare(title, summary, source, fed.config.summary_chars))
-        assert a == b, title
-        plain.add(item, a.story_id if a.story_id is not None else i, now)
-        fed.add(item, b.story_id if b.story_id is not None else i, now)
+        b = fed.find(item, now, prepare(title, summary, source, chars, features=True))
+        c = lean.find(item, now, prepare(title, summary, source, chars))
+        assert a == b == c, title
+        for idx, got in ((plain, a), (fed, b), (lean, c)):
+            idx.add(item, got.story_id if got.story_id is not None else i, now)

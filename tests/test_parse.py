@@ -692,7 +692,7 @@ def test_pool_workers_match_watchlists_and_follow_a_reload() -> None:
             first = await pool.parse(body, {}, url="https://x.example/f", feed="x", source="X")
             # dedupe's first step, done in the worker, equals doing it here
             assert first.prepared == tuple(
-                prepare(e.title, e.summary, e.source, 300) for e in first.entries
+                prepare(e.title, e.summary, e.source, 300, features=True) for e in first.entries
             )
             assert first.generation == pool.generation == 1
             assert first.hits is not None
