@@ -92,7 +92,7 @@ def write_config(root: Path, urls: list[str], concurrency: int, per_host: int) -
             "concurrency": concurrency,
             "per_host": per_host,
             "per_host_spacing": "0s",
-            "parse_workers": 2,
+            "parse_workers": int(os.environ.get("BENCH_PARSE_WORKERS", "2")),
         },
         "delivery": {"per_channel_interval": "0s"},
     }

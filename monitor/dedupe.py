@@ -709,7 +709,8 @@ def prepare(
     tk = title_key(title, source)
     feat = ""
     if features and tk.stems and not tk.series:
-        feat = _Profile.of_fields(feature_fields(title, source)).encode(tk.stems)
+        # (of the stripped title, as ``_profile`` computes them: the same compact form)
+        feat = _Profile.of_fields(feature_fields(tk.stripped)).encode(tk.stems)
     return tk, cleaned, feat
 
 
