@@ -23,7 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor.dedupe import Prepared, StoryIndex, StoryItem, is_material_change
 from monitor.fetch import FetchResult, fetch
-from monitor.intervals import next_interval, parse_cache_headers
+from monitor.intervals import learned_cadence, next_interval, parse_cache_headers
 from monitor.match import Hit
 from monitor.models import Entry
 from monitor.parse import ParseResult
@@ -103,8 +103,9 @@ class HostGate:
 async def poll_cycle(
     rt: Runtime, *, all_feeds: bool = False, gate: HostGate | None = None
 ) -> CycleReport:
-    """Claim due feeds (or every enabled feed) and poll them concurrently within the
-    global and per-host limits. Returns what happened to each feed."""
+    """Claim due feeds (with ``all_feeds``, every enabled feed not waiting out a failure
+    backoff or a Retry-After) and poll them concurrently within the global and per-host
+    limits. Returns what happened to each feed."""
     poll = rt.config.settings.poll
     gate = gate or HostGate(poll.per_host, poll.per_host_spacing)
     report = CycleReport()
@@ -127,7 +128,9 @@ async def poll_cycle(
 
         async def one(row: FeedRow) -> PollReport:
             host = urlsplit(row.url).hostname or ""
-            async with global_sem, gate.semaphore(host):
+            # the host's slot first: a feed queued behind its busy host holds no global
+            # slot that a feed on another host could use
+            async with gate.semaphore(host), global_sem:
                 await gate.wait_turn(host)
                 return await poll_feed(rt, row)
 
@@ -208,6 +211,9 @@ _STATE_COLUMNS = (
     "disabled_reason",
     "title",
     "current_interval_s",
+    "ttl_minutes",
+    "update_period_minutes",
+    "cadence_s",
 )
 
 
@@ -245,7 +251,14 @@ def _record_success(
         st["last_error"] = st["last_error_kind"] = None
     if parsed is not None and parsed.meta.title:
         st["title"] = parsed.meta.title[:500]
-    interval = _interval(rt, feed, 0, result, parsed, times, now)
+    if parsed is not None:
+        # what the body says about polling, kept for the 304s that follow (no body)
+        st["ttl_minutes"] = parsed.meta.ttl_minutes
+        st["update_period_minutes"] = parsed.meta.update_period_minutes
+        cadence = learned_cadence([t for t in times if t is not None], now)
+        if cadence is not None or times:
+            st["cadence_s"] = cadence
+    interval = _interval(rt, feed, 0, result, st, now)
     st["current_interval_s"] = interval
     st["next_due"] = now + timedelta(seconds=interval)
     st["lease_until"] = st["lease_owner"] = None
@@ -273,7 +286,7 @@ def _record_failure(
         log.warning("feed %s answered 410 Gone: disabled", feed.name)
     else:
         log.warning("feed %s failed (%s): %s", feed.name, kind or "error", error)
-    interval = _interval(rt, feed, failures, result, None, [], now)
+    interval = _interval(rt, feed, failures, result, st, now)
     st["current_interval_s"] = interval
     st["next_due"] = now + timedelta(seconds=interval)
     st["lease_until"] = st["lease_owner"] = None
@@ -302,10 +315,12 @@ def _interval(
     feed: FeedRow,
     failures: int,
     result: FetchResult | None,
-    parsed: ParseResult | None,
-    times: Sequence[datetime | None],
+    st: dict[str, Any],
     now: datetime,
 ) -> float:
+    """Seconds to the next poll: the response's cache headers and Retry-After, and the
+    body hints and cadence in the feed's new state ``st`` (those of its last full body
+    when this poll had none: a 304 or a failure)."""
     poll = rt.config.settings.poll
     max_age, expires_in = (None, None)
     if result is not None:
@@ -315,12 +330,12 @@ def _interval(
         min_s=min(poll.min_interval, default),
         max_s=max(poll.max_interval, default),
         default_s=default,
-        ttl_minutes=parsed.meta.ttl_minutes if parsed else None,
-        update_period_minutes=parsed.meta.update_period_minutes if parsed else None,
+        ttl_minutes=st["ttl_minutes"],
+        update_period_minutes=st["update_period_minutes"],
         cache_max_age=max_age,
         expires_in=expires_in,
         retry_after=result.retry_after if result else None,
-        entry_times=[t for t in times if t is not None],
+        cadence_s=st["cadence_s"],
         consecutive_failures=failures,
         now=now,
         rng=rt.rng,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -13,10 +14,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from monitor.config import FeedConfig
 from monitor.store.tables import EntryRow, FeedRow
 
+log = logging.getLogger(__name__)
+
 
 async def sync_feeds(session: AsyncSession, feeds: Sequence[FeedConfig], now: datetime) -> None:
-    """Make the feeds table reflect the config: new feeds are due now, changed URLs
-    reset the validators, feeds no longer configured are disabled (their history stays)."""
+    """Make the feeds table reflect the config: new feeds are due now, feeds no longer
+    configured are disabled (their history stays).
+
+    A URL edited in the YAML (compared with the URL the YAML gave last time, not with the
+    polled URL, which a permanent redirect moves) is polled from now on with fresh
+    validators, and re-enables a feed that a 410 Gone disabled: editing the URL is how a
+    user says "it lives here now". An unchanged YAML URL keeps a redirect's new URL."""
     rows = {r.name: r for r in (await session.exec(select(FeedRow))).all()}
     wanted = {f.name for f in feeds}
     for f in feeds:
@@ -27,6 +35,7 @@ async def sync_feeds(session: AsyncSession, feeds: Sequence[FeedConfig], now: da
                 FeedRow(
                     name=f.name,
                     url=f.url,
+                    config_url=f.url,
                     source=f.outlet,
                     tags=tags,
                     enabled=f.enabled,
@@ -36,8 +45,17 @@ async def sync_feeds(session: AsyncSession, feeds: Sequence[FeedConfig], now: da
                 )
             )
             continue
-        if row.url != f.url and row.disabled_reason is None:
-            row.url, row.etag, row.last_modified = f.url, None, None
+        # (config_url is None: a database from before it was kept, where url was the YAML's)
+        configured = row.config_url if row.config_url is not None else row.url
+        if configured != f.url:
+            row.url, row.config_url, row.etag, row.last_modified = f.url, f.url, None, None
+            row.next_due = now
+            if row.disabled_reason is not None:
+                log.info("feed %s: URL changed in the config, enabled again", f.name)
+                row.disabled_reason = None
+                row.consecutive_failures = 0
+        elif row.config_url is None:
+            row.config_url = f.url
         row.source, row.tags, row.interval_s = f.outlet, tags, f.interval
         if row.disabled_reason is None:
             row.enabled = f.enabled
@@ -60,9 +78,13 @@ async def claim_due_feeds(
     all_feeds: bool = False,
     exclude: set[int] | None = None,
 ) -> list[FeedRow]:
-    """Claim up to ``limit`` enabled feeds whose due time has passed (or every enabled
-    feed with ``all_feeds``) with an expiring lease, so several processes sharing one
-    PostgreSQL never poll the same feed at once (``FOR UPDATE SKIP LOCKED``)."""
+    """Claim up to ``limit`` enabled feeds whose due time has passed with an expiring
+    lease, so several processes sharing one PostgreSQL never poll the same feed at once
+    (``FOR UPDATE SKIP LOCKED``).
+
+    ``all_feeds`` (``wirewatch once``) also claims healthy feeds that are not due yet, but
+    never a failing one before its due time: that time is its backoff or the server's
+    Retry-After, which a run from cron must respect as much as the daemon does."""
     query = (
         select(FeedRow)
         .where(col(FeedRow.enabled).is_(True))
@@ -72,8 +94,8 @@ async def claim_due_feeds(
     )
     if exclude:
         query = query.where(col(FeedRow.id).not_in(exclude))
-    if not all_feeds:
-        query = query.where(or_(col(FeedRow.next_due).is_(None), col(FeedRow.next_due) <= now))
+    due = or_(col(FeedRow.next_due).is_(None), col(FeedRow.next_due) <= now)
+    query = query.where(or_(due, col(FeedRow.consecutive_failures) == 0) if all_feeds else due)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = list((await session.exec(query)).all())

@@ -14,7 +14,8 @@ class FeedRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=200)
-    url: str = Field(sa_column=Column(Text, nullable=False))
+    url: str = Field(sa_column=Column(Text, nullable=False))  # polled (redirects move it)
+    config_url: str | None = Field(default=None, sa_column=Column(Text))  # as last configured
     source: str = Field(default="", max_length=200)
     tags: str = Field(default="", max_length=1000)  # comma-separated
     enabled: bool = Field(default=True)
@@ -36,6 +37,10 @@ class FeedRow(SQLModel, table=True):
     title: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     entries_seen: int = Field(default=0)
     current_interval_s: float | None = Field(default=None)
+    # what the last full body said about polling (kept across 304s, which have no body)
+    ttl_minutes: int | None = Field(default=None)
+    update_period_minutes: float | None = Field(default=None)
+    cadence_s: float | None = Field(default=None)  # learned median gap between entries
     created_at: datetime = Field()
 
 

@@ -1,0 +1,158 @@
+"""Polling state across runs, through the real pipeline, fetcher and a local HTTP server:
+a permanent redirect sticks, a 410 stays disabled until the config gives a new URL, a 304
+keeps the interval the feed's body asked for, `once` respects backoff and Retry-After,
+and a busy host does not hold up feeds on another host."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import select
+
+from monitor.config import load_config
+from monitor.pipeline import CycleReport, poll_cycle
+from monitor.runtime import open_runtime
+from monitor.scheduler import startup
+from monitor.store.tables import FeedRow
+from tests.feedserver import FeedServer, raw_handler, redirect_handler, rss
+from tests.util import pubdate, write_config
+
+
+async def _cycle(cfg_dir: Path) -> CycleReport:
+    """One `wirewatch once` run: open, sync the config, poll every feed, close."""
+    cfg = load_config(cfg_dir, env={})
+    async with open_runtime(cfg) as rt:
+        await startup(rt)
+        return await poll_cycle(rt, all_feeds=True)
+
+
+async def _feeds(cfg_dir: Path) -> dict[str, FeedRow]:
+    cfg = load_config(cfg_dir, env={})
+    async with open_runtime(cfg, start_pool=False) as rt, rt.sessions() as session:
+        return {r.name: r for r in (await session.exec(select(FeedRow))).all()}
+
+
+def _body(title: str, n: int = 3, extra_channel: str = "") -> str:
+    items = [
+        {
+            "title": f"{title} story number {i} about the harbour",
+            "link": f"https://{title.lower()}.example/{i}",
+            "guid": f"{title}-{i}",
+            "description": "",
+            "pubDate": pubdate(i + 1),
+        }
+        for i in range(n)
+    ]
+    return rss(title, items, extra_channel=extra_channel)
+
+
+def test_a_permanent_redirect_sticks_until_the_config_url_changes(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.set("/old.xml", handler=redirect_handler(feed_server.url("/new.xml"), 301))
+    feed_server.set("/new.xml", _body("Moved"), etag='"v1"')
+    feed_server.set("/other.xml", _body("Other"))
+    feeds = [{"name": "moved", "url": feed_server.url("/old.xml")}]
+    cfg = write_config(tmp_path, feeds=feeds)
+    assert asyncio.run(_cycle(cfg)).new == 3
+    assert asyncio.run(_feeds(cfg))["moved"].url == feed_server.url("/new.xml")
+    # the next run (config synced again) goes straight to the new URL, conditionally
+    again = asyncio.run(_cycle(cfg))
+    assert again.polls[0].not_modified
+    assert len(feed_server.hits("/old.xml")) == 1
+    assert feed_server.hits("/new.xml")[-1].headers.get("If-None-Match") == '"v1"'
+    # a URL edited in the YAML wins over the redirect
+    write_config(tmp_path, feeds=[{"name": "moved", "url": feed_server.url("/other.xml")}])
+    assert asyncio.run(_cycle(cfg)).new == 3
+    assert asyncio.run(_feeds(cfg))["moved"].url == feed_server.url("/other.xml")
+
+
+def test_410_disables_a_feed_until_the_config_gives_it_a_new_url(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.set("/gone.xml", handler=raw_handler(410, b"gone"))
+    feed_server.set("/fixed.xml", _body("Fixed"))
+    cfg = write_config(tmp_path, feeds=[{"name": "f", "url": feed_server.url("/gone.xml")}])
+    asyncio.run(_cycle(cfg))
+    row = asyncio.run(_feeds(cfg))["f"]
+    assert not row.enabled and row.disabled_reason and "410" in row.disabled_reason
+    asyncio.run(_cycle(cfg))
+    assert len(feed_server.hits("/gone.xml")) == 1  # disabled: not polled again
+    write_config(tmp_path, feeds=[{"name": "f", "url": feed_server.url("/fixed.xml")}])
+    assert asyncio.run(_cycle(cfg)).new == 3
+    row = asyncio.run(_feeds(cfg))["f"]
+    assert row.enabled and row.disabled_reason is None and row.consecutive_failures == 0
+
+
+def test_a_304_keeps_the_interval_the_feed_asked_for(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.set("/ttl.xml", _body("Ttl", extra_channel="<ttl>45</ttl>"), etag='"t1"')
+    cfg = write_config(tmp_path, feeds=[{"name": "t", "url": feed_server.url("/ttl.xml")}])
+    asyncio.run(_cycle(cfg))
+    first = asyncio.run(_feeds(cfg))["t"].current_interval_s
+    assert first is not None and 0.9 * 2700 <= first <= 1.1 * 2700
+    assert asyncio.run(_cycle(cfg)).polls[0].not_modified
+    after_304 = asyncio.run(_feeds(cfg))["t"].current_interval_s
+    assert after_304 is not None and 0.9 * 2700 <= after_304 <= 1.1 * 2700
+
+
+def test_once_waits_out_retry_after_and_backoff_but_polls_healthy_feeds(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.set("/limited.xml", handler=raw_handler(429, b"", {"Retry-After": "7200"}))
+    feed_server.set("/down.xml", handler=raw_handler(500, b"oops"))
+    feed_server.set("/ok.xml", _body("Ok"), etag='"ok"')
+    cfg = write_config(
+        tmp_path,
+        feeds=[
+            {"name": "limited", "url": feed_server.url("/limited.xml")},
+            {"name": "down", "url": feed_server.url("/down.xml")},
+            {"name": "ok", "url": feed_server.url("/ok.xml")},
+        ],
+    )
+    first = asyncio.run(_cycle(cfg))
+    assert {p.feed for p in first.failed} == {"limited", "down"}
+    second = asyncio.run(_cycle(cfg))
+    assert [p.feed for p in second.polls] == ["ok"]
+    assert len(feed_server.hits("/limited.xml")) == 1
+    assert len(feed_server.hits("/down.xml")) == 1
+    assert len(feed_server.hits("/ok.xml")) == 2
+
+
+def test_a_busy_host_does_not_hold_up_feeds_on_another_host(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """Global limit 2, one request per host: four slow feeds on one host must not keep
+    the feed on the other host waiting behind them."""
+    arrivals: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def slow(name: str) -> Any:
+        body = _body(name).encode()
+
+        def handler(h: BaseHTTPRequestHandler) -> None:
+            with lock:
+                arrivals[name] = time.monotonic()
+            time.sleep(0.6)
+            raw_handler(200, body, {"Content-Type": "application/rss+xml"})(h)
+
+        return handler
+
+    feeds = []
+    for i in range(4):
+        feed_server.set(f"/a{i}.xml", handler=slow(f"A{i}"))
+        feeds.append({"name": f"a{i}", "url": feed_server.url(f"/a{i}.xml")})
+    feed_server.set("/b.xml", handler=slow("B"))
+    feeds.append({"name": "b", "url": f"http://localhost:{feed_server.port}/b.xml"})
+    cfg = write_config(tmp_path, feeds=feeds, settings={"poll": {"concurrency": 2, "per_host": 1}})
+    report = asyncio.run(_cycle(cfg))
+    assert not report.failed and report.new == 15
+    first = min(arrivals.values())
+    # B starts with the first wave, not after the busy host's queue drained (2.4 s)
+    assert arrivals["B"] - first < 0.4, arrivals
