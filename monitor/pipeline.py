@@ -7,6 +7,7 @@ and touches network, storage and clock (Miniflux's ``handler.go`` shape).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import defaultdict
@@ -28,7 +29,7 @@ from monitor.match import Hit
 from monitor.models import Entry
 from monitor.parse import ParseResult
 from monitor.runtime import Runtime, dedupe_config, slack_sink
-from monitor.store.queries import claim_due_feeds, window_entries
+from monitor.store.queries import claim_due_feeds, renew_leases, window_entries
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, MatchRow, StoryRow
 
 log = logging.getLogger("wirewatch.pipeline")
@@ -134,7 +135,14 @@ async def poll_cycle(
                 await gate.wait_turn(host)
                 return await poll_feed(rt, row)
 
-        results = await asyncio.gather(*(one(f) for f in feeds), return_exceptions=True)
+        # a batch can outlast one lease (slow hosts, a busy host's queue): renew it
+        keeper = asyncio.create_task(_keep_leases(rt, [f.id for f in feeds if f.id is not None]))
+        try:
+            results = await asyncio.gather(*(one(f) for f in feeds), return_exceptions=True)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
         for row, res in zip(feeds, results, strict=True):
             if isinstance(res, BaseException):
                 if not isinstance(res, Exception):
@@ -146,6 +154,20 @@ async def poll_cycle(
             else:
                 report.polls.append(res)
         await _save_states(rt, [p.state for p in report.polls[-len(feeds) :] if p.state])
+
+
+async def _keep_leases(rt: Runtime, ids: list[int]) -> None:
+    """Every third of the lease, extend this process's leases on a batch being polled,
+    so another process sharing the database never claims a feed still in flight."""
+    lease = rt.config.settings.poll.lease
+    while True:
+        await asyncio.sleep(lease / 3)
+        try:
+            async with rt.sessions() as session:
+                until = rt.clock() + timedelta(seconds=lease)
+                await renew_leases(session, ids, owner=rt.owner, until=until)
+        except Exception:  # the next renewal (or the batch's end) will do
+            log.warning("could not renew feed leases", exc_info=True)
 
 
 async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:

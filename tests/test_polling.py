@@ -18,6 +18,7 @@ from monitor.config import load_config
 from monitor.pipeline import CycleReport, poll_cycle
 from monitor.runtime import open_runtime
 from monitor.scheduler import startup
+from monitor.store.queries import claim_due_feeds
 from monitor.store.tables import FeedRow
 from tests.feedserver import FeedServer, raw_handler, redirect_handler, rss
 from tests.util import pubdate, write_config
@@ -156,3 +157,36 @@ def test_a_busy_host_does_not_hold_up_feeds_on_another_host(
     first = min(arrivals.values())
     # B starts with the first wave, not after the busy host's queue drained (2.4 s)
     assert arrivals["B"] - first < 0.4, arrivals
+
+
+def test_a_feed_still_being_polled_keeps_its_lease(tmp_path: Path, feed_server: FeedServer) -> None:
+    """A poll that outlasts the lease (here 0.3 s against a 1.2 s answer) renews it:
+    another process sharing the database cannot claim the feed while it is in flight."""
+    body = _body("Slow").encode()
+
+    def slow(h: BaseHTTPRequestHandler) -> None:
+        time.sleep(1.2)
+        raw_handler(200, body, {"Content-Type": "application/rss+xml"})(h)
+
+    feed_server.set("/slow.xml", handler=slow)
+    cfg_dir = write_config(
+        tmp_path,
+        feeds=[{"name": "slow", "url": feed_server.url("/slow.xml")}],
+        settings={"poll": {"lease": "0.3s"}},
+    )
+
+    async def main() -> tuple[list[str], CycleReport]:
+        cfg = load_config(cfg_dir, env={})
+        async with open_runtime(cfg) as rt:
+            await startup(rt)
+            cycle = asyncio.create_task(poll_cycle(rt, all_feeds=True))
+            await asyncio.sleep(0.7)  # two lease lengths into the poll
+            async with rt.sessions() as session:
+                stolen = await claim_due_feeds(
+                    session, now=rt.clock(), owner="other", lease_s=10, limit=10, all_feeds=True
+                )
+            return [f.name for f in stolen], await cycle
+
+    stolen, report = asyncio.run(main())
+    assert stolen == []
+    assert report.new == 3

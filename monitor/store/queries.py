@@ -112,6 +112,19 @@ async def claim_due_feeds(
     return rows
 
 
+async def renew_leases(
+    session: AsyncSession, ids: Sequence[int], *, owner: str, until: datetime
+) -> None:
+    """Extend ``owner``'s leases on feeds ``ids`` (still being polled) to ``until``."""
+    await session.exec(
+        update(FeedRow)
+        .where(col(FeedRow.id).in_(list(ids)))
+        .where(col(FeedRow.lease_owner) == owner)
+        .values(lease_until=until)
+    )
+    await session.commit()
+
+
 async def release_leases(session: AsyncSession, owner: str) -> None:
     await session.exec(
         update(FeedRow)
