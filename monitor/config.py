@@ -355,13 +355,16 @@ def _load_url_list(path: Path, text: str, errors: list[str]) -> list[FeedConfig]
 
 
 def _load_opml(path: Path, raw: bytes, errors: list[str]) -> list[FeedConfig]:
+    """Feeds from OPML: ``<outline xmlUrl=…>``; enclosing folders and the OPML 2.0
+    ``category`` attribute become tags. ``wirewatch feeds export`` also writes ``name``
+    (the feed's Wirewatch name), ``interval`` and ``enabled="false"``, so its files read
+    back unchanged; OPML from other readers is named after each outline's title."""
     try:
         root = ET.fromstring(raw)
     except ET.ParseError as exc:
         errors.append(f"{path}:{exc.position[0]}: invalid OPML: {exc}")
         return []
-    feeds: list[FeedConfig] = []
-    names: set[str] = set()
+    outlines: list[tuple[ET.Element, str, str, tuple[str, ...]]] = []
 
     def visit(node: ET.Element, tags: tuple[str, ...]) -> None:
         for child in node.findall("outline"):
@@ -369,23 +372,50 @@ def _load_opml(path: Path, raw: bytes, errors: list[str]) -> list[FeedConfig]:
             title = (child.get("title") or child.get("text") or "").strip()
             if url:
                 cats = tuple(c.strip() for c in (child.get("category") or "").split(",") if c)
-                name = title or _name_from_url(url)
-                base, n = name, 2
-                while name in names:
-                    name, n = f"{base}-{n}", n + 1
-                names.add(name)
-                try:
-                    all_tags = tuple(dict.fromkeys((*tags, *cats)))
-                    feeds.append(FeedConfig(name=name, url=url, source=title, tags=all_tags))
-                except ValidationError as exc:
-                    msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
-                    errors.append(f"{path}: outline {title or url!r}: {msg}")
+                outlines.append((child, url, title, tuple(dict.fromkeys((*tags, *cats)))))
             else:
                 visit(child, (*tags, title) if title else tags)
 
     body = root.find("body")
     visit(body if body is not None else root, ())
+    # explicit names first, so a title-derived name never takes one of them
+    explicit = [(o.get("name") or "").strip() for o, *_ in outlines]
+    names: set[str] = set()
+    for given, (_, url, title, _tags) in zip(explicit, outlines, strict=True):
+        if given and given in names:
+            errors.append(f"{path}: outline {title or url!r}: duplicate feed name {given!r}")
+        if given:
+            names.add(given)
+    feeds: list[FeedConfig] = []
+    for given, (outline, url, title, tags) in zip(explicit, outlines, strict=True):
+        name = given
+        if not name:
+            name = base = title or _name_from_url(url)
+            n = 2
+            while name in names:
+                name, n = f"{base}-{n}", n + 1
+            names.add(name)
+        try:
+            feed = {
+                "name": name,
+                "url": url,
+                "source": "" if title == given else title,
+                "tags": tags,
+                "interval": outline.get("interval"),
+                "enabled": _opml_enabled(outline),
+            }
+            feeds.append(FeedConfig.model_validate(feed))
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            errors.append(f"{path}: outline {title or url!r}: {msg}")
     return feeds
+
+
+def _opml_enabled(outline: ET.Element) -> bool:
+    """``enabled="false"`` (as exported) or ``isDisabled="true"`` turn a feed off."""
+    enabled = (outline.get("enabled") or "").strip().lower()
+    disabled = (outline.get("isDisabled") or "").strip().lower()
+    return enabled not in {"false", "0", "no", "off"} and disabled not in {"true", "1", "yes"}
 
 
 def _list_document(

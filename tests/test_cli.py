@@ -108,6 +108,32 @@ def test_feeds_override_accepts_opml_and_url_list(tmp_path: Path) -> None:
     assert res.returncode == 0 and "2 feeds" in res.stdout
 
 
+def test_opml_name_attribute_wins_and_disabled_outlines_stay_disabled(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path, feeds=[], watchlists=[{"name": "w", "terms": ["x"], "feeds": ["bbc"]}]
+    )
+    opml = tmp_path / "subs.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><body>'
+        '<outline text="bbc" xmlUrl="https://a.example/1"/>'
+        '<outline text="BBC News" name="bbc" xmlUrl="https://a.example/2"/>'
+        '<outline text="Old" isDisabled="true" xmlUrl="https://a.example/3"/>'
+        "</body></opml>"
+    )
+    # the explicit name keeps "bbc"; the title-named outline steps aside
+    res = wirewatch("check", "--config", str(cfg), "--feeds", str(opml))
+    assert res.returncode == 0, res.stderr
+    assert "3 feeds (2 enabled)" in res.stdout
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><body>'
+        '<outline text="A" name="bbc" xmlUrl="https://a.example/1"/>'
+        '<outline text="B" name="bbc" xmlUrl="https://a.example/2"/>'
+        "</body></opml>"
+    )
+    res = wirewatch("check", "--config", str(cfg), "--feeds", str(opml))
+    assert res.returncode == 2 and "duplicate feed name 'bbc'" in res.stderr
+
+
 def test_once_posts_to_slack_and_lists_failed_feeds(tmp_path: Path) -> None:
     with FeedServer() as server, FakeSlack() as slack:
         feeds = [*_serve(server), {"name": "dead", "url": server.url("/missing.xml")}]

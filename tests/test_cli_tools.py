@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.feedserver import FeedServer
-from tests.util import seed_feeds, write_config
+from monitor.config import load_config
+from tests.feedserver import FeedServer, rss
+from tests.util import pubdate, seed_feeds, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,6 +113,88 @@ def test_feeds_add_discovers_from_html_and_export_roundtrips(
     path.write_text(opml)
     res = ww("check", "--config", str(cfg), "--feeds", str(path))
     assert res.returncode == 0 and "2 feeds" in res.stdout, res.stderr
+
+
+def test_feeds_export_then_import_gives_back_the_same_feeds(tmp_path: Path) -> None:
+    feeds = [
+        {
+            "name": "bbc-world",
+            "source": "BBC News",
+            "url": "https://feeds.bbci.co.uk/news/world/rss.xml",
+            "tags": ["world"],
+        },
+        {
+            "name": "bbc-asia",
+            "source": "BBC News",
+            "url": "https://feeds.bbci.co.uk/news/world/asia/rss.xml",
+            "tags": ["asia", "world"],
+            "interval": "10m",
+        },
+        {"name": "reuters", "url": "https://example.com/reuters.xml", "enabled": False},
+        {"name": 'q&a "<x>"', "source": "Q & A", "url": "https://example.com/x?a=1&b=2"},
+    ]
+    watchlists = [
+        {"name": "bbc", "terms": ["Kim Jong Un"], "feeds": ["bbc-world", "reuters"]},
+        {"name": "asia", "terms": ["Seoul"], "tags": ["asia"]},
+    ]
+    cfg = write_config(tmp_path, feeds=feeds, watchlists=watchlists)
+    res = ww("feeds", "export", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert 'text="BBC News"' in res.stdout and 'category="asia,world"' in res.stdout
+    path = tmp_path / "out.opml"
+    path.write_text(res.stdout, encoding="utf-8")
+
+    original = load_config(cfg).feeds
+    imported = load_config(cfg, feeds_file=path).feeds
+    assert imported == original
+    assert [(f.name, f.outlet, f.enabled, f.interval) for f in imported][:3] == [
+        ("bbc-world", "BBC News", True, None),
+        ("bbc-asia", "BBC News", True, 600.0),
+        ("reuters", "reuters", False, None),
+    ]
+    res = ww("check", "--config", str(cfg), "--feeds", str(path))
+    assert res.returncode == 0, res.stderr
+    assert "ok: 4 feeds (3 enabled), 2 watchlists" in res.stdout
+
+
+def _hourly(server: FeedServer, path: str, hours_ago: list[float]) -> str:
+    items = [
+        {"title": f"Item {h}", "guid": f"{path}-{h}", "pubDate": pubdate(h)} for h in hours_ago
+    ]
+    server.set(path, rss(path, items))
+    return server.url(path)
+
+
+def test_feeds_health_flags_a_feed_silent_for_five_usual_gaps(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """Silence is judged from the entries' dates: an hourly feed whose newest item is 7 h
+    old is silent, 2 h old is not; three items are too few to judge; a daily feed's
+    first-poll backlog counts per day over the days it was published."""
+    cfg = write_config(
+        tmp_path,
+        feeds=[
+            {"name": "quiet", "url": _hourly(feed_server, "/quiet", [7 + i for i in range(10)])},
+            {"name": "hourly", "url": _hourly(feed_server, "/hourly", [2 + i for i in range(10)])},
+            {"name": "young", "url": _hourly(feed_server, "/young", [7, 8, 9])},
+            {
+                "name": "daily",
+                "url": _hourly(feed_server, "/daily", [12 + 24 * i for i in range(20)]),
+            },
+        ],
+    )
+    res = ww("once", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    res = ww("feeds", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    rows = {ln.split()[0]: ln.split() for ln in res.stdout.splitlines()[1:]}
+    assert {name: row[1] for name, row in rows.items()} == {
+        "quiet": "silent",
+        "hourly": "ok",
+        "young": "ok",
+        "daily": "ok",
+    }
+    assert rows["daily"][-1] == "1.0"  # 7 items dated in the last week, not 20 today
 
 
 def test_cluster_command_prints_id_tab_story(tmp_path: Path) -> None:
