@@ -36,6 +36,8 @@ from __future__ import annotations
 import asyncio
 import calendar
 import codecs
+import collections
+import contextlib
 import copy
 import functools
 import hashlib
@@ -44,10 +46,11 @@ import multiprocessing
 import operator
 import re
 import signal
+import threading
 import time
 import xml.sax
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -817,6 +820,26 @@ async def _run(
         return _failed(f"parser pool unavailable: {exc}"), "broken"
 
 
+async def _outcome(
+    future: Future[ParseResult], task: _Task, limit_s: float
+) -> tuple[ParseResult, str]:
+    """``_run``'s answer for a parse already handed to a worker (``ParsePool``): the
+    timeout counts from now, when it started."""
+    try:
+        async with asyncio.timeout(limit_s):
+            await task.done
+    except TimeoutError:
+        return _failed(f"parse timed out after {limit_s:g}s"), "timeout"
+    try:
+        return future.result(), "ok"
+    except BrokenProcessPool:
+        return _failed("parser pool broken (a worker process died)"), "broken"
+    except CancelledError:  # cancelled by a shutdown
+        return _failed("parser pool unavailable: shut down"), "broken"
+    except RuntimeError as exc:  # "cannot schedule new futures after shutdown"
+        return _failed(f"parser pool unavailable: {exc}"), "broken"
+
+
 async def parse_in_pool(
     executor: Executor,
     body: bytes,
@@ -906,11 +929,43 @@ def _parse_and_match(
     return replace(result, hits=hits, generation=generation)
 
 
+class _Task:
+    """One parse waiting for, or running in, a worker (``ParsePool``)."""
+
+    __slots__ = ("abandoned", "call", "done", "loop", "started")
+
+    def __init__(self, call: functools.partial[ParseResult], loop: asyncio.AbstractEventLoop):
+        self.call = call
+        self.loop = loop
+        # set (from the dispatching thread) when handed to a worker: (executor, future)
+        self.started: asyncio.Future[tuple[ProcessPoolExecutor, Future[ParseResult]]] = (
+            loop.create_future()
+        )
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.abandoned = False  # the caller gave up before a worker took it
+
+
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    """Set an asyncio future's result or exception unless it is already settled (on its
+    loop, via ``call_soon_threadsafe``)."""
+    if future.done():
+        return
+    if isinstance(value, BaseException):
+        future.set_exception(value)
+    else:
+        future.set_result(value)
+
+
 class ParsePool:
     """A process pool for parsing, with a hard timeout per parse that does not count time
     spent waiting for a free worker. A parse that overruns is answered with an error and
     its pool is killed and replaced, so a pathological feed cannot pin a worker; parses
-    that were running in the killed pool are retried once in the new one."""
+    that were running in the killed pool are retried once in the new one.
+
+    At most ``workers`` parses are handed to the executor at once (so each starts at once
+    and its timeout measures the parse, not a queue). The next waiting parse is handed
+    over from the executor's own thread the moment one finishes, not when the event loop
+    gets round to it: a loop busy storing a batch would otherwise leave workers idle."""
 
     def __init__(
         self,
@@ -933,7 +988,11 @@ class ParsePool:
         self._watchlists = tuple(watchlists) if watchlists is not None else None
         self._context = multiprocessing.get_context(start_method)
         self._executor = self._new_executor()
-        self._slots = asyncio.Semaphore(workers)
+        # (re-entrant: a future that is already done runs its callback, _finished, at once)
+        self._lock = threading.RLock()
+        self._closed = False
+        self._waiting: collections.deque[_Task] = collections.deque()
+        self._running = 0
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -989,21 +1048,70 @@ class ParsePool:
             max_field_chars=self.max_field_chars,
             now=now,
         )
-        async with self._slots:
-            for attempt in range(2):
-                executor = self._executor
-                result, status = await _run(executor, self.timeout, call)
-                if status == "timeout":
-                    self._replace(executor)
-                    return result
-                if status == "broken" and attempt == 0:
-                    self._replace(executor)
-                    continue
+        loop = asyncio.get_running_loop()
+        for attempt in range(2):
+            task = _Task(call, loop)
+            with self._lock:
+                if self._running < self.workers:
+                    self._hand_over(task)
+                else:
+                    self._waiting.append(task)
+            try:
+                executor, future = await task.started
+            except asyncio.CancelledError:
+                task.abandoned = True
+                raise
+            except (BrokenProcessPool, RuntimeError) as exc:  # submit refused
+                if self._closed or attempt:
+                    return _failed(f"parser pool unavailable: {exc}")
+                self._replace(self._executor)
+                continue
+            result, status = await _outcome(future, task, self.timeout)
+            if status == "timeout":
+                self._replace(executor)
                 return result
-        return result  # pragma: no cover - loop always returns
+            if status == "broken" and attempt == 0 and not self._closed:
+                self._replace(executor)
+                continue
+            return result
+        return result  # pragma: no cover - the loop always returns
+
+    def _hand_over(self, task: _Task) -> None:
+        """Submit ``task`` to the current executor (``self._lock`` held)."""
+        executor = self._executor
+        try:
+            future = executor.submit(task.call)
+        except (BrokenProcessPool, RuntimeError) as exc:
+            with contextlib.suppress(RuntimeError):  # (the caller's loop is closed)
+                task.loop.call_soon_threadsafe(_settle, task.started, exc)
+            return
+        self._running += 1
+        with contextlib.suppress(RuntimeError):
+            task.loop.call_soon_threadsafe(_settle, task.started, (executor, future))
+        future.add_done_callback(lambda _f: self._finished(task))
+
+    def _finished(self, task: _Task) -> None:
+        """A parse ended (in the executor's thread): hand the next waiting one over."""
+        with self._lock:
+            self._running -= 1
+            while self._waiting:
+                nxt = self._waiting.popleft()
+                if not nxt.abandoned:
+                    self._hand_over(nxt)
+                    break
+        with contextlib.suppress(RuntimeError):  # the caller's loop is closed
+            task.loop.call_soon_threadsafe(_settle, task.done, None)
 
     def close(self, *, wait: bool = True) -> None:
-        """Stop the workers: let running parses finish (``wait=True``) or kill them."""
+        """Stop the workers: let running parses finish (``wait=True``) or kill them.
+        Parses still waiting for a worker are answered with an error."""
+        with self._lock:
+            self._closed = True
+            waiting, self._waiting = list(self._waiting), collections.deque()
+        for task in waiting:
+            with contextlib.suppress(RuntimeError):
+                gone = RuntimeError("the parser pool was closed")
+                task.loop.call_soon_threadsafe(_settle, task.started, gone)
         if wait:
             self._executor.shutdown(wait=True, cancel_futures=True)
         else:
