@@ -267,6 +267,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=100)
     ap.add_argument("--no-cli", action="store_true", help="skip the CLI runs")
     ap.add_argument("--profile", action="store_true", help="cProfile the cold cycle")
+    ap.add_argument(
+        "--pipeline-only", action="store_true", help="only the in-process cold and warm cycles"
+    )
     args = ap.parse_args()
 
     now = datetime.now(UTC)
@@ -282,6 +285,8 @@ def main() -> None:
             prow, facts = asyncio.run(pipeline(cfg, args.profile))
             rows += prow
             progress(prow)
+            if args.pipeline_only:
+                return
             plain = asyncio.run(floor(urls, args.concurrency, parse=False))
             fp = asyncio.run(floor(urls, args.concurrency, parse=True))
             rows += [plain, fp]
