@@ -692,26 +692,8 @@ def _title_key(url: str, tk: TitleKey, ts: float, min_words: int) -> int:
 _PROFILE_CACHE = 1 << 13  # titles whose profile is kept (at most 2 KB each: 16 MB at most)
 
 
-# (title key, cleaned summary prefix, compact guard features or "", the summary's stems
-# as text (``_pack_stems``) or None when not computed)
-Prepared = tuple[TitleKey, str, str, "str | None"]
-
-_NONE_TEXT = "\x00"  # the text form of _NO_STEMS (a summary without content words)
-
-
-def _pack_stems(stems: tuple[str, ...]) -> str:
-    """A summary's stems (``_stem_tuple``) as one string: cheap to send between processes
-    (sorted: the same in every process, whatever the hash seed)."""
-    return _NONE_TEXT if stems is _NO_STEMS else " ".join(sorted(stems))
-
-
-def _unpack_stems(text: str) -> tuple[str, ...]:
-    """``_pack_stems`` reversed, the stems interned (window entries share one string)."""
-    if not text:
-        return _BLANK
-    if text == _NONE_TEXT:
-        return _NO_STEMS
-    return tuple(map(sys.intern, text.split(" ")))
+# (title key, cleaned summary prefix, compact guard features or "")
+Prepared = tuple[TitleKey, str, str]
 
 
 def prepare(
@@ -719,20 +701,17 @@ def prepare(
 ) -> Prepared:
     """What ``find`` computes first for a new item: its title key and cleaned summary
     prefix; with ``features``, also the compact form of its guard features
-    (``_Profile.encode``) and its summary's stems, which scoring needs once a candidate
-    is close enough. Pure, so it can run in another process: the ``monitor.parse``
-    workers compute all of it, which takes the costliest per-item steps off the process
-    that dedupes. Without ``features`` the index computes those only for items that get
-    that far."""
+    (``_Profile.encode``), which scoring needs once a candidate is close enough. Pure, so
+    it can run in another process: the ``monitor.parse`` workers compute all three, which
+    takes the costliest per-title step off the process that dedupes. Without
+    ``features`` the index computes them only for titles that get that far."""
     cleaned = clean_summary(summary[: summary_chars * 3])[:summary_chars] if summary else ""
     tk = title_key(title, source)
-    if not features:
-        return tk, cleaned, "", None
     feat = ""
-    if tk.stems and not tk.series:
+    if features and tk.stems and not tk.series:
         # (of the stripped title, as ``_profile`` computes them: the same compact form)
         feat = _Profile.of_fields(feature_fields(tk.stripped)).encode(tk.stems)
-    return tk, cleaned, feat, _pack_stems(_stem_tuple(cleaned))
+    return tk, cleaned, feat
 
 
 class _Fresh:
@@ -741,21 +720,17 @@ class _Fresh:
 
     __slots__ = ("feat", "item", "stem_set", "stems", "summary", "tk")
 
-    def __init__(
-        self, item: StoryItem, tk: TitleKey, summary: str, feat: str, stems: str | None
-    ) -> None:
+    def __init__(self, item: StoryItem, tk: TitleKey, summary: str, feat: str) -> None:
         self.item = item
         self.tk = tk
         self.summary = summary  # cleaned
         self.feat = feat  # compact guard features when prepared elsewhere, else ""
-        # the summary's stems: given when prepared elsewhere, else computed on first use
-        self.stems = _unpack_stems(stems) if stems is not None else None
-        self.stem_set: frozenset[str] | None = None
+        self.stems: tuple[str, ...] | None = None
+        self.stem_set: frozenset[str] = frozenset()
 
     def summary_set(self) -> frozenset[str]:
-        if self.stem_set is None:
-            if self.stems is None:
-                self.stems = _stem_tuple(self.summary)
+        if self.stems is None:
+            self.stems = _stem_tuple(self.summary)
             # (_NO_STEMS, a text without content words, compares as no stems)
             self.stem_set = frozenset(self.stems) if self.stems is not _NO_STEMS else frozenset()
         return self.stem_set
@@ -791,13 +766,13 @@ class StoryIndex:
         if prepared is not None:
             # computed in another process: intern the stems, as title_key does, so every
             # window entry holding a word shares one string
-            tk, summary, feat, stems = prepared
+            tk, summary, feat = prepared
             tk = tk._replace(stems=tuple(map(sys.intern, tk.stems)))
         else:
-            tk, summary, feat, stems = prepare(
+            tk, summary, feat = prepare(
                 item.title, item.summary, item.source, self.config.summary_chars
             )
-        fresh = self._fresh = _Fresh(item, tk, summary, feat, stems)
+        fresh = self._fresh = _Fresh(item, tk, summary, feat)
         return fresh
 
     def _live(self, slot: int, ts: float) -> _Rec | None:
