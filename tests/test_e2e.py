@@ -244,7 +244,7 @@ def test_later_outlet_goes_into_thread_or_is_suppressed(
 
 
 def test_guid_flood_is_recognised_and_sends_nothing(
-    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack, caplog: pytest.LogCaptureFixture
 ) -> None:
     def feed(version: int, link_version: int) -> str:
         return rss(
@@ -268,8 +268,12 @@ def test_guid_flood_is_recognised_and_sends_nothing(
     sent = len(slack.messages)
     # every guid regenerated, links unchanged
     feed_server.set("/f.xml", feed(2, 1))
+    caplog.clear()
     again = asyncio.run(_cycle(cfg, _env(slack)))
     assert again.new == 0 and again.polls[0].relinked == 8
+    flood = [r.getMessage() for r in caplog.records if "guid regeneration" in r.getMessage()]
+    assert flood == ["feed f: 8 items came back with new guids but known links or titles "
+                     "(guid regeneration); treated as already seen"]  # fmt: skip
     # guids and links regenerated, titles unchanged
     feed_server.set("/f.xml", feed(3, 2))
     again = asyncio.run(_cycle(cfg, _env(slack)))
