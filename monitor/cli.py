@@ -264,11 +264,19 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
             typer.echo(
                 f"feed malformed (entries recovered): {p.feed}: {safe(p.parse_error)}", err=True
             )
+    for name, due, error in report.waiting:
+        typer.echo(
+            f"feed waiting until {due:%Y-%m-%d %H:%M}Z (backoff or Retry-After): {name}: "
+            f"{safe(error)}",
+            err=True,
+        )
     for err in delivered.errors:
         typer.echo(f"alert failed: {safe(err)}", err=True)
     typer.echo(
-        f"polled {len(report.polls)} feeds ({len(report.failed)} failed): "
-        f"{report.new} new entries, {report.alerts} alerts queued, {delivered.sent} delivered"
+        f"polled {len(report.polls)} feeds ({len(report.failed)} failed"
+        + (f", {len(report.waiting)} waiting" if report.waiting else "")
+        + f"): {report.new} new entries, {report.alerts} alerts queued, "
+        f"{delivered.sent} delivered"
         + (", some alerts still queued for retry" if pending is not None else ""),
         err=True,
     )

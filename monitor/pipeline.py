@@ -29,7 +29,12 @@ from monitor.match import Hit
 from monitor.models import Entry
 from monitor.parse import ParseResult
 from monitor.runtime import Runtime, dedupe_config, slack_sink
-from monitor.store.queries import claim_due_feeds, renew_leases, window_entries
+from monitor.store.queries import (
+    claim_due_feeds,
+    deferred_feeds,
+    renew_leases,
+    window_entries,
+)
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, MatchRow, StoryRow
 
 log = logging.getLogger("wirewatch.pipeline")
@@ -56,6 +61,9 @@ class PollReport:
 @dataclass
 class CycleReport:
     polls: list[PollReport] = field(default_factory=list)
+    # with all_feeds: failing feeds left to wait out their backoff or Retry-After
+    # (name, when they are due, their last error)
+    waiting: list[tuple[str, datetime, str]] = field(default_factory=list)
 
     @property
     def failed(self) -> list[PollReport]:
@@ -124,6 +132,9 @@ async def poll_cycle(
                 exclude=done,
             )
         if not feeds:
+            if all_feeds:
+                async with rt.sessions() as session:
+                    report.waiting = await deferred_feeds(session, now=rt.clock(), exclude=done)
             return report
         done.update(f.id for f in feeds if f.id is not None)
 

@@ -121,6 +121,11 @@ def test_once_waits_out_retry_after_and_backoff_but_polls_healthy_feeds(
     assert {p.feed for p in first.failed} == {"limited", "down"}
     second = asyncio.run(_cycle(cfg))
     assert [p.feed for p in second.polls] == ["ok"]
+    # and says so: which feeds wait, until when, and why
+    waiting = {name: (due, error) for name, due, error in second.waiting}
+    assert set(waiting) == {"limited", "down"}
+    assert "429" in waiting["limited"][1] and "500" in waiting["down"][1]
+    assert waiting["limited"][0].timestamp() - time.time() > 7000  # Retry-After: 7200
     assert len(feed_server.hits("/limited.xml")) == 1
     assert len(feed_server.hits("/down.xml")) == 1
     assert len(feed_server.hits("/ok.xml")) == 2

@@ -112,6 +112,24 @@ async def claim_due_feeds(
     return rows
 
 
+async def deferred_feeds(
+    session: AsyncSession, *, now: datetime, exclude: set[int]
+) -> list[tuple[str, datetime, str]]:
+    """Enabled feeds that ``claim_due_feeds(all_feeds=True)`` leaves alone: failing and
+    not due yet (their backoff or the server's Retry-After). (name, due time, last error)."""
+    query = (
+        select(FeedRow.name, FeedRow.next_due, FeedRow.last_error)
+        .where(col(FeedRow.enabled).is_(True))
+        .where(col(FeedRow.consecutive_failures) > 0)
+        .where(col(FeedRow.next_due) > now)
+        .order_by(col(FeedRow.next_due))
+    )
+    if exclude:
+        query = query.where(col(FeedRow.id).not_in(exclude))
+    rows = (await session.exec(query)).all()
+    return [(name, due, error or "") for name, due, error in rows if due is not None]
+
+
 async def renew_leases(
     session: AsyncSession, ids: Sequence[int], *, owner: str, until: datetime
 ) -> None:
