@@ -90,16 +90,22 @@ def test_check_reports_yaml_syntax_error_with_line(tmp_path: Path) -> None:
     assert str(cfg / "watchlists.yaml") + ":" in res.stderr and "syntax" in res.stderr
 
 
+def _check_opml(cfg: Path, outlines: str) -> subprocess.CompletedProcess[str]:
+    """``wirewatch check --feeds`` on an OPML file holding ``outlines``."""
+    opml = cfg.parent / "subs.opml"
+    opml.write_text(f'<?xml version="1.0"?><opml version="2.0"><body>{outlines}</body></opml>')
+    return wirewatch("check", "--config", str(cfg), "--feeds", str(opml))
+
+
 def test_feeds_override_accepts_opml_and_url_list(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, feeds=[])
-    opml = tmp_path / "subs.opml"
-    opml.write_text(
-        '<?xml version="1.0"?><opml version="2.0"><body><outline text="News">'
+    res = _check_opml(
+        cfg,
+        '<outline text="News">'
         '<outline text="BBC" xmlUrl="https://feeds.bbci.co.uk/news/world/rss.xml"/>'
         '<outline text="DW" xmlUrl="https://rss.dw.com/rdf/rss-en-world"/>'
-        "</outline></body></opml>"
+        "</outline>",
     )
-    res = wirewatch("check", "--config", str(cfg), "--feeds", str(opml))
     assert res.returncode == 0, res.stderr
     assert "2 feeds" in res.stdout
     urls = tmp_path / "urls"
@@ -112,25 +118,20 @@ def test_opml_name_attribute_wins_and_disabled_outlines_stay_disabled(tmp_path: 
     cfg = write_config(
         tmp_path, feeds=[], watchlists=[{"name": "w", "terms": ["x"], "feeds": ["bbc"]}]
     )
-    opml = tmp_path / "subs.opml"
-    opml.write_text(
-        '<?xml version="1.0"?><opml version="2.0"><body>'
+    # the explicit name keeps "bbc"; the title-named outline steps aside
+    res = _check_opml(
+        cfg,
         '<outline text="bbc" xmlUrl="https://a.example/1"/>'
         '<outline text="BBC News" name="bbc" xmlUrl="https://a.example/2"/>'
-        '<outline text="Old" isDisabled="true" xmlUrl="https://a.example/3"/>'
-        "</body></opml>"
+        '<outline text="Old" isDisabled="true" xmlUrl="https://a.example/3"/>',
     )
-    # the explicit name keeps "bbc"; the title-named outline steps aside
-    res = wirewatch("check", "--config", str(cfg), "--feeds", str(opml))
     assert res.returncode == 0, res.stderr
     assert "3 feeds (2 enabled)" in res.stdout
-    opml.write_text(
-        '<?xml version="1.0"?><opml version="2.0"><body>'
+    res = _check_opml(
+        cfg,
         '<outline text="A" name="bbc" xmlUrl="https://a.example/1"/>'
-        '<outline text="B" name="bbc" xmlUrl="https://a.example/2"/>'
-        "</body></opml>"
+        '<outline text="B" name="bbc" xmlUrl="https://a.example/2"/>',
     )
-    res = wirewatch("check", "--config", str(cfg), "--feeds", str(opml))
     assert res.returncode == 2 and "duplicate feed name 'bbc'" in res.stderr
 
 
