@@ -38,6 +38,11 @@ async def _feeds(cfg_dir: Path) -> dict[str, FeedRow]:
         return {r.name: r for r in (await session.exec(select(FeedRow))).all()}
 
 
+def _db(url: str, **settings: Any) -> dict[str, Any]:
+    """Settings naming the storage backend (the ``db_url`` fixture: each one in turn)."""
+    return {"database_url": url, **settings}
+
+
 def _body(title: str, n: int = 3, extra_channel: str = "") -> str:
     items = [
         {
@@ -53,13 +58,13 @@ def _body(title: str, n: int = 3, extra_channel: str = "") -> str:
 
 
 def test_a_permanent_redirect_sticks_until_the_config_url_changes(
-    tmp_path: Path, feed_server: FeedServer
+    tmp_path: Path, feed_server: FeedServer, db_url: str
 ) -> None:
     feed_server.set("/old.xml", handler=redirect_handler(feed_server.url("/new.xml"), 301))
     feed_server.set("/new.xml", _body("Moved"), etag='"v1"')
     feed_server.set("/other.xml", _body("Other"))
     feeds = [{"name": "moved", "url": feed_server.url("/old.xml")}]
-    cfg = write_config(tmp_path, feeds=feeds)
+    cfg = write_config(tmp_path, settings=_db(db_url), feeds=feeds)
     assert asyncio.run(_cycle(cfg)).new == 3
     assert asyncio.run(_feeds(cfg))["moved"].url == feed_server.url("/new.xml")
     # the next run (config synced again) goes straight to the new URL, conditionally
@@ -68,33 +73,43 @@ def test_a_permanent_redirect_sticks_until_the_config_url_changes(
     assert len(feed_server.hits("/old.xml")) == 1
     assert feed_server.hits("/new.xml")[-1].headers.get("If-None-Match") == '"v1"'
     # a URL edited in the YAML wins over the redirect
-    write_config(tmp_path, feeds=[{"name": "moved", "url": feed_server.url("/other.xml")}])
+    write_config(
+        tmp_path,
+        settings=_db(db_url),
+        feeds=[{"name": "moved", "url": feed_server.url("/other.xml")}],
+    )
     assert asyncio.run(_cycle(cfg)).new == 3
     assert asyncio.run(_feeds(cfg))["moved"].url == feed_server.url("/other.xml")
 
 
 def test_410_disables_a_feed_until_the_config_gives_it_a_new_url(
-    tmp_path: Path, feed_server: FeedServer
+    tmp_path: Path, feed_server: FeedServer, db_url: str
 ) -> None:
     feed_server.set("/gone.xml", handler=raw_handler(410, b"gone"))
     feed_server.set("/fixed.xml", _body("Fixed"))
-    cfg = write_config(tmp_path, feeds=[{"name": "f", "url": feed_server.url("/gone.xml")}])
+    cfg = write_config(
+        tmp_path, settings=_db(db_url), feeds=[{"name": "f", "url": feed_server.url("/gone.xml")}]
+    )
     asyncio.run(_cycle(cfg))
     row = asyncio.run(_feeds(cfg))["f"]
     assert not row.enabled and row.disabled_reason and "410" in row.disabled_reason
     asyncio.run(_cycle(cfg))
     assert len(feed_server.hits("/gone.xml")) == 1  # disabled: not polled again
-    write_config(tmp_path, feeds=[{"name": "f", "url": feed_server.url("/fixed.xml")}])
+    write_config(
+        tmp_path, settings=_db(db_url), feeds=[{"name": "f", "url": feed_server.url("/fixed.xml")}]
+    )
     assert asyncio.run(_cycle(cfg)).new == 3
     row = asyncio.run(_feeds(cfg))["f"]
     assert row.enabled and row.disabled_reason is None and row.consecutive_failures == 0
 
 
 def test_a_304_keeps_the_interval_the_feed_asked_for(
-    tmp_path: Path, feed_server: FeedServer
+    tmp_path: Path, feed_server: FeedServer, db_url: str
 ) -> None:
     feed_server.set("/ttl.xml", _body("Ttl", extra_channel="<ttl>45</ttl>"), etag='"t1"')
-    cfg = write_config(tmp_path, feeds=[{"name": "t", "url": feed_server.url("/ttl.xml")}])
+    cfg = write_config(
+        tmp_path, settings=_db(db_url), feeds=[{"name": "t", "url": feed_server.url("/ttl.xml")}]
+    )
     asyncio.run(_cycle(cfg))
     first = asyncio.run(_feeds(cfg))["t"].current_interval_s
     assert first is not None and 0.9 * 2700 <= first <= 1.1 * 2700
@@ -104,13 +119,14 @@ def test_a_304_keeps_the_interval_the_feed_asked_for(
 
 
 def test_once_waits_out_retry_after_and_backoff_but_polls_healthy_feeds(
-    tmp_path: Path, feed_server: FeedServer
+    tmp_path: Path, feed_server: FeedServer, db_url: str
 ) -> None:
     feed_server.set("/limited.xml", handler=raw_handler(429, b"", {"Retry-After": "7200"}))
     feed_server.set("/down.xml", handler=raw_handler(500, b"oops"))
     feed_server.set("/ok.xml", _body("Ok"), etag='"ok"')
     cfg = write_config(
         tmp_path,
+        settings=_db(db_url),
         feeds=[
             {"name": "limited", "url": feed_server.url("/limited.xml")},
             {"name": "down", "url": feed_server.url("/down.xml")},
@@ -164,7 +180,9 @@ def test_a_busy_host_does_not_hold_up_feeds_on_another_host(
     assert arrivals["B"] - first < 0.4, arrivals
 
 
-def test_a_feed_still_being_polled_keeps_its_lease(tmp_path: Path, feed_server: FeedServer) -> None:
+def test_a_feed_still_being_polled_keeps_its_lease(
+    tmp_path: Path, feed_server: FeedServer, db_url: str
+) -> None:
     """A poll that outlasts the lease (here 0.3 s against a 1.2 s answer) renews it:
     another process sharing the database cannot claim the feed while it is in flight."""
     body = _body("Slow").encode()
@@ -177,7 +195,7 @@ def test_a_feed_still_being_polled_keeps_its_lease(tmp_path: Path, feed_server: 
     cfg_dir = write_config(
         tmp_path,
         feeds=[{"name": "slow", "url": feed_server.url("/slow.xml")}],
-        settings={"poll": {"lease": "0.3s"}},
+        settings=_db(db_url, poll={"lease": "0.3s"}),
     )
 
     async def main() -> tuple[list[str], CycleReport]:
