@@ -13,47 +13,19 @@ from itertools import chain
 from operator import itemgetter
 from typing import NamedTuple, TypeVar, cast
 
-from monitor.normalize import html_to_text
+from monitor.normalize import QUOTE_PAIRS, QUOTE_PAIRS_PLAIN, html_to_text, replace_quotes
 
 # --- folding ---------------------------------------------------------------------------
-
-_QUOTES = str.maketrans(
-    {
-        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "`": "'",
-        "\u00b4": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"',
-        "\u00ab": '"', "\u00bb": '"', "\u2010": "-", "\u2011": "-", "\u2012": "-",
-        "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-", "\u00a0": " ",
-    }
-)  # fmt: skip
-
-
-# (character, replacement) pairs of _QUOTES, applied with str.replace: one fast scan per
-# pair beats str.translate's dictionary look-up per character. No replacement is itself
-# replaced, so the order does not matter.
-_QUOTE_PAIRS = tuple((chr(k), str(v)) for k, v in _QUOTES.items())
-# Those that NFKC leaves alone or maps to a character with the same replacement (not
-# "\u00b4", which NFKC turns into a space and a combining accent): text that is ASCII once
-# these are replaced folds to exactly that, with no normalisation.
-_QUOTE_PAIRS_PLAIN = tuple(
-    (c, r) for c, r in _QUOTE_PAIRS if unicodedata.normalize("NFKC", c).translate(_QUOTES) == r
-)
-
-
-def _replace_quotes(value: str, pairs: tuple[tuple[str, str], ...]) -> str:
-    for c, r in pairs:
-        if c in value:
-            value = value.replace(c, r)
-    return value
 
 
 def fold_keep_case(value: str) -> str:
     """NFKC, typographic quotes/dashes unified, accents removed; case kept."""
     if value.isascii():
         return value.replace("`", "'")
-    plain = _replace_quotes(value, _QUOTE_PAIRS_PLAIN)  # the common case: quotes, dashes
+    plain = replace_quotes(value, QUOTE_PAIRS_PLAIN)  # the common case: quotes, dashes
     if plain.isascii():
         return plain
-    value = _replace_quotes(unicodedata.normalize("NFKC", value), _QUOTE_PAIRS)
+    value = replace_quotes(unicodedata.normalize("NFKC", value), QUOTE_PAIRS)
     if value.isascii():
         return value
     decomposed = unicodedata.normalize("NFKD", value)

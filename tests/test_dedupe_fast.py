@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert
 
-from monitor import storykey
+from monitor import normalize, storykey
 from monitor.dedupe import (
     _NO_STEMS,
     _SUMMARY,
@@ -133,7 +133,7 @@ def test_near_pairs_are_the_soft_matches_within_a_title(title: str) -> None:
 def _fold_reference(value: str) -> str:
     if value.isascii():
         return value.replace("`", "'")
-    value = unicodedata.normalize("NFKC", value).translate(storykey._QUOTES)
+    value = unicodedata.normalize("NFKC", value).translate(normalize._QUOTES)
     if value.isascii():
         return value
     decomposed = unicodedata.normalize("NFKD", value)
@@ -156,6 +156,31 @@ def test_fold_keep_case_equals_the_plain_normalisation(value: str) -> None:
 @given(st.text(alphabet=st.sampled_from("aZ \u2019\u201c\u00b4\u00e9\u0301\u0131\u2013\u00a0`")))
 def test_fold_keep_case_equals_the_plain_normalisation_on_mixtures(value: str) -> None:
     assert fold_keep_case(value) == _fold_reference(value)
+
+
+def _casefold_reference(value: str) -> str:
+    """``normalize.fold`` as first written: NFKC, quotes by str.translate, accents off."""
+    value = unicodedata.normalize("NFKC", value).translate(normalize._QUOTES)
+    if value.isascii():
+        return value.casefold()
+    decomposed = unicodedata.normalize("NFKD", value)
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", stripped).casefold()
+
+
+@pytest.mark.parametrize("value", FOLD_CASES)
+def test_fold_equals_the_plain_normalisation(value: str) -> None:
+    assert normalize.fold(value) == _casefold_reference(value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from("aZ \u2019\u201c\u00b4\u00e9\u0301\u0131\u2013\u00a0`\u0130\u00df")
+    )
+)
+def test_fold_equals_the_plain_normalisation_on_mixtures(value: str) -> None:
+    assert normalize.fold(value) == _casefold_reference(value)
 
 
 def _strip_reference(title: str, source: str = "") -> str:
