@@ -415,6 +415,37 @@ def test_parse_pool_kills_an_overrunning_parse_and_keeps_working() -> None:
     assert [e.title for e in after.entries] == ["fine"]
 
 
+def test_parse_pool_timeout_counts_from_the_start_of_each_parse() -> None:
+    """Three parses at once on one worker: each waits for the one before it, and its
+    timeout (1.6x one parse) still only measures its own parse, so none times out,
+    nothing is restarted and every result is the right one."""
+    body = rss(
+        "T",
+        [{"title": f"item {i}", "description": "text " * 100, "guid": str(i)} for i in range(1500)],
+    ).encode()
+    t0 = time.process_time()
+    parse_feed(body, RSS_HEADERS, url=URL, feed="f", source="s")
+    one = max(time.process_time() - t0, 0.2)
+
+    async def go() -> tuple[list[ParseResult], int]:
+        with ParsePool(workers=1, timeout=10) as pool:
+            await pool.parse(b"<rss/>", RSS_HEADERS, url=URL, feed="w", source="s")  # started
+            pool.timeout = 1.6 * one
+            results = await asyncio.gather(
+                *(
+                    pool.parse(body, RSS_HEADERS, url=URL, feed=f"f{i}", source="s")
+                    for i in range(3)
+                )
+            )
+            return list(results), pool.restarts
+
+    results, restarts = asyncio.run(go())
+    assert [r.error for r in results] == [None, None, None]
+    assert [len(r.entries) for r in results] == [1500, 1500, 1500]
+    assert [r.entries[0].feed for r in results] == ["f0", "f1", "f2"]
+    assert restarts == 0
+
+
 # --- discovery ------------------------------------------------------------------------
 
 
