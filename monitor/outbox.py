@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,7 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from monitor.deliver.base import DeliveryResult, Notifier
 from monitor.models import AlertMessage, SourceRef
 from monitor.runtime import Runtime
-from monitor.store.queries import story_sources
+from monitor.store.queries import stories_sources
 from monitor.store.tables import AlertRow, EntryRow, MatchRow
 
 log = logging.getLogger("wirewatch.outbox")
@@ -42,45 +43,75 @@ class DeliveryReport:
 
 async def build_message(session: AsyncSession, rt: Runtime, alert: AlertRow) -> AlertMessage:
     """Everything a notifier needs for one alert, read fresh from the store."""
-    assert alert.id is not None
-    entry = await session.get(EntryRow, alert.entry_id)
-    if entry is None:
-        raise LookupError(f"alert {alert.id}: entry {alert.entry_id} missing")
-    match = (
-        await session.exec(
-            select(MatchRow).where(
-                MatchRow.story_id == alert.story_id, MatchRow.watchlist == alert.watchlist
+    return (await build_messages(session, rt, [alert]))[0]
+
+
+async def build_messages(
+    session: AsyncSession, rt: Runtime, alerts: Sequence[AlertRow]
+) -> list[AlertMessage]:
+    """``build_message`` for several alerts (a digest, follow-ups folded into one reply)
+    with a handful of queries in all, not four per alert."""
+    entry_ids = sorted({a.entry_id for a in alerts})
+    story_ids = sorted({a.story_id for a in alerts})
+    parent_ids = sorted({a.parent_id for a in alerts if a.parent_id is not None})
+    entries: dict[int, EntryRow] = {}
+    matches: dict[tuple[int, str], MatchRow] = {}
+    for start in range(0, len(entry_ids), 500):
+        for e in (
+            await session.exec(
+                select(EntryRow).where(col(EntryRow.id).in_(entry_ids[start : start + 500]))
+            )
+        ).all():
+            entries[e.id or 0] = e
+    for start in range(0, len(story_ids), 500):
+        for m in (
+            await session.exec(
+                select(MatchRow)
+                .where(col(MatchRow.story_id).in_(story_ids[start : start + 500]))
+                .order_by(col(MatchRow.id))
+            )
+        ).all():
+            matches.setdefault((m.story_id, m.watchlist), m)
+    sources = await stories_sources(session, story_ids)
+    parent_ts: dict[int, str | None] = {}
+    if parent_ids:
+        for pid, ts in (
+            await session.exec(
+                select(AlertRow.id, AlertRow.ts).where(col(AlertRow.id).in_(parent_ids))
+            )
+        ).all():
+            parent_ts[pid or 0] = ts
+    out: list[AlertMessage] = []
+    for alert in alerts:
+        assert alert.id is not None
+        entry = entries.get(alert.entry_id)
+        if entry is None:
+            raise LookupError(f"alert {alert.id}: entry {alert.entry_id} missing")
+        match = matches.get((alert.story_id, alert.watchlist))
+        wl = rt.matcher.watchlists.get(alert.watchlist)
+        out.append(
+            AlertMessage(
+                alert_id=alert.id,
+                story_id=alert.story_id,
+                watchlist=alert.watchlist,
+                channel=alert.channel,
+                severity=wl.severity if wl is not None else "info",
+                title=entry.title,
+                link=entry.link,
+                source=entry.source,
+                published=entry.published,
+                summary=entry.summary,
+                matched_terms=tuple(json.loads(match.terms if match else alert.terms)),
+                matched_words=tuple(json.loads(match.words if match else alert.words)),
+                sources=[
+                    SourceRef(source=s, link=link, title=title)
+                    for s, link, title in sources.get(alert.story_id, [])
+                ],
+                kind=alert.kind,
+                thread_ts=parent_ts.get(alert.parent_id) if alert.parent_id is not None else None,
             )
         )
-    ).first()
-    terms = json.loads(match.terms if match else alert.terms)
-    words = json.loads(match.words if match else alert.words)
-    wl = rt.matcher.watchlists.get(alert.watchlist)
-    sources = [
-        SourceRef(source=s, link=link, title=title)
-        for s, link, title in await story_sources(session, alert.story_id)
-    ]
-    thread_ts = None
-    if alert.parent_id is not None:
-        parent = await session.get(AlertRow, alert.parent_id)
-        thread_ts = parent.ts if parent else None
-    return AlertMessage(
-        alert_id=alert.id,
-        story_id=alert.story_id,
-        watchlist=alert.watchlist,
-        channel=alert.channel,
-        severity=wl.severity if wl is not None else "info",
-        title=entry.title,
-        link=entry.link,
-        source=entry.source,
-        published=entry.published,
-        summary=entry.summary,
-        matched_terms=tuple(terms),
-        matched_words=tuple(words),
-        sources=sources,
-        kind=alert.kind,
-        thread_ts=thread_ts,
-    )
+    return out
 
 
 def _backoff(rt: Runtime, attempts: int, retry_after: float | None) -> float:
@@ -358,7 +389,7 @@ async def _send(
         batch[:] = [r for r in batch if r.id in claimed_ids]
         if not batch:
             return True  # someone else took them
-        msgs = [await build_message(session, rt, r) for r in batch]
+        msgs = await build_messages(session, rt, batch)
     msg = msgs[0]
     if len(msgs) > 1 and msg.kind == "followup":
         msg.sources = [SourceRef(m.source, m.link, m.title) for m in msgs]
