@@ -709,9 +709,29 @@ def prepare(
     tk = title_key(title, source)
     feat = ""
     if features and tk.stems and not tk.series:
-        # (of the stripped title, as ``_profile`` computes them: the same compact form)
-        feat = _Profile.of_fields(feature_fields(tk.stripped)).encode(tk.stems)
+        feat = _compact_features(tk)
     return tk, cleaned, feat
+
+
+_FEAT_CACHE = 1 << 12  # stripped titles whose compact features are kept (per process)
+_feats: dict[str, str] = {}
+_feats_old: dict[str, str] = {}
+
+
+def _compact_features(tk: TitleKey) -> str:
+    """The compact guard features of a title (``_Profile.encode``), of the stripped title
+    as ``StoryIndex._profile`` computes them. Wire copies share their stripped title, so
+    the last few thousand are kept (two generations, the older dropped)."""
+    global _feats, _feats_old
+    feat = _feats.get(tk.stripped)
+    if feat is None:
+        feat = _feats_old.get(tk.stripped)
+        if feat is None:
+            feat = _Profile.of_fields(feature_fields(tk.stripped)).encode(tk.stems)
+        _feats[tk.stripped] = feat
+        if len(_feats) >= _FEAT_CACHE // 2:
+            _feats, _feats_old = {}, _feats
+    return feat
 
 
 class _Fresh:
