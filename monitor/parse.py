@@ -48,6 +48,7 @@ import re
 import signal
 import threading
 import time
+import weakref
 import xml.sax
 from collections.abc import Mapping, Sequence
 from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor
@@ -872,10 +873,18 @@ async def parse_in_pool(
     return result
 
 
+# each ParsePool executor's process table (filled as workers start), kept so that a pool
+# already shut down by a watchlist reload can still have a runaway worker killed
+_POOL_PROCESSES: weakref.WeakKeyDictionary[ProcessPoolExecutor, dict[int, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def terminate_workers(executor: ProcessPoolExecutor) -> None:
     """Kill the worker processes of ``executor`` (Python 3.11 has no public API for it) and
     shut it down; futures still running in it fail with ``BrokenProcessPool``."""
-    processes = dict(getattr(executor, "_processes", None) or {})
+    # (shutdown() drops the executor's own reference: the one kept at creation remains)
+    processes = dict(getattr(executor, "_processes", None) or _POOL_PROCESSES.get(executor) or {})
     for process in processes.values():
         if process.is_alive():
             process.terminate()
@@ -927,6 +936,15 @@ def _parse_and_match(
     generation, matcher = worker
     hits = tuple(tuple(matcher.match_entry(e)) for e in result.entries)
     return replace(result, hits=hits, generation=generation)
+
+
+class _Refused(Exception):
+    """An executor refused a parse (its pool is broken or shut down)."""
+
+    def __init__(self, executor: ProcessPoolExecutor, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.executor = executor
+        self.cause = cause
 
 
 class _Task:
@@ -995,12 +1013,16 @@ class ParsePool:
         self._running = 0
 
     def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
+        executor = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=self._context,
             initializer=_warm_up,
             initargs=(self._watchlists, self.generation),
         )
+        processes = getattr(executor, "_processes", None)
+        if isinstance(processes, dict):
+            _POOL_PROCESSES[executor] = processes
+        return executor
 
     def start(self) -> None:
         """Start the workers now and wait until they are ready (blocking; call once at
@@ -1013,17 +1035,23 @@ class ParsePool:
         """Match with these watchlists from now on (hot reload): new workers compile them;
         parses already running finish in the old workers, their results marked with the
         old generation."""
-        self._watchlists = tuple(watchlists)
-        self.generation += 1
-        old = self._executor
-        self._executor = self._new_executor()
+        with self._lock:  # (no hand-over in between: it reads self._executor)
+            self._watchlists = tuple(watchlists)
+            self.generation += 1
+            old = self._executor
+            self._executor = self._new_executor()
         old.shutdown(wait=False)
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
-        if self._executor is broken:
-            self._executor = self._new_executor()
-            self.restarts += 1
-            terminate_workers(broken)
+        """Kill the workers of ``broken`` (a parse overran there, or it broke), and start
+        a new pool if it is the current one. An older pool (replaced by a watchlist
+        reload) is killed too: its runaway parse would otherwise keep a worker slot."""
+        with self._lock:
+            current = self._executor is broken
+            if current:
+                self._executor = self._new_executor()
+                self.restarts += 1
+        terminate_workers(broken)
 
     async def parse(
         self,
@@ -1061,10 +1089,10 @@ class ParsePool:
             except asyncio.CancelledError:
                 task.abandoned = True
                 raise
-            except (BrokenProcessPool, RuntimeError) as exc:  # submit refused
+            except _Refused as exc:  # the executor would not take it: broken or shut
                 if self._closed or attempt:
-                    return _failed(f"parser pool unavailable: {exc}")
-                self._replace(self._executor)
+                    return _failed(f"parser pool unavailable: {exc.cause}")
+                self._replace(exc.executor)  # (that one: a newer pool may be fine)
                 continue
             result, status = await _outcome(future, task, self.timeout)
             if status == "timeout":
@@ -1083,7 +1111,7 @@ class ParsePool:
             future = executor.submit(task.call)
         except (BrokenProcessPool, RuntimeError) as exc:
             with contextlib.suppress(RuntimeError):  # (the caller's loop is closed)
-                task.loop.call_soon_threadsafe(_settle, task.started, exc)
+                task.loop.call_soon_threadsafe(_settle, task.started, _Refused(executor, exc))
             return
         self._running += 1
         with contextlib.suppress(RuntimeError):
@@ -1110,7 +1138,7 @@ class ParsePool:
             waiting, self._waiting = list(self._waiting), collections.deque()
         for task in waiting:
             with contextlib.suppress(RuntimeError):
-                gone = RuntimeError("the parser pool was closed")
+                gone = _Refused(self._executor, RuntimeError("the parser pool was closed"))
                 task.loop.call_soon_threadsafe(_settle, task.started, gone)
         if wait:
             self._executor.shutdown(wait=True, cancel_futures=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import os
 import pickle
+import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -444,6 +446,62 @@ def test_parse_pool_timeout_counts_from_the_start_of_each_parse() -> None:
     assert [len(r.entries) for r in results] == [1500, 1500, 1500]
     assert [r.entries[0].feed for r in results] == ["f0", "f1", "f2"]
     assert restarts == 0
+
+
+def _items_body(n: int) -> bytes:
+    return rss(
+        "T",
+        [{"title": f"item {i}", "description": "text " * 100, "guid": str(i)} for i in range(n)],
+    ).encode()
+
+
+def test_parse_pool_retries_every_parse_of_a_worker_that_died() -> None:
+    """A worker killed mid-parse (SIGKILL) breaks its pool: the pool is replaced once, and
+    every parse that was running or waiting is retried in the new one and succeeds."""
+    body = _items_body(3000)
+
+    async def go() -> tuple[list[ParseResult], int, int]:
+        with ParsePool(workers=2, timeout=30) as pool:
+            pool.start()
+            tasks = [
+                asyncio.create_task(
+                    pool.parse(body, RSS_HEADERS, url=URL, feed=f"f{i}", source="s")
+                )
+                for i in range(4)
+            ]
+            await asyncio.sleep(0.15)
+            processes = getattr(pool._executor, "_processes", None) or {}
+            os.kill(next(iter(processes)), signal.SIGKILL)
+            results = await asyncio.gather(*tasks)
+            return list(results), pool.restarts, pool._running
+
+    results, restarts, running = asyncio.run(go())
+    assert [(r.error, len(r.entries)) for r in results] == [(None, 3000)] * 4
+    assert restarts == 1 and running == 0
+
+
+def test_a_parse_that_overruns_after_a_reload_frees_its_worker_slot() -> None:
+    """A watchlist reload moves new parses to a new pool while an old one still runs;
+    when that one overruns, its old worker is killed, so the next parse does not wait
+    for it to finish."""
+    big, small = _items_body(30000), _items_body(5)
+
+    async def go() -> tuple[ParseResult, ParseResult, float]:
+        with ParsePool(workers=1, timeout=10) as pool:
+            pool.start()
+            pool.timeout = 0.5
+            slow = asyncio.create_task(pool.parse(big, RSS_HEADERS, url=URL, feed="a", source="s"))
+            await asyncio.sleep(0.1)
+            pool.set_watchlists([])  # hot reload while the slow parse runs
+            first = await slow
+            t0 = time.monotonic()
+            after = await pool.parse(small, RSS_HEADERS, url=URL, feed="b", source="s")
+            return first, after, time.monotonic() - t0
+
+    first, after, waited = asyncio.run(go())
+    assert first.error == "parse timed out after 0.5s"
+    assert after.error is None and len(after.entries) == 5
+    assert waited < 2.0  # not the seconds the runaway parse still needed
 
 
 # --- discovery ------------------------------------------------------------------------
