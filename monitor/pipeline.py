@@ -172,7 +172,7 @@ async def _keep_leases(rt: Runtime, ids: list[int]) -> None:
     so another process sharing the database never claims a feed still in flight."""
     lease = rt.config.settings.poll.lease
     while True:
-        await asyncio.sleep(lease / 3)
+        await asyncio.sleep(max(lease / 3, 0.05))
         try:
             async with rt.sessions() as session:
                 until = rt.clock() + timedelta(seconds=lease)
@@ -251,7 +251,9 @@ _STATE_COLUMNS = (
 
 
 def _state(row: FeedRow) -> dict[str, Any]:
-    return {"id": row.id, **{c: getattr(row, c) for c in _STATE_COLUMNS}}
+    # "_polled": the URL this poll fetched; the new state is only written while the feed
+    # still has it (see _save_states)
+    return {"id": row.id, "_polled": row.url, **{c: getattr(row, c) for c in _STATE_COLUMNS}}
 
 
 def _record_success(
@@ -327,19 +329,29 @@ def _record_failure(
 
 
 async def _save_states(rt: Runtime, states: list[dict[str, Any]]) -> None:
-    """One bulk UPDATE by primary key for a whole batch of polled feeds."""
+    """One bulk UPDATE by primary key for a whole batch of polled feeds.
+
+    A feed whose URL was changed meanwhile (a config reload gave it a new one) keeps
+    what the reload set (new URL, no validators, due now): the poll of its old URL is
+    not written back over it; only this process's lease on it is released."""
     if not states:
         return
     table = FeedRow.__table__  # type: ignore[attr-defined]
     stmt = (
         update(table)
-        .where(table.c.id == bindparam("_id"))
+        .where(table.c.id == bindparam("_id"), table.c.url == bindparam("_polled"))
         .values({c: bindparam(c) for c in _STATE_COLUMNS})
     )
     params = [{**{k: v for k, v in st.items() if k != "id"}, "_id": st["id"]} for st in states]
+    release = (
+        update(table)
+        .where(table.c.id.in_([st["id"] for st in states]), table.c.lease_owner == rt.owner)
+        .values(lease_until=None, lease_owner=None)
+    )
     async with rt.sessions() as session:
         conn = await session.connection()
         await conn.execute(stmt, params)  # executemany: one round trip
+        await conn.execute(release)
         await session.commit()
 
 

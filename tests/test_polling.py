@@ -18,7 +18,7 @@ from monitor.config import load_config
 from monitor.pipeline import CycleReport, poll_cycle
 from monitor.runtime import open_runtime
 from monitor.scheduler import startup
-from monitor.store.queries import claim_due_feeds
+from monitor.store.queries import claim_due_feeds, sync_feeds
 from monitor.store.tables import FeedRow
 from tests.feedserver import FeedServer, raw_handler, redirect_handler, rss
 from tests.util import pubdate, write_config
@@ -213,3 +213,41 @@ def test_a_feed_still_being_polled_keeps_its_lease(
     stolen, report = asyncio.run(main())
     assert stolen == []
     assert report.new == 3
+
+
+def test_a_url_edited_while_its_feed_is_polled_is_kept(
+    tmp_path: Path, feed_server: FeedServer, db_url: str
+) -> None:
+    """The config is reloaded with a new URL while the old one is still being fetched:
+    the finished poll must not write the old URL (and its validators) back."""
+    body = _body("Old").encode()
+
+    def slow(h: BaseHTTPRequestHandler) -> None:
+        time.sleep(1.5)
+        raw_handler(200, body, {"Content-Type": "application/rss+xml", "ETag": '"old"'})(h)
+
+    feed_server.set("/slow.xml", handler=slow)
+    feed_server.set("/new.xml", _body("New"))
+    cfg_dir = write_config(
+        tmp_path, settings=_db(db_url), feeds=[{"name": "f", "url": feed_server.url("/slow.xml")}]
+    )
+
+    async def main() -> None:
+        cfg = load_config(cfg_dir, env={})
+        async with open_runtime(cfg) as rt:
+            await startup(rt)
+            cycle = asyncio.create_task(poll_cycle(rt, all_feeds=True))
+            await asyncio.sleep(0.5)
+            feeds = [{"name": "f", "url": feed_server.url("/new.xml")}]
+            edited = load_config(write_config(tmp_path, settings=_db(db_url), feeds=feeds), env={})
+            async with rt.sessions() as session:  # what a config reload does
+                await sync_feeds(session, edited.feeds, rt.clock())
+                await session.commit()
+            await cycle
+
+    asyncio.run(main())
+    row = asyncio.run(_feeds(cfg_dir))["f"]
+    assert (row.url, row.config_url, row.etag) == (feed_server.url("/new.xml"),) * 2 + (None,)
+    assert row.lease_owner is None  # released all the same
+    assert asyncio.run(_cycle(cfg_dir)).new == 3  # the next run polls the new URL
+    assert len(feed_server.hits("/new.xml")) == 1

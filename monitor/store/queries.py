@@ -48,12 +48,15 @@ async def sync_feeds(session: AsyncSession, feeds: Sequence[FeedConfig], now: da
         # (config_url is None: a database from before it was kept, where url was the YAML's)
         configured = row.config_url if row.config_url is not None else row.url
         if configured != f.url:
+            # a new address is a new start: no validators, failures or interval hints of
+            # the old one
             row.url, row.config_url, row.etag, row.last_modified = f.url, f.url, None, None
             row.next_due = now
+            row.consecutive_failures = 0
+            row.ttl_minutes = row.update_period_minutes = row.cadence_s = None
             if row.disabled_reason is not None:
                 log.info("feed %s: URL changed in the config, enabled again", f.name)
                 row.disabled_reason = None
-                row.consecutive_failures = 0
         elif row.config_url is None:
             row.config_url = f.url
         row.source, row.tags, row.interval_s = f.outlet, tags, f.interval
