@@ -6,51 +6,15 @@ from __future__ import annotations
 import functools
 import re
 import sys
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
 from typing import NamedTuple, TypeVar, cast
 
-from monitor.normalize import QUOTE_PAIRS, QUOTE_PAIRS_PLAIN, html_to_text, replace_quotes
+from monitor.normalize import fold_keep_case, html_to_text
 
 # --- folding ---------------------------------------------------------------------------
-
-
-def fold_keep_case(value: str) -> str:
-    """NFKC, typographic quotes/dashes unified, accents removed; case kept."""
-    if value.isascii():
-        return value.replace("`", "'")
-    plain = replace_quotes(value, QUOTE_PAIRS_PLAIN)  # the common case: quotes, dashes
-    if plain.isascii():
-        return plain
-    value = replace_quotes(unicodedata.normalize("NFKC", value), QUOTE_PAIRS)
-    if value.isascii():
-        return value
-    decomposed = unicodedata.normalize("NFKD", value)
-    if max(decomposed) <= "\uffff":
-        return _combining_bmp().sub("", decomposed)
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-@functools.cache
-def _combining_bmp() -> re.Pattern[str]:
-    """A character class of every combining character (``unicodedata.combining`` > 0)
-    of the Basic Multilingual Plane: one regex pass instead of a call per character.
-    (Built on first use: a few milliseconds.)"""
-    ranges: list[str] = []
-    start = prev = -2
-    for i in range(0x10000):
-        if not unicodedata.combining(chr(i)):
-            continue
-        if i != prev + 1:
-            if start >= 0:
-                ranges.append(f"{re.escape(chr(start))}-{re.escape(chr(prev))}")
-            start = i
-        prev = i
-    ranges.append(f"{re.escape(chr(start))}-{re.escape(chr(prev))}")
-    return re.compile(f"[{''.join(ranges)}]")
 
 
 # --- wire prefixes and outlet suffixes -------------------------------------------------

@@ -39,6 +39,7 @@ from monitor.dedupe import (
     summary_score,
     veto,
 )
+from monitor.normalize import fold_keep_case
 from monitor.store.db import create_engine, migrate, sessionmaker
 from monitor.store.queries import window_entries
 from monitor.store.tables import EntryRow, FeedRow, StoryRow
@@ -46,7 +47,6 @@ from monitor.storykey import (
     STOPWORDS,
     canon,
     features,
-    fold_keep_case,
     raw_tokens,
     strip_wire,
     summary_stems,
