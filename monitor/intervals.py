@@ -58,15 +58,13 @@ def next_interval(
     cache_max_age: float | None,
     expires_in: float | None,
     retry_after: float | None,
+    cadence_s: float | None,
     consecutive_failures: int,
     now: datetime,
     rng: random.Random,
-    entry_times: Sequence[datetime] = (),
-    cadence_s: float | None = None,
 ) -> float:
     """Seconds until the next poll of a feed (see the module docstring for the policy).
-    The cadence is learned from ``entry_times``, or given as ``cadence_s`` (what an
-    earlier body taught: a 304 has no entries)."""
+    ``cadence_s``: the feed's publishing cadence (``learned_cadence``), None when unknown."""
     min_s = max(0.0, min_s)
     max_s = max(min_s, max_s)
     default_s = min(max(default_s, min_s), max_s)
@@ -76,8 +74,7 @@ def next_interval(
         exponent = min(consecutive_failures - 1, 32)
         interval = min(default_s * 2.0**exponent, cap)
     else:
-        cadence = learned_cadence(entry_times, now) if entry_times else cadence_s
-        interval = cadence / 2 if cadence is not None else default_s
+        interval = cadence_s / 2 if cadence_s is not None else default_s
         hints = [
             ttl_minutes * 60.0 if ttl_minutes else None,
             update_period_minutes * 60.0 if update_period_minutes else None,

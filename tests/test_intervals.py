@@ -26,11 +26,14 @@ def interval(**overrides: Any) -> float:
         "cache_max_age": None,
         "expires_in": None,
         "retry_after": None,
-        "entry_times": [],
+        "cadence_s": None,
         "consecutive_failures": 0,
         "now": NOW,
         "rng": random.Random(1),
     }
+    if "entry_times" in overrides:  # the cadence the pipeline learns from these
+        overrides = dict(overrides)
+        args["cadence_s"] = learned_cadence(overrides.pop("entry_times"), NOW)
     args.update(overrides)
     return next_interval(**args)
 
@@ -129,7 +132,7 @@ def test_always_within_bounds(
         cache_max_age=max_age,
         expires_in=None,
         retry_after=retry,
-        entry_times=[NOW - timedelta(seconds=gap * i) for i in range(5)],
+        cadence_s=learned_cadence([NOW - timedelta(seconds=gap * i) for i in range(5)], NOW),
         consecutive_failures=failures,
         now=NOW,
         rng=random.Random(seed),
