@@ -808,28 +808,28 @@ def parse_feed(
 async def _run(
     executor: Executor, limit_s: float, call: functools.partial[ParseResult]
 ) -> tuple[ParseResult, str]:
+    """Submit ``call`` to ``executor`` and answer within ``limit_s`` (time queued in the
+    executor included)."""
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(executor, call)
     try:
-        async with asyncio.timeout(limit_s):
-            return await future, "ok"
-    except TimeoutError:
-        return _failed(f"parse timed out after {limit_s:g}s"), "timeout"
-    except BrokenProcessPool:
-        return _failed("parser pool broken (a worker process died)"), "broken"
-    except RuntimeError as exc:  # "cannot schedule new futures after shutdown"
+        future = executor.submit(call)
+    except (BrokenProcessPool, RuntimeError) as exc:  # broken, or shut down
         return _failed(f"parser pool unavailable: {exc}"), "broken"
+    done: asyncio.Future[None] = loop.create_future()
+    future.add_done_callback(lambda _f: _wake(loop, done))
+    return await _outcome(future, done, limit_s)
 
 
 async def _outcome(
-    future: Future[ParseResult], task: _Task, limit_s: float
+    future: Future[ParseResult], done: asyncio.Future[None], limit_s: float
 ) -> tuple[ParseResult, str]:
-    """``_run``'s answer for a parse already handed to a worker (``ParsePool``): the
-    timeout counts from now, when it started."""
+    """The answer for a parse handed to an executor: ``future``'s result, or why there
+    is none. ``done`` completes when ``future`` does; the timeout counts from now."""
     try:
         async with asyncio.timeout(limit_s):
-            await task.done
+            await done
     except TimeoutError:
+        future.cancel()  # (stops it only if it has not started)
         return _failed(f"parse timed out after {limit_s:g}s"), "timeout"
     try:
         return future.result(), "ok"
@@ -837,8 +837,14 @@ async def _outcome(
         return _failed("parser pool broken (a worker process died)"), "broken"
     except CancelledError:  # cancelled by a shutdown
         return _failed("parser pool unavailable: shut down"), "broken"
-    except RuntimeError as exc:  # "cannot schedule new futures after shutdown"
+    except RuntimeError as exc:
         return _failed(f"parser pool unavailable: {exc}"), "broken"
+
+
+def _wake(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
+    """Complete ``done`` on its loop (from any thread); nothing if the loop is closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_settle, done, None)
 
 
 async def parse_in_pool(
@@ -1094,7 +1100,7 @@ class ParsePool:
                     return _failed(f"parser pool unavailable: {exc.cause}")
                 self._replace(exc.executor)  # (that one: a newer pool may be fine)
                 continue
-            result, status = await _outcome(future, task, self.timeout)
+            result, status = await _outcome(future, task.done, self.timeout)
             if status == "timeout":
                 self._replace(executor)
                 return result
@@ -1127,8 +1133,7 @@ class ParsePool:
                 if not nxt.abandoned:
                     self._hand_over(nxt)
                     break
-        with contextlib.suppress(RuntimeError):  # the caller's loop is closed
-            task.loop.call_soon_threadsafe(_settle, task.done, None)
+        _wake(task.loop, task.done)
 
     def close(self, *, wait: bool = True) -> None:
         """Stop the workers: let running parses finish (``wait=True``) or kill them.
