@@ -2,7 +2,8 @@
 
 How a new item is matched (``StoryIndex.find``), cheapest first:
 
-1. **url** — same canonical link as an item in the window.
+1. **url** — same canonical link as an item in the window (a site's front page, which
+   lazy feeds give as every item's link, is no article's link).
 2. **title** — same normalised title (wire prefixes/outlet suffixes stripped, case, accents
    and quotes folded). Recurring series titles ("Live updates", "Morning briefing",
    "Latest headlines") only match when their link (or, without links, their day) is equal.
@@ -679,6 +680,14 @@ def _raw_summary(summary: str, limit: int) -> str:
     return summary[: limit + 80]  # a dateline ("SEOUL, Sept 13 (AFP) - ") is shorter
 
 
+def _article_url(url: str) -> str:
+    """``url`` when it can name one article; "" for a site's front page (no path, no
+    query): feeds that link every item to their home page carry many stories on it."""
+    start = url.find("//")
+    slash = url.find("/", start + 2) if start >= 0 else -1
+    return url if slash >= 0 and url[slash:] != "/" else ""
+
+
 def _title_key(url: str, tk: TitleKey, ts: float, min_words: int) -> int:
     if tk.series:
         # recurring titles: the same story only on the same link, or the same day unlinked
@@ -812,12 +821,13 @@ class StoryIndex:
         fresh = self._prepare(item, prepared)
         tk = fresh.tk
         ts = _ts(item.published, now)
-        if item.url:
-            slot = self._by_url.get(hash(item.url))
+        url = _article_url(item.url)
+        if url:
+            slot = self._by_url.get(hash(url))
             rec = self._live(slot, ts) if slot is not None else None
             if rec is not None:
                 return Decision(rec[_STORY], "url", 100.0)
-        tkey = _title_key(item.url, tk, ts, cfg.min_title_words)
+        tkey = _title_key(url, tk, ts, cfg.min_title_words)
         if tkey:
             slot = self._by_title.get(tkey)
             rec = self._live(slot, ts) if slot is not None else None
@@ -977,6 +987,7 @@ class StoryIndex:
         feat: str | None,
     ) -> None:
         cfg = self.config
+        url = _article_url(url)
         ukey = hash(url) if url else 0
         tkey = _title_key(url, tk, ts, cfg.min_title_words)
         slot = self._next

@@ -518,19 +518,23 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
                 if e.link and (j.feed.id, g) not in existing
             }
         )
-        known_links: set[tuple[int, str]] = set()
+        # stored titles under each link: a new guid on a known link is the same entry
+        # only when it keeps the title, or when most of the poll came back that way
+        known_links: dict[tuple[int, str], list[str]] = {}
         for chunk in _chunks(links, 500):
             rows2 = await session.exec(
-                select(EntryRow.feed_id, EntryRow.link)
+                select(EntryRow.feed_id, EntryRow.link, EntryRow.title)
                 .where(col(EntryRow.feed_id).in_(feed_ids))
                 .where(col(EntryRow.link).in_(chunk))
             )
-            known_links.update((fid, link) for fid, link in rows2.all())
+            for fid, link, title in rows2.all():
+                known_links.setdefault((fid, link), []).append(title)
         per_job: list[list[Entry]] = []
         for job in jobs:
             feed, report = job.feed, job.report
             assert feed.id is not None
             fresh: list[Entry] = []
+            linked: list[tuple[Entry, list[str]]] = []
             for guid, e in job.unique.items():
                 old = existing.get((feed.id, guid))
                 if old is not None:
@@ -545,10 +549,12 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
                                 story.updated_at = now
                                 session.add(story)
                     continue
-                if e.link and (feed.id, e.link) in known_links:
-                    report.relinked += 1  # same article under a regenerated guid
-                    continue
-                fresh.append(e)
+                titles = known_links.get((feed.id, e.link)) if e.link else None
+                if titles is not None:
+                    linked.append((e, titles))
+                else:
+                    fresh.append(e)
+            fresh.extend(_drop_relinked(linked, len(job.unique), report))
             per_job.append(fresh)
         # most of a poll looking new: a feed that regenerated guids *and* links
         # (tracking ids, new CMS) still repeats its titles; those are not new
@@ -616,6 +622,27 @@ async def _known_titles(
         )
         known.update((fid, title) for fid, title in rows.all())
     return known
+
+
+def _drop_relinked(
+    linked: list[tuple[Entry, list[str]]], polled: int, report: PollReport
+) -> list[Entry]:
+    """Entries with a new guid but a link already stored for the feed, with the titles
+    stored under that link: those that are genuinely new. The same article under a
+    regenerated guid keeps its title; a poll where most items came back with new guids
+    on known links is a guid regeneration (titles edited along the way included). A new
+    guid with a new title on a known link (a liveblog, a status page, a feed linking
+    every item to one page) is a new entry."""
+    if len(linked) >= GUID_FLOOD_MIN and len(linked) * 2 >= polled:
+        report.relinked += len(linked)
+        return []
+    kept = []
+    for e, titles in linked:
+        if any(not is_material_change(t, e.title) for t in titles):
+            report.relinked += 1  # the same article under a regenerated guid
+        else:
+            kept.append(e)
+    return kept
 
 
 def _drop_known_titles(

@@ -18,7 +18,7 @@ from monitor.outbox import deliver_pending
 from monitor.pipeline import CycleReport, poll_cycle
 from monitor.runtime import open_runtime
 from monitor.scheduler import startup
-from monitor.store.tables import AlertRow, FeedRow
+from monitor.store.tables import AlertRow, EntryRow, FeedRow
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer, rss
 from tests.util import pubdate, seed_feeds, write_config
@@ -48,6 +48,21 @@ def _serve_seed(server: FeedServer) -> list[dict[str, Any]]:
         {"name": "cna", "source": "CNA", "url": server.url("/cna.xml")},
         {"name": "aljazeera", "source": "Al Jazeera", "url": server.url("/aj.xml")},
     ]
+
+
+def _stories(cfg_dir: Path) -> dict[int, list[str]]:
+    """Stored entries' titles by story."""
+
+    async def read() -> dict[int, list[str]]:
+        cfg = load_config(cfg_dir, env={})
+        async with open_runtime(cfg, notifiers={}) as rt, rt.sessions() as s:
+            rows = (await s.exec(select(EntryRow.story_id, EntryRow.title))).all()
+        stories: dict[int, list[str]] = {}
+        for story, title in rows:
+            stories.setdefault(story or 0, []).append(title)
+        return stories
+
+    return asyncio.run(read())
 
 
 def _all_text(message: dict[str, Any]) -> str:
@@ -279,6 +294,54 @@ def test_guid_flood_is_recognised_and_sends_nothing(
     again = asyncio.run(_cycle(cfg, _env(slack)))
     assert again.new == 0 and again.polls[0].relinked == 8
     assert len(slack.messages) == sent
+
+
+@pytest.mark.parametrize(
+    "link", ["https://press.example/", "https://live.example/korea-summit#update"]
+)
+def test_new_items_on_a_known_link_are_new_unless_they_repeat_the_title(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack, link: str
+) -> None:
+    """Feeds that give every item the same link (a press office linking to its home page,
+    a liveblog's updates): each new guid with a new title is a new entry; one item whose
+    guid alone changed is the same entry. Items on a front page are separate stories,
+    each alerted; a liveblog's updates are one story (one alert, the rest folded in)."""
+
+    def item(i: int, guid: str | None = None) -> dict[str, str]:
+        return {
+            "title": f"Kim Jong Un update {i}: talks enter day {i + 1}",
+            "link": link,
+            "guid": guid or f"upd-{i}",
+            "description": f"Entry {i} of the page.",
+            "pubDate": pubdate(),
+        }
+
+    front_page = link.endswith(".example/")
+    feed_server.set("/f.xml", rss("Live", [item(1)]))
+    cfg = write_config(
+        tmp_path,
+        feeds=[{"name": "live", "url": feed_server.url("/f.xml")}],
+        watchlists=[{"name": "korea", "terms": ["Kim Jong Un"]}],
+    )
+    first = asyncio.run(_cycle(cfg, _env(slack)))
+    assert first.new == 1 and len(slack.messages) == 1
+    feed_server.set("/f.xml", rss("Live", [item(2), item(1)]))
+    second = asyncio.run(_cycle(cfg, _env(slack)))
+    assert second.new == 1 and second.polls[0].relinked == 0
+    third_feed = rss("Live", [item(3), item(2, guid="upd-2-republished"), item(1)])
+    feed_server.set("/f.xml", third_feed)
+    third = asyncio.run(_cycle(cfg, _env(slack)))
+    assert third.new == 1 and third.polls[0].relinked == 1
+    texts = [_all_text(m) for m in slack.messages]
+    if front_page:
+        assert len(texts) == 3
+        assert ["update 1" in texts[0], "update 2" in texts[1], "update 3" in texts[2]] == [
+            True
+        ] * 3
+    else:
+        assert len(texts) == 1 and "update 1" in texts[0]
+    stories = _stories(cfg)
+    assert sorted(len(v) for v in stories.values()) == ([1, 1, 1] if front_page else [3])
 
 
 def test_a_poll_that_breaks_its_batch_fails_alone(
