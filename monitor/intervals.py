@@ -9,6 +9,9 @@ Policy (all values in seconds):
   ``sy:updateFrequency``, ``Cache-Control: max-age`` and ``Expires`` all say "nothing new
   before then" — so the interval is the largest of the base and the hints. The result is
   clamped to ``[min_s, max_s]`` (a one-year ``max-age`` cannot park a feed for a year).
+* **Pinned.** A feed with its own ``interval:`` in the YAML (``pinned_s``) is polled at
+  that interval after every success: the user chose it, so neither the cadence nor the
+  publisher's hints move it. Failures still back off from it and Retry-After still holds.
 * **Failure.** ``consecutive_failures = n`` gives ``default_s * 2**(n-1)`` (1st failure:
   normal interval, then doubling), capped at ``max(max_s, FAILURE_CAP_S)`` = at least 4 h,
   so a feed that is down for days is tried a few times a day, not every minute.
@@ -62,9 +65,11 @@ def next_interval(
     consecutive_failures: int,
     now: datetime,
     rng: random.Random,
+    pinned_s: float | None = None,
 ) -> float:
     """Seconds until the next poll of a feed (see the module docstring for the policy).
-    ``cadence_s``: the feed's publishing cadence (``learned_cadence``), None when unknown."""
+    ``cadence_s``: the feed's publishing cadence (``learned_cadence``), None when unknown;
+    ``pinned_s``: the feed's own configured interval, None when it has none."""
     min_s = max(0.0, min_s)
     max_s = max(min_s, max_s)
     default_s = min(max(default_s, min_s), max_s)
@@ -73,6 +78,8 @@ def next_interval(
         cap = max(max_s, FAILURE_CAP_S)
         exponent = min(consecutive_failures - 1, 32)
         interval = min(default_s * 2.0**exponent, cap)
+    elif pinned_s is not None and pinned_s > 0:
+        interval = pinned_s
     else:
         interval = cadence_s / 2 if cadence_s is not None else default_s
         hints = [
@@ -97,7 +104,8 @@ def parse_cache_headers(
 ) -> tuple[float | None, float | None]:
     """``(max_age, expires_in)`` in seconds from ``Cache-Control``/``Age`` and ``Expires``.
 
-    ``no-cache``/``no-store`` give ``max_age = 0``; a past or invalid ``Expires`` gives 0;
+    ``no-cache``/``no-store`` give ``max_age = 0``; ``Expires`` counts only without a
+    ``max-age``/``no-cache``/``no-store`` (RFC 9111 §5.3); a past or invalid one gives 0;
     ``Expires`` is measured against the response's ``Date`` header when present (immune to
     clock skew between us and the server), else ``now``. Absent headers give ``None``.
     """
@@ -119,7 +127,7 @@ def parse_cache_headers(
         with contextlib.suppress(ValueError):
             max_age = max(0.0, max_age - float(lower.get("age", "0").strip() or 0))
     expires_in: float | None = None
-    if "expires" in lower:
+    if "expires" in lower and max_age is None:  # RFC 9111 5.3: max-age overrides Expires
         expires = _http_date(lower["expires"])
         if expires is None:
             expires_in = 0.0  # RFC 9111: an invalid Expires means "already expired"

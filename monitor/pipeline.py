@@ -384,6 +384,7 @@ def _interval(
         consecutive_failures=failures,
         now=now,
         rng=rt.rng,
+        pinned_s=feed.interval_s,
     )
     return interval
 

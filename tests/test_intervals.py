@@ -58,6 +58,12 @@ def every(minutes: float, n: int = 10) -> list[datetime]:
         ({"entry_times": every(30), "ttl_minutes": 60}, 3600 * 0.9, MAX * 1.1),
         ({"entry_times": every(60 * 12)}, MAX * 0.9, MAX * 1.1),  # slow feed: max
         ({"entry_times": every(30, n=2)}, DEFAULT * 0.9, DEFAULT * 1.1),  # too few samples
+        # a pinned interval wins over the cadence and every publisher hint
+        ({"pinned_s": 120.0, "entry_times": every(30), "ttl_minutes": 60}, 108, 132),
+        ({"pinned_s": 1800.0, "entry_times": every(1)}, 1620, 1980),
+        # ... but a failing pinned feed still backs off, and Retry-After still holds
+        ({"pinned_s": 120.0, "consecutive_failures": 3}, DEFAULT * 4 * 0.9, DEFAULT * 4.4),
+        ({"pinned_s": 120.0, "retry_after": 900.0}, 900, 990),
     ],
 )
 def test_success_intervals(overrides: dict[str, Any], low: float, high: float) -> None:
@@ -159,6 +165,10 @@ def test_always_within_bounds(
             (None, 300.0),
         ),
         ({"Expires": "0"}, (None, 0.0)),
+        # max-age and no-cache override Expires (RFC 9111 5.3)
+        ({"Cache-Control": "max-age=60", "Expires": "Thu, 02 May 2024 12:00:00 GMT"}, (60.0, None)),
+        ({"Cache-Control": "no-cache", "Expires": "Thu, 02 May 2024 12:00:00 GMT"}, (0.0, None)),
+        ({"Cache-Control": "public", "Expires": "Wed, 01 May 2024 12:10:00 GMT"}, (None, 600.0)),
         ({"Expires": "Wed, 01 May 2024 11:00:00 GMT"}, (None, 0.0)),
     ],
 )

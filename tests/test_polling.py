@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,35 @@ def test_a_304_keeps_the_interval_the_feed_asked_for(
     assert asyncio.run(_cycle(cfg)).polls[0].not_modified
     after_304 = asyncio.run(_feeds(cfg))["t"].current_interval_s
     assert after_304 is not None and 0.9 * 2700 <= after_304 <= 1.1 * 2700
+
+
+def test_a_feeds_own_interval_is_kept_whatever_the_feed_hints(
+    tmp_path: Path, feed_server: FeedServer, db_url: str
+) -> None:
+    """``interval:`` on a feed pins it (README): a 45-minute ``<ttl>`` and a minute-by-
+    minute cadence move the feed beside it, not the pinned one."""
+    now = datetime.now(UTC)
+    items = "".join(
+        f"<item><title>Item {i} on the harbour works</title><guid>g{i}</guid>"
+        f"<pubDate>{format_datetime(now - timedelta(minutes=i), usegmt=True)}</pubDate></item>"
+        for i in range(10)
+    )
+    body = f"<rss version='2.0'><channel><title>T</title><ttl>45</ttl>{items}</channel></rss>"
+    feed_server.set("/a.xml", body)
+    feed_server.set("/b.xml", body.replace("<title>T</title>", "<title>U</title>"))
+    cfg = write_config(
+        tmp_path,
+        settings=_db(db_url),
+        feeds=[
+            {"name": "pinned", "url": feed_server.url("/a.xml"), "interval": "2m"},
+            {"name": "free", "url": feed_server.url("/b.xml")},
+        ],
+    )
+    asyncio.run(_cycle(cfg))
+    rows = asyncio.run(_feeds(cfg))
+    pinned, free = rows["pinned"].current_interval_s, rows["free"].current_interval_s
+    assert pinned is not None and 0.9 * 120 <= pinned <= 1.1 * 120
+    assert free is not None and 0.9 * 2700 <= free <= 1.1 * 2700  # the ttl is a floor
 
 
 def test_once_waits_out_retry_after_and_backoff_but_polls_healthy_feeds(
