@@ -782,7 +782,14 @@ def feeds_add(
     feed_name, n = base, 2
     while any(f.name == feed_name for f in cfg.feeds):
         feed_name, n = f"{base}-{n}", n + 1
-    text = target.read_text(encoding="utf-8") if target.exists() else "feeds:\n"
+    text = target.read_text(encoding="utf-8") if target.exists() else ""
+    # an empty flow list ("feeds: []", what a fresh file often says) becomes a block list
+    text = re.sub(r"^feeds:[ \t]*\[[ \t]*\][ \t]*(#.*)?$", "feeds:", text, flags=re.MULTILINE)
+    if re.search(r"^feeds:[ \t]*\[", text, re.MULTILINE):
+        typer.echo(f"error: {target} lists its feeds in [flow] style; add it by hand", err=True)
+        raise typer.Exit(2)
+    if not re.search(r"^feeds:", text, re.MULTILINE):
+        text = text + ("" if not text or text.endswith("\n") else "\n") + "feeds:\n"
     m = re.search(r"^( *)- ", text, re.MULTILINE)  # follow the file's own list indent
     ind = m.group(1) if m else "  "
     block = f"{ind}- name: {json.dumps(feed_name)}\n{ind}  url: {json.dumps(feed_url)}\n"
@@ -800,9 +807,14 @@ def feeds_add(
         typer.echo("error: the new entry did not validate: " + "; ".join(exc.problems), err=True)
         raise typer.Exit(2) from None
     typer.echo(f"added {feed_name}: {feed_url} ({count} entries now) to {target}")
+    if not count:
+        typer.echo("note: the feed is valid but has no items yet", err=True)
 
 
 async def _discover(url: str, cfg: AppConfig) -> tuple[str, str, int] | str:
+    """The feed at ``url``, or the first that works of the (up to 5) feeds an HTML page
+    at ``url`` links to: (feed URL, title, entries now), or why none would do. A valid
+    feed with no items yet is accepted (a new feed often starts empty)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from monitor.discover import discover_feed_links
@@ -810,30 +822,33 @@ async def _discover(url: str, cfg: AppConfig) -> tuple[str, str, int] | str:
     from monitor.parse import parse_in_pool
 
     limits = FetchLimits()
+    problems: list[str] = []
     async with make_session(limits) as session:
         with ThreadPoolExecutor(1) as pool:
             candidates = [url]
-            tried: list[str] = []
+            page = True  # the first candidate is what the user gave; the rest it links to
             while candidates:
                 current = candidates.pop(0)
-                tried.append(current)
                 res = await fetch(session, current, limits=limits)
                 if res.error or res.body is None:
-                    return f"{current}: {res.error or 'no body'}"
+                    problems.append(f"{current}: {res.error or 'no body'}")
+                    page = False
+                    continue
                 parsed = await parse_in_pool(
                     pool, res.body, res.headers, url=res.final_url, feed="new", source="new"
                 )
-                if parsed.entries:
-                    return res.permanent_redirect or current, parsed.meta.title, len(parsed.entries)
-                if parsed.is_html and len(tried) == 1:
+                found = res.permanent_redirect or current
+                if parsed.entries or (parsed.error is None and parsed.meta.version):
+                    return found, parsed.meta.title, len(parsed.entries)
+                if parsed.is_html and page:
                     links = discover_feed_links(res.body, res.final_url)
                     if not links:
                         return f"{url}: an HTML page with no <link rel=alternate> feed"
-                    candidates.extend(links[:3])
-                    continue
-                if not candidates:
-                    return f"{current}: {parsed.error or 'no entries'}"
-    return f"{url}: no feed found"
+                    candidates.extend(links[:5])
+                else:
+                    problems.append(f"{current}: {parsed.error or 'no entries'}")
+                page = False
+    return "; ".join(problems) or f"{url}: no feed found"
 
 
 @feeds_app.command("export")

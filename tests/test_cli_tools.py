@@ -115,6 +115,38 @@ def test_feeds_add_discovers_from_html_and_export_roundtrips(
     assert res.returncode == 0 and "2 feeds" in res.stdout, res.stderr
 
 
+def test_feeds_add_tries_every_linked_feed_and_takes_an_empty_one(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """The page's first feed link is dead: the next one is tried. A valid feed without
+    items yet is added (with a note); a `feeds: []` file gets a proper list."""
+    feed_server.set(
+        "/page.html",
+        '<html><head><link rel="alternate" type="application/rss+xml" href="/old.xml">'
+        '<link rel="alternate" type="application/atom+xml" href="/new.xml"></head></html>',
+        headers={"Content-Type": "text/html; charset=utf-8"},
+    )
+    feed_server.set(
+        "/new.xml",
+        '<feed xmlns="http://www.w3.org/2005/Atom"><title>Fresh Outlet</title>'
+        "<id>urn:x</id><updated>2024-01-01T00:00:00Z</updated></feed>",
+    )
+    cfg = write_config(tmp_path, feeds=[])
+    (cfg / "feeds.yaml").write_text("# my feeds\nfeeds: []\n", encoding="utf-8")
+    res = ww("feeds", "add", feed_server.url("/page.html"), "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert feed_server.url("/new.xml") in res.stdout and "0 entries" in res.stdout
+    assert "no items yet" in res.stderr
+    assert len(feed_server.hits("/old.xml")) == 1  # tried first, 404
+    text = (cfg / "feeds.yaml").read_text(encoding="utf-8")
+    assert text.startswith("# my feeds\nfeeds:\n")
+    assert [(f.name, f.url) for f in load_config(cfg).feeds] == [
+        ("fresh-outlet", feed_server.url("/new.xml"))
+    ]
+    res = ww("feeds", "add", feed_server.url("/old.xml"), "--config", str(cfg))
+    assert res.returncode == 1 and "404" in res.stderr
+
+
 def test_feeds_export_then_import_gives_back_the_same_feeds(tmp_path: Path) -> None:
     feeds = [
         {
