@@ -277,7 +277,7 @@ def _check_url(url: str) -> URL:
     if not host:
         raise _Failure("url", "URL has no host")
     if host == "invalid" or host.endswith(".invalid"):  # RFC 6761: never resolves
-        raise _Failure("dns", f"DNS lookup failed for host {host}")
+        raise _Failure("dns", f"DNS lookup failed for host {host}: .invalid never resolves")
     return parsed
 
 
@@ -419,7 +419,8 @@ def parse_retry_after(value: str | None, date: str | None = None) -> float | Non
 def _classify(exc: aiohttp.ClientError, url: str) -> tuple[str, str]:
     host = URL(url).host or url
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return "dns", f"DNS lookup failed for host {host}"
+        # the resolver's reason tells "no such host" from "resolver unreachable, retry"
+        return "dns", f"DNS lookup failed for host {host}: {_os_reason(exc)}"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return "tls", f"TLS error: certificate for {host} not valid: {exc.certificate_error}"
     if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ClientConnectorSSLError):

@@ -338,27 +338,39 @@ def test_connection_refused() -> None:
 def test_dns_failure_for_invalid_tld_is_fast_and_offline() -> None:
     result = run_fetch("http://no-such-host.invalid/feed.xml")
     assert result.error_kind == "dns"
-    assert result.error == "DNS lookup failed for host no-such-host.invalid"
+    assert result.error == (
+        "DNS lookup failed for host no-such-host.invalid: .invalid never resolves"
+    )
     assert result.elapsed < 0.5
 
 
-class _NxResolver(AbstractResolver):
+class _FailingResolver(AbstractResolver):
+    def __init__(self, errno: int, reason: str) -> None:
+        self.error = OSError(errno, reason)
+
     async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[ResolveResult]:
-        raise OSError(socket.EAI_NONAME, "Name or service not known")
+        raise self.error
 
     async def close(self) -> None:
         return None
 
 
-def test_dns_failure_reported_by_the_resolver() -> None:
+@pytest.mark.parametrize(
+    ("errno", "reason"),
+    [
+        (socket.EAI_NONAME, "Name or service not known"),
+        (socket.EAI_AGAIN, "Temporary failure in name resolution"),
+    ],
+)
+def test_dns_failure_reported_with_the_resolvers_reason(errno: int, reason: str) -> None:
     async def go() -> FetchResult:
-        connector = aiohttp.TCPConnector(resolver=_NxResolver())
+        connector = aiohttp.TCPConnector(resolver=_FailingResolver(errno, reason))
         async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
             return await fetch(session, "http://news.example.com/rss")
 
     result = asyncio.run(go())
     assert result.error_kind == "dns"
-    assert result.error == "DNS lookup failed for host news.example.com"
+    assert result.error == f"DNS lookup failed for host news.example.com: {reason}"
 
 
 def test_tls_error_is_recorded_with_reason(feed_server: FeedServer) -> None:
