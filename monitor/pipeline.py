@@ -109,76 +109,164 @@ class HostGate:
 # --------------------------------------------------------------------------- polling
 
 
-async def poll_cycle(
-    rt: Runtime, *, all_feeds: bool = False, gate: HostGate | None = None
-) -> CycleReport:
-    """Claim due feeds (with ``all_feeds``, every enabled feed not waiting out a failure
-    backoff or a Retry-After) and poll them concurrently within the global and per-host
-    limits. Returns what happened to each feed."""
-    poll = rt.config.settings.poll
-    gate = gate or HostGate(poll.per_host, poll.per_host_spacing)
-    report = CycleReport()
-    global_sem = asyncio.Semaphore(poll.concurrency)
-    done: set[int] = set()
-    while True:
+class Poller:
+    """The feeds being polled, each started as it falls due and written back as soon as
+    it finishes: a slow server holds up its own feed (and its host's queue), never the
+    others. Global and per-host limits hold over everything in flight; a feed in flight
+    is never claimed again, and its lease is renewed every third of the lease so another
+    process sharing the database does not claim it either.
+
+    ``poll_cycle`` drives one to completion; the daemon keeps one and tops it up at
+    every tick."""
+
+    LINGER_S = 0.25  # finished polls are written back together, this long after the first
+
+    def __init__(self, rt: Runtime, gate: HostGate | None = None) -> None:
+        poll = rt.config.settings.poll
+        self.rt = rt
+        self.gate = gate or HostGate(poll.per_host, poll.per_host_spacing)
+        self._concurrency = poll.concurrency
+        self._sem = asyncio.Semaphore(poll.concurrency)
+        self.running: dict[asyncio.Task[PollReport], FeedRow] = {}
+        self._keeper: asyncio.Task[None] | None = None
+
+    def ids(self) -> set[int]:
+        return {row.id for row in self.running.values() if row.id is not None}
+
+    async def start_due(self, *, all_feeds: bool = False, exclude: set[int] | None = None) -> int:
+        """Claim due feeds (with ``all_feeds``, every enabled feed not waiting out a
+        failure backoff or a Retry-After), up to a few times the concurrency in flight,
+        and start polling them. Returns how many were started."""
+        rt = self.rt
+        poll = rt.config.settings.poll
+        if poll.concurrency != self._concurrency:  # a reload changed it: new polls use it
+            self._concurrency = poll.concurrency
+            self._sem = asyncio.Semaphore(poll.concurrency)
+        room = max(poll.concurrency * 4, 100) - len(self.running)
+        if room <= 0:
+            return 0
         async with rt.sessions() as session:
             feeds = await claim_due_feeds(
                 session,
                 now=rt.clock(),
                 owner=rt.owner,
                 lease_s=poll.lease,
-                limit=max(poll.concurrency * 4, 100),
+                limit=room,
                 all_feeds=all_feeds,
-                exclude=done,
+                exclude=(exclude or set()) | self.ids(),
             )
-        if not feeds:
-            if all_feeds:
-                async with rt.sessions() as session:
-                    report.waiting = await deferred_feeds(session, now=rt.clock(), exclude=done)
-            return report
-        done.update(f.id for f in feeds if f.id is not None)
+        for row in feeds:
+            task = asyncio.create_task(self._one(row, self._sem), name=f"poll {row.name}")
+            self.running[task] = row
+        if self.running and (self._keeper is None or self._keeper.done()):
+            self._keeper = asyncio.create_task(self._keep_leases(), name="lease keeper")
+        return len(feeds)
 
-        async def one(row: FeedRow) -> PollReport:
-            host = urlsplit(row.url).hostname or ""
-            # the host's slot first: a feed queued behind its busy host holds no global
-            # slot that a feed on another host could use
-            async with gate.semaphore(host), global_sem:
-                await gate.wait_turn(host)
-                return await poll_feed(rt, row)
+    async def _one(self, row: FeedRow, sem: asyncio.Semaphore) -> PollReport:
+        host = urlsplit(row.url).hostname or ""
+        # the host's slot and its spacing first: a feed queued behind its busy host
+        # holds no global slot that a feed on another host could use
+        async with self.gate.semaphore(host):
+            await self.gate.wait_turn(host)
+            async with sem:
+                return await poll_feed(self.rt, row)
 
-        # a batch can outlast one lease (slow hosts, a busy host's queue): renew it
-        keeper = asyncio.create_task(_keep_leases(rt, [f.id for f in feeds if f.id is not None]))
-        try:
-            results = await asyncio.gather(*(one(f) for f in feeds), return_exceptions=True)
-        finally:
-            keeper.cancel()
+    async def collect(self, wait: float | None = None) -> list[PollReport]:
+        """Wait up to ``wait`` seconds (None: as long as it takes; 0: not at all) for
+        a poll to finish, then write back every finished poll's state in one go and
+        return their reports."""
+        if self.running and wait != 0:
+            done, _ = await asyncio.wait(
+                self.running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
+            if done and len(done) < len(self.running):  # let the polls finishing now join
+                await asyncio.wait(self.running, timeout=self.LINGER_S)
+        reports = [self._report(t) for t in [t for t in self.running if t.done()]]
+        await _save_states(self.rt, [p.state for p in reports if p.state])
+        return reports
+
+    def _report(self, task: asyncio.Task[PollReport]) -> PollReport:
+        row = self.running.pop(task)
+        if task.cancelled():
+            failed = PollReport(row.name, row.url, error="poll cancelled")
+            return failed  # no state: the feed keeps its due time; its lease is released
+        exc = task.exception()
+        if exc is None:
+            return task.result()
+        if not isinstance(exc, Exception):
+            raise exc
+        log.error("poll of %s crashed", row.name, exc_info=exc)
+        failed = PollReport(row.name, row.url, error=f"internal error: {exc!r}")
+        failed.state = _record_failure(self.rt, row, failed.error or "", "internal", None, None)
+        return failed
+
+    async def close(self, grace: float = 0.0) -> list[PollReport]:
+        """Let the polls in flight finish for up to ``grace`` seconds, cancel the rest,
+        write back what finished and release this process's leases on the rest."""
+        if self.running and grace > 0:
+            await asyncio.wait(self.running, timeout=grace)
+        rest = [t for t in self.running if not t.done()]
+        for task in rest:
+            task.cancel()
+        if rest:
+            await asyncio.wait(rest)
+        ids = [row.id for t, row in self.running.items() if t in rest and row.id is not None]
+        reports = await self.collect(wait=0)
+        if self._keeper is not None:
+            self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await keeper
-        for row, res in zip(feeds, results, strict=True):
-            if isinstance(res, BaseException):
-                if not isinstance(res, Exception):
-                    raise res
-                log.error("poll of %s crashed", row.name, exc_info=res)
-                failed = PollReport(row.name, row.url, error=f"internal error: {res!r}")
-                failed.state = _record_failure(rt, row, failed.error or "", "internal", None, None)
-                report.polls.append(failed)
-            else:
-                report.polls.append(res)
-        await _save_states(rt, [p.state for p in report.polls[-len(feeds) :] if p.state])
+                await self._keeper
+        if ids:
+            table = FeedRow.__table__  # type: ignore[attr-defined]
+            async with self.rt.sessions() as session:
+                conn = await session.connection()
+                await conn.execute(
+                    update(table)
+                    .where(table.c.id.in_(ids), table.c.lease_owner == self.rt.owner)
+                    .values(lease_until=None, lease_owner=None)
+                )
+                await session.commit()
+        return reports
+
+    async def _keep_leases(self) -> None:
+        """Every third of the lease, extend this process's leases on the feeds in flight."""
+        rt = self.rt
+        while self.running:
+            await asyncio.sleep(max(rt.config.settings.poll.lease / 3, 0.05))
+            ids = sorted(self.ids())
+            if not ids:
+                continue
+            try:
+                async with rt.sessions() as session:
+                    until = rt.clock() + timedelta(seconds=rt.config.settings.poll.lease)
+                    await renew_leases(session, ids, owner=rt.owner, until=until)
+            except Exception:  # the next renewal (or the poll's end) will do
+                log.warning("could not renew feed leases", exc_info=True)
 
 
-async def _keep_leases(rt: Runtime, ids: list[int]) -> None:
-    """Every third of the lease, extend this process's leases on a batch being polled,
-    so another process sharing the database never claims a feed still in flight."""
-    lease = rt.config.settings.poll.lease
-    while True:
-        await asyncio.sleep(max(lease / 3, 0.05))
-        try:
-            async with rt.sessions() as session:
-                until = rt.clock() + timedelta(seconds=lease)
-                await renew_leases(session, ids, owner=rt.owner, until=until)
-        except Exception:  # the next renewal (or the batch's end) will do
-            log.warning("could not renew feed leases", exc_info=True)
+async def poll_cycle(
+    rt: Runtime, *, all_feeds: bool = False, gate: HostGate | None = None
+) -> CycleReport:
+    """Claim due feeds (with ``all_feeds``, every enabled feed not waiting out a failure
+    backoff or a Retry-After) and poll them concurrently within the global and per-host
+    limits, claiming more as polls finish, until none is due. Returns what happened to
+    each feed."""
+    report = CycleReport()
+    poller = Poller(rt, gate)
+    done: set[int] = set()
+    try:
+        while True:
+            if await poller.start_due(all_feeds=all_feeds, exclude=done):
+                done |= poller.ids()
+            if not poller.running:
+                break
+            report.polls.extend(await poller.collect())
+    finally:
+        report.polls.extend(await poller.close())
+    if all_feeds:
+        async with rt.sessions() as session:
+            report.waiting = await deferred_feeds(session, now=rt.clock(), exclude=done)
+    return report
 
 
 async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:

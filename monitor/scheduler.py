@@ -23,7 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.config import AppConfig, ConfigError
 from monitor.outbox import delivery_loop, reconcile
-from monitor.pipeline import HostGate, load_index, poll_cycle
+from monitor.pipeline import CycleReport, Poller, PollReport, load_index
 from monitor.runtime import Runtime
 from monitor.store.queries import release_leases, sync_feeds
 
@@ -96,8 +96,9 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self.inflight: set[asyncio.Task[object]] = set()
-        poll = rt.config.settings.poll
-        self.gate = HostGate(poll.per_host, poll.per_host_spacing)
+        # feeds are started as they fall due and written back as each finishes, so one
+        # slow server never holds up the next tick's feeds
+        self.poller = Poller(rt)
 
     def _tracked(self, fn: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
         async def job() -> None:
@@ -117,8 +118,15 @@ class Daemon:
         return job
 
     async def _poll(self) -> None:
-        report = await poll_cycle(self.rt, gate=self.gate)
-        if report.polls:
+        """One tick: write back the polls that finished since the last, start the feeds
+        that fell due since. Returns at once; the polls run on."""
+        self._log_polls(await self.poller.collect(wait=0))
+        await self.poller.start_due()
+
+    @staticmethod
+    def _log_polls(polls: list[PollReport]) -> None:
+        report = CycleReport(polls)
+        if polls:
             log.info(
                 "polled %d feeds: %d new entries, %d alerts queued, %d failed",
                 len(report.polls),
@@ -178,6 +186,7 @@ class Daemon:
             scheduler.pause()
             if self.inflight:
                 await asyncio.wait(self.inflight, timeout=max(30.0, tick))
+            self._log_polls(await self.poller.close(grace=max(30.0, tick)))
             await asyncio.wait({deliverer}, timeout=45)
             scheduler.shutdown(wait=False)
             async with rt.sessions() as session:

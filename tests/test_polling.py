@@ -6,6 +6,7 @@ and a busy host does not hold up feeds on another host."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from sqlmodel import select
 from monitor.config import load_config
 from monitor.pipeline import CycleReport, poll_cycle
 from monitor.runtime import open_runtime
-from monitor.scheduler import startup
+from monitor.scheduler import Daemon, startup
 from monitor.store.queries import claim_due_feeds, sync_feeds
 from monitor.store.tables import FeedRow
 from tests.feedserver import FeedServer, raw_handler, redirect_handler, rss
@@ -209,6 +210,84 @@ def test_a_busy_host_does_not_hold_up_feeds_on_another_host(
     first = min(arrivals.values())
     # B starts with the first wave, not after the busy host's queue drained (2.4 s)
     assert arrivals["B"] - first < 0.4, arrivals
+
+
+def test_requests_to_one_host_are_spaced_and_other_hosts_do_not_wait(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """``per_host_spacing``: three feeds on one host are fetched at least 0.4 s apart;
+    a feed on another host (localhost vs 127.0.0.1) is fetched at once."""
+    arrivals: dict[str, float] = {}
+
+    def record(name: str) -> Any:
+        def handler(h: BaseHTTPRequestHandler) -> None:
+            arrivals[name] = time.monotonic()
+            raw_handler(200, _body(name).encode(), {"Content-Type": "application/rss+xml"})(h)
+
+        return handler
+
+    feeds = []
+    for i in range(3):
+        feed_server.set(f"/s{i}.xml", handler=record(f"S{i}"))
+        feeds.append({"name": f"s{i}", "url": feed_server.url(f"/s{i}.xml")})
+    feed_server.set("/o.xml", handler=record("O"))
+    feeds.append({"name": "o", "url": f"http://localhost:{feed_server.port}/o.xml"})
+    settings = {"poll": {"per_host": 4, "per_host_spacing": "0.4s", "concurrency": 4}}
+    cfg = write_config(tmp_path, feeds=feeds, settings=settings)
+    report = asyncio.run(_cycle(cfg))
+    assert not report.failed and report.new == 12
+    same_host = sorted(arrivals[f"S{i}"] for i in range(3))
+    gaps = [b - a for a, b in itertools.pairwise(same_host)]
+    assert min(gaps) >= 0.38, gaps
+    assert arrivals["O"] - same_host[0] < 0.3
+
+
+def test_the_daemon_keeps_polling_other_feeds_while_one_server_hangs(
+    tmp_path: Path, feed_server: FeedServer, db_url: str
+) -> None:
+    """The daemon starts feeds as they fall due: a server taking 4 s to answer holds up
+    its own feed, not the next ticks. A 1 s feed on another host keeps its pace, and the
+    slow feed's own poll still finishes and is recorded when the daemon stops."""
+    times: list[float] = []
+
+    def slow(h: BaseHTTPRequestHandler) -> None:
+        time.sleep(4.0)
+        raw_handler(200, _body("Slow").encode(), {"Content-Type": "application/rss+xml"})(h)
+
+    def fast(h: BaseHTTPRequestHandler) -> None:
+        times.append(time.monotonic())
+        raw_handler(200, _body("Fast").encode(), {"Content-Type": "application/rss+xml"})(h)
+
+    feed_server.set("/slow.xml", handler=slow)
+    feed_server.set("/fast.xml", handler=fast)
+    cfg_dir = write_config(
+        tmp_path,
+        settings=_db(db_url, poll={"tick": "0.2s", "min_interval": "1s"}),
+        feeds=[
+            {"name": "slow", "url": feed_server.url("/slow.xml")},
+            {
+                "name": "fast",
+                "url": f"http://localhost:{feed_server.port}/fast.xml",
+                "interval": "1s",
+            },
+        ],
+    )
+
+    async def main() -> None:
+        async with open_runtime(load_config(cfg_dir, env={}), notifiers={}) as rt:
+            daemon = Daemon(rt)
+            run = asyncio.create_task(daemon.run())
+            await asyncio.sleep(3.5)  # the slow server has not answered yet
+            daemon.request_stop()
+            await run
+
+    started = time.monotonic()
+    asyncio.run(main())
+    during = [t for t in times if t - started < 3.5]
+    assert len(during) >= 3, times  # about one a second (1 s +- 10 % jitter)
+    rows = asyncio.run(_feeds(cfg_dir))
+    assert rows["slow"].last_success is not None and rows["slow"].lease_owner is None
+    assert rows["fast"].consecutive_failures == 0
 
 
 def test_a_feed_still_being_polled_keeps_its_lease(
