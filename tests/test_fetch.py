@@ -82,6 +82,12 @@ def _bomb() -> bytes:
     return member * 16  # 16 gzip members: 1 GB once inflated, ~1 MB on the wire
 
 
+def _deflate_bomb(raw: bool) -> bytes:
+    """256 MB of zeros as one deflate stream (zlib-wrapped, or raw): ~250 KB on the wire."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15 if raw else 15)
+    return c.compress(bytes(256 << 20)) + c.flush()
+
+
 def _in(seconds: int) -> str:
     """An HTTP date ``seconds`` from now (the server's own Date header is the reference)."""
     return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds), usegmt=True)
@@ -240,6 +246,20 @@ CASES = [
         error_contains="response larger than 5 MB",
         max_elapsed=3,
     ),
+    *(
+        Case(
+            f"deflate bomb ({kind}, 256 MB of zeros) stopped at the cap",
+            lambda s, raw=raw: s.set(
+                "/f",
+                handler=raw_handler(200, _deflate_bomb(raw), {"Content-Encoding": "deflate"}),
+            ),
+            limits=FetchLimits(max_bytes=5 << 20),
+            expect={"error_kind": "too_large", "body": None},
+            error_contains="response larger than 5 MB",
+            max_elapsed=3,
+        )
+        for kind, raw in (("zlib", False), ("raw", True))
+    ),
     Case(
         "gzip-encoded feed",
         lambda s: s.set("/f", FEED, gzip=True),
@@ -256,6 +276,18 @@ CASES = [
             ),
         ),
         expect={"status": 200, "body": FEED_BYTES},
+    ),
+    Case(
+        "gzip feed followed by trailing bytes (ignored, as gzip -d does)",
+        lambda s: s.set(
+            "/f",
+            handler=raw_handler(
+                200,
+                gzip.compress(FEED_BYTES) + b"\n<!-- cache 0.2s -->\n",
+                {"Content-Encoding": "gzip"},
+            ),
+        ),
+        expect={"status": 200, "body": FEED_BYTES, "error": None},
     ),
     Case(
         "deflate with zlib header",
@@ -281,6 +313,14 @@ CASES = [
             "/f", handler=raw_handler(200, b"\x1f\x8b\x08\x00garbage", {"Content-Encoding": "gzip"})
         ),
         expect={"error_kind": "encoding", "body": None},
+    ),
+    Case(
+        "brotli, never asked for, is refused",
+        lambda s: s.set(
+            "/f", handler=raw_handler(200, b"\x8b\x03\x80x\x03", {"Content-Encoding": "br"})
+        ),
+        expect={"error_kind": "encoding"},
+        error_contains="'br'",
     ),
     Case(
         "unknown Content-Encoding",
