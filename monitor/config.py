@@ -326,6 +326,15 @@ def _load_feeds(path: Path, errors: list[str]) -> list[FeedConfig]:
                 f"{f.name!r} (first at line {doc.line_for(('feeds', seen[f.name], 'name'))})"
             )
         seen.setdefault(f.name, i)
+    # one feed under two names would be fetched twice and count as two outlets
+    urls: dict[str, int] = {}
+    for i, f in enumerate(feeds):
+        if f.url in urls:
+            errors.append(
+                f"{doc.where(('feeds', i, 'url'))}: feeds.{i}.url: the same URL as feed "
+                f"{feeds[urls[f.url]].name!r} (line {doc.line_for(('feeds', urls[f.url], 'url'))})"
+            )
+        urls.setdefault(f.url, i)
     return feeds
 
 

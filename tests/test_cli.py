@@ -79,6 +79,21 @@ def test_check_reports_file_line_and_exits_2(tmp_path: Path) -> None:
     assert res.returncode == 2 and f"{wl}:4:" in res.stderr and "duplicate" in res.stderr
 
 
+def test_check_reports_one_url_under_two_names(tmp_path: Path) -> None:
+    """Fetched twice and counted as two outlets for min_sources: a config error."""
+    cfg = write_config(tmp_path, feeds=[], watchlists=[{"name": "w", "terms": ["x"]}])
+    (cfg / "feeds.yaml").write_text(
+        "feeds:\n"
+        "  - name: bbc\n    url: https://feeds.example/world.xml\n"
+        "  - name: other\n    url: https://feeds.example/asia.xml\n"
+        "  - name: bbc-again\n    url: https://feeds.example/world.xml\n"
+    )
+    res = wirewatch("check", "--config", str(cfg))
+    assert res.returncode == 2
+    assert f"{cfg / 'feeds.yaml'}:7:" in res.stderr
+    assert "the same URL as feed 'bbc' (line 3)" in res.stderr
+
+
 def test_check_reports_yaml_syntax_error_with_line(tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path,
