@@ -778,10 +778,91 @@ def feeds_add(
         return
 
     base = name or re.sub(r"[^a-z0-9]+", "-", (title or feed_url).lower()).strip("-")[:60]
-    base = base or "feed"
-    feed_name, n = base, 2
-    while any(f.name == feed_name for f in cfg.feeds):
-        feed_name, n = f"{base}-{n}", n + 1
+    feed_name = _free_name(base or "feed", {f.name for f in cfg.feeds})
+    entry: dict[str, object] = {"name": feed_name, "url": feed_url}
+    if title:
+        entry["source"] = title[:100]
+    if tags:
+        entry["tags"] = list(tags)
+    _append_feeds(target, [entry], config, feeds, watchlists)
+    typer.echo(f"added {feed_name}: {feed_url} ({count} entries now) to {target}")
+    if not count:
+        typer.echo("note: the feed is valid but has no items yet", err=True)
+
+
+@feeds_app.command("import")
+def feeds_import(
+    source: Annotated[
+        Path, typer.Argument(help="An OPML file (or a newsboat-style urls file) to import.")
+    ],
+    config: ConfigDir = Path("config"),
+    feeds: FeedsFile = None,
+    watchlists: WatchFile = None,
+) -> None:
+    """Append the feeds of an OPML export (Miniflux, FreshRSS, Feedly, newsboat, ...) to
+    the feeds YAML: names, outlets, categories as tags, intervals and disabled feeds are
+    kept; URLs already configured are skipped; a name already taken gets a suffix. The
+    result is validated before it is kept. Nothing is fetched."""
+    from monitor.config import _load_feeds
+
+    cfg = _load(config, feeds, watchlists)
+    target = feeds if feeds is not None else config / "feeds.yaml"
+    if target.suffix.lower() not in {".yaml", ".yml"}:
+        typer.echo(f"error: {target} is not a YAML feeds file", err=True)
+        raise typer.Exit(2)
+    errors: list[str] = []
+    incoming = _load_feeds(source, errors)
+    if errors:
+        typer.echo("\n".join(f"error: {e}" for e in errors), err=True)
+        raise typer.Exit(2)
+    urls = {f.url for f in cfg.feeds}
+    names = {f.name for f in cfg.feeds}
+    entries: list[dict[str, object]] = []
+    skipped = 0
+    for f in incoming:
+        if f.url in urls:
+            skipped += 1
+            continue
+        urls.add(f.url)
+        name = _free_name(f.name, names)
+        names.add(name)
+        if name != f.name:
+            typer.echo(f"renamed {f.name!r} to {name!r}: the name is taken", err=True)
+        entry: dict[str, object] = {"name": name, "url": f.url}
+        if f.source:
+            entry["source"] = f.source
+        if f.tags:
+            entry["tags"] = list(f.tags)
+        if f.interval:
+            entry["interval"] = f"{f.interval:g}s"
+        if not f.enabled:
+            entry["enabled"] = False
+        entries.append(entry)
+    if entries:
+        _append_feeds(target, entries, config, feeds, watchlists)
+    typer.echo(
+        f"imported {len(entries)} feeds into {target}"
+        + (f" ({skipped} already configured, skipped)" if skipped else "")
+    )
+
+
+def _free_name(base: str, taken: set[str]) -> str:
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
+def _append_feeds(
+    target: Path,
+    entries: list[dict[str, object]],
+    config: Path,
+    feeds: Path | None,
+    watchlists: Path | None,
+) -> None:
+    """Append ``entries`` to the feeds YAML ``target`` as block-list items (the file's
+    comments and layout kept), then load the whole config again; if it does not
+    validate, the file is put back as it was and the command fails."""
     text = target.read_text(encoding="utf-8") if target.exists() else ""
     # an empty flow list ("feeds: []", what a fresh file often says) becomes a block list
     text = re.sub(r"^feeds:[ \t]*\[[ \t]*\][ \t]*(#.*)?$", "feeds:", text, flags=re.MULTILINE)
@@ -792,23 +873,22 @@ def feeds_add(
         text = text + ("" if not text or text.endswith("\n") else "\n") + "feeds:\n"
     m = re.search(r"^( *)- ", text, re.MULTILINE)  # follow the file's own list indent
     ind = m.group(1) if m else "  "
-    block = f"{ind}- name: {json.dumps(feed_name)}\n{ind}  url: {json.dumps(feed_url)}\n"
-    if title:
-        block += f"{ind}  source: {json.dumps(title[:100], ensure_ascii=False)}\n"
-    if tags:
-        block += f"{ind}  tags: {json.dumps(list(tags), ensure_ascii=False)}\n"
+    blocks = []
+    for entry in entries:
+        lines = [
+            f"{ind}{'- ' if i == 0 else '  '}{key}: {json.dumps(value, ensure_ascii=False)}"
+            for i, (key, value) in enumerate(entry.items())
+        ]
+        blocks.append("\n".join(lines) + "\n")
     if not text.endswith("\n"):
         text += "\n"
-    target.write_text(text + block, encoding="utf-8")
+    target.write_text(text + "".join(blocks), encoding="utf-8")
     try:
         load_config(config, feeds_file=feeds, watchlists_file=watchlists)
     except ConfigError as exc:  # never leave a broken file behind
         target.write_text(text, encoding="utf-8")
-        typer.echo("error: the new entry did not validate: " + "; ".join(exc.problems), err=True)
+        typer.echo("error: the new entries did not validate: " + "; ".join(exc.problems), err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"added {feed_name}: {feed_url} ({count} entries now) to {target}")
-    if not count:
-        typer.echo("note: the feed is valid but has no items yet", err=True)
 
 
 async def _discover(url: str, cfg: AppConfig) -> tuple[str, str, int] | str:

@@ -188,6 +188,25 @@ def test_feeds_export_then_import_gives_back_the_same_feeds(tmp_path: Path) -> N
     assert res.returncode == 0, res.stderr
     assert "ok: 4 feeds (3 enabled), 2 watchlists" in res.stdout
 
+    # `feeds import` writes them into another install's YAML, comments kept; a second
+    # import adds nothing; a name already taken there gets a suffix
+    other = write_config(tmp_path / "other", feeds=[], watchlists=[{"name": "w", "terms": ["x"]}])
+    (other / "feeds.yaml").write_text(
+        "# my own feeds\nfeeds:\n  - name: reuters\n    url: https://example.com/mine.xml\n"
+    )
+    res = ww("feeds", "import", str(path), "--config", str(other))
+    assert res.returncode == 0, res.stderr
+    assert "imported 4 feeds" in res.stdout
+    text = (other / "feeds.yaml").read_text(encoding="utf-8")
+    assert text.startswith("# my own feeds\nfeeds:\n  - name: reuters\n")
+    got = load_config(other).feeds
+    assert got[0].url == "https://example.com/mine.xml"
+    renamed = {"reuters": "reuters-2"}
+    assert [f.model_copy(update={"name": renamed.get(f.name, f.name)}) for f in original] == got[1:]
+    res = ww("feeds", "import", str(path), "--config", str(other))
+    assert res.returncode == 0 and "imported 0 feeds" in res.stdout
+    assert "4 already configured" in res.stdout
+
 
 def _hourly(server: FeedServer, path: str, hours_ago: list[float]) -> str:
     items = [
