@@ -17,10 +17,9 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from statistics import median
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -30,6 +29,7 @@ from monitor import __version__
 from monitor.config import AppConfig, ConfigError, load_config, parse_duration
 from monitor.deliver.base import Notifier
 from monitor.deliver.console import ConsoleNotifier
+from monitor.health import History, feed_history, per_day, silent
 from monitor.models import Entry
 from monitor.normalize import strip_unsafe
 from monitor.store.db import sqlite_path
@@ -403,55 +403,17 @@ def feeds_health(
     for r in rows:
         h = history.get(r.id)
         state = "disabled" if not r.enabled else ("failing" if r.consecutive_failures else "ok")
-        if r.enabled and not r.consecutive_failures and h is not None and _silent(h, now):
+        if r.enabled and not r.consecutive_failures and h is not None and silent(h, now):
             state = "silent"
         typer.echo(
             f"{_clip(r.name, 24):<24} {state:<9} {_ago(r.last_success, now):>9} "
             f"{r.consecutive_failures:>5} {_dur(r.current_interval_s):>7} {r.entries_seen:>7} "
-            f"{_per_day(r, h, now):>6}  "
+            f"{per_day(r, h, now):>6}  "
             f"{_clip(r.disabled_reason or r.last_error or '', 80)}"
         )
 
 
-# Silence detection. Each stored entry is dated by its publication time (never later than
-# when it was first seen; first-seen when the feed gives no date), so a first-poll backlog
-# shows the feed's real cadence rather than one burst. A feed's usual gap is the median
-# gap between consecutive entries among its newest CADENCE_ENTRIES. It is judged only
-# with at least SILENT_MIN_ENTRIES entries spread over SILENT_MIN_SPREAD or more, and is
-# silent when its newest entry is older than the largest of the three terms below. (The
-# age counts from the latest first-seen time of those entries instead, when later and
-# they did not all arrive in one poll: a feed whose dates run hours behind stays live
-# while new items keep turning up; a one-poll backlog has only its dates to go by.)
-#   SILENT_FACTOR x the usual gap: five usual gaps in a row rarely pass by chance;
-#   SILENT_LONGEST x the longest gap among those entries and the two weeks before the
-#     newest: a feed that routinely pauses overnight or over weekends is not flagged
-#     every pause;
-#   SILENT_FLOOR: a very busy feed is not flagged for a short lull.
-# An hourly feed is silent after 5 h. The history comes from one windowed query over the
-# last two weeks of entries plus one per 500 feeds with too few entries in them.
-CADENCE_ENTRIES = 50
-CADENCE_SPAN = 14 * 86400.0
-SILENT_FACTOR = 5.0
-SILENT_LONGEST = 1.5
-SILENT_FLOOR = 3 * 3600.0
-SILENT_MIN_ENTRIES = 5
-SILENT_MIN_SPREAD = 3 * 3600.0
-
-
-@dataclass
-class _History:
-    """A feed's recent entries as the health table needs them (times in epoch seconds)."""
-
-    newest: float
-    oldest: float
-    gaps: list[float]  # between consecutive entries among the newest CADENCE_ENTRIES
-    longest: float  # longest gap in the CADENCE_SPAN before the newest entry
-    arrived: float | None  # when the last of them was first seen, unless all came at once
-    last_week: int  # entries dated in the last 7 days
-    count: int  # entries looked at, at most CADENCE_ENTRIES
-
-
-async def _feed_rows(cfg: AppConfig) -> tuple[list[Any], dict[int, _History]]:
+async def _feed_rows(cfg: AppConfig) -> tuple[list[Any], dict[int, History]]:
     from sqlmodel import select
 
     from monitor.store.queries import sync_feeds
@@ -461,125 +423,7 @@ async def _feed_rows(cfg: AppConfig) -> tuple[list[Any], dict[int, _History]]:
         await sync_feeds(session, cfg.feeds, datetime.now(UTC))
         await session.commit()
         rows = list((await session.exec(select(FeedRow).order_by(FeedRow.name))).all())
-        return rows, await _feed_history(session, rows, datetime.now(UTC))
-
-
-async def _feed_history(
-    session: AsyncSession, feeds: list[Any], now: datetime
-) -> dict[int, _History]:
-    """Every feed's recent history in a bounded number of queries: one over the entries
-    first seen in the last CADENCE_SPAN (the seen_at index bounds the scan), then the
-    whole history of the feeds that had too few entries in it, 500 feeds a query."""
-    from sqlmodel import col
-
-    from monitor.store.tables import EntryRow
-
-    since = now - timedelta(seconds=CADENCE_SPAN)
-    out = await _history_query(session, col(EntryRow.seen_at) >= since, now)
-    few = [
-        f.id
-        for f in feeds
-        if f.entries_seen and (f.id not in out or out[f.id].count < SILENT_MIN_ENTRIES)
-    ]
-    for start in range(0, len(few), 500):
-        chunk = few[start : start + 500]
-        out.update(await _history_query(session, col(EntryRow.feed_id).in_(chunk), now))
-    return out
-
-
-async def _history_query(session: AsyncSession, where: Any, now: datetime) -> dict[int, _History]:
-    """Per feed, among the entries ``where`` selects: the newest CADENCE_ENTRIES and,
-    within CADENCE_SPAN of the newest, the gaps long enough to matter; with the oldest
-    date and the count of the last week. Window functions (SQLite and PostgreSQL)."""
-    from sqlalchemy import case, func, select
-    from sqlmodel import col
-
-    from monitor.store.tables import EntryRow
-
-    pub, seen_at = col(EntryRow.published), col(EntryRow.seen_at)
-    dated = (
-        select(
-            col(EntryRow.feed_id).label("feed_id"),
-            # undated → first seen; compared as stored, converted to seconds once
-            func.extract("epoch", case((pub < seen_at, pub), else_=seen_at)).label("t"),
-            func.extract("epoch", seen_at).label("seen"),
-        )
-        .where(where)
-        .subquery()
-    )
-    by_feed, newest_first = dated.c.feed_id, dated.c.t.desc()
-    ranked = select(
-        dated.c.feed_id,
-        dated.c.t,
-        dated.c.seen,
-        func.row_number().over(partition_by=by_feed, order_by=newest_first).label("rn"),
-        (dated.c.t - func.lead(dated.c.t).over(partition_by=by_feed, order_by=newest_first)).label(
-            "gap"
-        ),
-        func.max(dated.c.t).over(partition_by=by_feed).label("newest"),
-        func.min(dated.c.t).over(partition_by=by_feed).label("oldest"),
-        func.count(case((dated.c.t >= now.timestamp() - 7 * 86400, 1)))
-        .over(partition_by=by_feed)
-        .label("week"),
-    ).subquery()
-    r = ranked.c
-    # a shorter gap never decides: SILENT_FLOOR is more than SILENT_LONGEST x it
-    short = SILENT_FLOOR / SILENT_LONGEST
-    query = (
-        select(ranked)
-        .where((r.rn <= CADENCE_ENTRIES) | ((r.t >= r.newest - CADENCE_SPAN) & (r.gap > short)))
-        .order_by(r.feed_id, r.rn)
-    )
-    out: dict[int, _History] = {}
-    first_seen: dict[int, float] = {}
-    for row in (await session.execute(query)).all():
-        h = out.get(row.feed_id)
-        if h is None:
-            h = out[row.feed_id] = _History(
-                newest=float(row.newest),
-                oldest=float(row.oldest),
-                gaps=[],
-                longest=0.0,
-                arrived=None,
-                last_week=int(row.week),
-                count=0,
-            )
-        gap = None if row.gap is None else float(row.gap)
-        if gap is not None:
-            h.longest = max(h.longest, gap)
-        if row.rn <= CADENCE_ENTRIES:
-            h.count += 1
-            seen = float(row.seen)
-            h.arrived = max(h.arrived or seen, seen)
-            first_seen[row.feed_id] = min(first_seen.get(row.feed_id, seen), seen)
-            if gap is not None:
-                h.gaps.append(gap)
-    for feed_id, h in out.items():
-        if h.arrived is not None and h.arrived <= first_seen[feed_id]:
-            h.arrived = None  # all in one poll (a backlog): only their dates tell
-    return out
-
-
-def _per_day(row: Any, h: _History | None, now: datetime) -> str:
-    """Entries dated in the last week per day (over less when the feed is younger, but
-    at least one day): a first-poll backlog counts on the days it was published, not
-    all on the day it was fetched."""
-    if h is None:
-        return "0.0"
-    start = min(h.oldest, row.created_at.timestamp())
-    days = min(7.0, max(1.0, (now.timestamp() - start) / 86400))
-    return f"{h.last_week / days:.1f}"
-
-
-def _silent(h: _History, now: datetime) -> bool:
-    """A feed with enough history whose newest entry is far older than its cadence
-    (see the comment above CADENCE_ENTRIES)."""
-    if h.count < SILENT_MIN_ENTRIES or h.newest - h.oldest < SILENT_MIN_SPREAD:
-        return False
-    usual = median(h.gaps) if h.gaps else 0.0
-    limit = max(SILENT_FACTOR * usual, SILENT_LONGEST * h.longest, SILENT_FLOOR)
-    last = max(h.newest, h.arrived or h.newest)
-    return now.timestamp() - last > limit
+        return rows, await feed_history(session, rows, datetime.now(UTC))
 
 
 def _clip(value: str, width: int) -> str:

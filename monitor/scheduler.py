@@ -4,7 +4,8 @@
   so due times survive restarts and several processes can share PostgreSQL);
 * ``deliver`` drains the alert outbox;
 * ``reload`` notices changed YAML (mtime watch; SIGHUP forces it) and swaps the
-  matcher without a restart, keeping the last good config when the new one is bad.
+  matcher without a restart, keeping the last good config when the new one is bad;
+* ``health`` (hourly) logs a feed that has gone silent, once, and when it stops being.
 
 Shutdown (SIGINT/SIGTERM): no new jobs start; in-flight polls and sends finish; leases
 are released; then the process exits.
@@ -20,12 +21,15 @@ from datetime import UTC
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlmodel import col, select
 
 from monitor.config import AppConfig, ConfigError
+from monitor.health import feed_history, silence
 from monitor.outbox import delivery_loop, reconcile
 from monitor.pipeline import CycleReport, Poller, PollReport, load_index
 from monitor.runtime import Runtime
 from monitor.store.queries import release_leases, sync_feeds
+from monitor.store.tables import FeedRow
 
 log = logging.getLogger("wirewatch.daemon")
 
@@ -99,6 +103,7 @@ class Daemon:
         # feeds are started as they fall due and written back as each finishes, so one
         # slow server never holds up the next tick's feeds
         self.poller = Poller(rt)
+        self.silent: set[str] = set()  # feeds already reported silent
 
     def _tracked(self, fn: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
         async def job() -> None:
@@ -134,6 +139,33 @@ class Daemon:
                 report.alerts,
                 len(report.failed),
             )
+
+    async def _health(self) -> None:
+        """Log each feed that has gone silent (far longer than its usual cadence without
+        a new item; the rule is in ``monitor.health``) once, and when it stops being;
+        ``wirewatch feeds`` shows the same state. Failing feeds are reported as failing
+        by their polls, not here."""
+        now = self.rt.clock()
+        async with self.rt.sessions() as session:
+            rows = list((await session.exec(select(FeedRow).where(col(FeedRow.enabled)))).all())
+            history = await feed_history(session, rows, now)
+        quiet: dict[str, tuple[float, float]] = {}
+        for row in rows:
+            h = history.get(row.id) if row.id is not None else None
+            found = silence(h, now) if h is not None and not row.consecutive_failures else None
+            if found is not None:
+                quiet[row.name] = found
+        for name in sorted(quiet.keys() - self.silent):
+            age, usual = quiet[name]
+            log.warning(
+                "feed %s: silent, no new item for %.1f h (it usually publishes every %.1f h)",
+                name,
+                age / 3600,
+                usual / 3600,
+            )
+        for name in sorted(self.silent - quiet.keys()):
+            log.info("feed %s: no longer silent", name)
+        self.silent = set(quiet)
 
     async def _prune(self) -> None:
         async with self.rt.ingest_lock:  # not in the middle of a batch being stored
@@ -177,6 +209,7 @@ class Daemon:
         )
         scheduler.add_job(self._tracked(self._reload), "interval", seconds=1, id="reload", **common)
         scheduler.add_job(self._tracked(self._prune), "interval", minutes=10, id="prune", **common)
+        scheduler.add_job(self._tracked(self._health), "interval", hours=1, id="health", **common)
         scheduler.start()
         deliverer = asyncio.create_task(delivery_loop(rt, self.stopping), name="delivery")
         try:

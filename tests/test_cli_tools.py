@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from monitor.config import load_config
+from monitor.pipeline import poll_cycle
+from monitor.runtime import open_runtime
+from monitor.scheduler import Daemon, startup
 from tests.feedserver import FeedServer, rss
 from tests.util import pubdate, seed_feeds, write_config
 
@@ -248,6 +255,42 @@ def test_feeds_health_flags_a_feed_silent_for_five_usual_gaps(
         "daily": "ok",
     }
     assert rows["daily"][-1] == "1.0"  # 7 items dated in the last week, not 20 today
+
+
+def test_the_daemon_logs_a_feed_going_silent_once_and_its_return(
+    tmp_path: Path, feed_server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon's hourly health check: a warning the first time an hourly feed is found
+    7 h silent, nothing the next hour, a note once it publishes again."""
+    cfg_dir = write_config(
+        tmp_path,
+        feeds=[
+            {"name": "quiet", "url": _hourly(feed_server, "/quiet", [7 + i for i in range(10)])},
+            {"name": "hourly", "url": _hourly(feed_server, "/hourly", [2 + i for i in range(10)])},
+        ],
+    )
+
+    async def main() -> list[str]:
+        async with open_runtime(load_config(cfg_dir, env={}), notifiers={}) as rt:
+            await startup(rt)
+            daemon = Daemon(rt)
+            await poll_cycle(rt, all_feeds=True)
+            caplog.clear()
+            await daemon._health()
+            await daemon._health()  # an hour later: still silent, not reported again
+            first = [r.getMessage() for r in caplog.records]
+            _hourly(feed_server, "/quiet", [0.1, *(7 + i for i in range(10))])
+            await poll_cycle(rt, all_feeds=True)
+            caplog.clear()
+            await daemon._health()
+            return [*first, *(r.getMessage() for r in caplog.records)]
+
+    with caplog.at_level(logging.INFO, logger="wirewatch.daemon"):
+        messages = asyncio.run(main())
+    assert messages == [
+        "feed quiet: silent, no new item for 7.0 h (it usually publishes every 1.0 h)",
+        "feed quiet: no longer silent",
+    ]
 
 
 def test_cluster_command_prints_id_tab_story(tmp_path: Path) -> None:
