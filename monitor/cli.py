@@ -145,7 +145,10 @@ def run(
     cfg = _load(config, feeds, watchlists)
     _setup_logging(log_level or cfg.settings.log_level)
     age = _max_age(max_age, cfg)
-    _run(_daemon(cfg, config, feeds, watchlists, age))
+    try:
+        _run(_daemon(cfg, config, feeds, watchlists, age))
+    except KeyboardInterrupt:  # Ctrl-C before the event loop took over the signals
+        raise typer.Exit(130) from None
 
 
 async def _daemon(
@@ -154,16 +157,37 @@ async def _daemon(
     from monitor.runtime import open_runtime
     from monitor.scheduler import Daemon, Reloader
 
+    # the signals are ours before the parse workers and the database exist: a stop asked
+    # for while starting up ends the start-up cleanly (workers shut down, leases released)
+    # instead of killing the process and leaving its workers running
+    loop = asyncio.get_running_loop()
+    stop, reload = asyncio.Event(), asyncio.Event()
+    daemon: Daemon | None = None
+
+    def on_stop() -> None:
+        stop.set()
+        if daemon is not None:
+            daemon.request_stop()
+
+    def on_reload() -> None:
+        reload.set()
+        if daemon is not None:
+            daemon.request_reload()
+
+    loop.add_signal_handler(signal.SIGINT, on_stop)
+    loop.add_signal_handler(signal.SIGTERM, on_stop)
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
     async with open_runtime(cfg, max_age=age) as rt:
+        if stop.is_set():
+            logging.getLogger("wirewatch.daemon").info("stopped while starting up")
+            return
         reloader = Reloader(
             load=lambda: load_config(config, feeds_file=feeds, watchlists_file=watchlists),
             files=list(cfg.files),
         )
         daemon = Daemon(rt, reloader)
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, daemon.request_stop)
-        loop.add_signal_handler(signal.SIGTERM, daemon.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+        if reload.is_set():
+            daemon.request_reload()
         await daemon.run()
 
 

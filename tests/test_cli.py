@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer
@@ -248,6 +251,61 @@ def test_daemon_alerts_stops_cleanly_and_restart_sends_nothing(tmp_path: Path) -
         assert len(server.hits("/cna.xml")) == polls_before
         # ... and nothing is sent twice
         assert len(slack.messages) == sent
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def _live_in_group(pgid: int) -> list[str]:
+    """Processes of a process group that are still running (zombies waiting for init
+    to reap them are not)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(stat.parent.name)
+    return live
+
+
+def test_a_stop_during_start_up_exits_cleanly_and_leaves_no_workers(tmp_path: Path) -> None:
+    """SIGTERM while the daemon is still starting (its parse workers coming up): it stops
+    as asked, exit 0, and no worker or forkserver is left running behind it."""
+    if not Path("/proc/self/task").exists():
+        pytest.skip("needs Linux /proc to watch the daemon's child processes")
+    with FeedServer() as server:
+        cfg = write_config(tmp_path, feeds=_serve(server))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
+            env={k: v for k, v in os.environ.items() if not k.startswith("SLACK_")},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, to look for leftovers
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not _children(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert _children(proc.pid), "the daemon never started its workers"
+            proc.send_signal(signal.SIGTERM)  # the workers are starting up
+            _out, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
+            deadline = time.monotonic() + 5
+            while _live_in_group(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _live_in_group(proc.pid) == [], "processes left running after the daemon"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_check_reports_unknown_feed_scope_with_line(tmp_path: Path) -> None:
