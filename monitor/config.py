@@ -281,6 +281,23 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
     return settings.model_copy(update=update)
 
 
+def _database_url_problem(url: str) -> str | None:
+    """Why ``url`` names no database Wirewatch can use (SQLite or PostgreSQL), or None."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url.replace("postgres://", "postgresql://", 1)).get_backend_name()
+    except ArgumentError:
+        return f"not a database URL: {url!r} (use sqlite:///PATH or postgresql://HOST/DB)"
+    if backend not in ("sqlite", "postgresql"):
+        return (
+            f"unsupported database {backend!r}: Wirewatch stores in SQLite (sqlite:///PATH) "
+            "or PostgreSQL (postgresql://HOST/DB)"
+        )
+    return None
+
+
 def _name_from_url(url: str) -> str:
     parts = urlsplit(url)
     host = (parts.hostname or "feed").removeprefix("www.").removeprefix("feeds.")
@@ -535,6 +552,14 @@ def load_config(
         )
     if settings.poll.min_interval > settings.poll.max_interval:
         errors.append(f"{settings_path}: poll.min_interval is larger than poll.max_interval")
+    problem = _database_url_problem(settings.database_url)
+    if problem:
+        where = (
+            "WIREWATCH_DATABASE_URL"
+            if env.get("WIREWATCH_DATABASE_URL")
+            else f"{settings_path or directory / 'settings.yaml'}: database_url"
+        )
+        errors.append(f"{where}: {problem}")
     if errors:
         raise ConfigError(errors)
     files = [p for p in (settings_path, feeds_path, watch_path) if p is not None]

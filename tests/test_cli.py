@@ -97,6 +97,17 @@ def test_check_reports_one_url_under_two_names(tmp_path: Path) -> None:
     assert "the same URL as feed 'bbc' (line 3)" in res.stderr
 
 
+def test_an_unusable_database_url_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}])
+    res = wirewatch("check", "--config", str(cfg), env={"WIREWATCH_DATABASE_URL": "mysql://x/y"})
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "WIREWATCH_DATABASE_URL: unsupported database 'mysql'" in res.stderr
+    (cfg / "settings.yaml").write_text("database_url: nonsense\n")
+    res = wirewatch("once", "--config", str(cfg))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"{cfg / 'settings.yaml'}: database_url: not a database URL: 'nonsense'" in res.stderr
+
+
 def test_check_reports_yaml_syntax_error_with_line(tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path,
