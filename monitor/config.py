@@ -318,7 +318,7 @@ def _load_feeds(path: Path, errors: list[str]) -> list[FeedConfig]:
     first = next(
         (ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), ""
     )
-    if re.match(r"^https?://", first):
+    if re.match(r'^(https?://|"query:|exec:|filter:)', first):
         return _load_url_list(path, text, errors)
     loaded = _list_document(path, "feeds", errors)
     if loaded is None:
@@ -356,15 +356,19 @@ def _load_feeds(path: Path, errors: list[str]) -> list[FeedConfig]:
 
 
 def _load_url_list(path: Path, text: str, errors: list[str]) -> list[FeedConfig]:
-    """newsboat-style urls file: ``URL ["tag" ...] ["~Title"]`` one per line, # comments."""
+    """newsboat-style urls file: ``URL ["tag" ...] ["~Title"]`` one per line, # comments.
+    newsboat's own query, exec and filter feeds (``"query:Unread:unread = \\"yes\\""``,
+    ``exec:cmd``, ``filter:script:URL``) are not feeds to fetch: they are skipped."""
     feeds: list[FeedConfig] = []
     names: set[str] = set()
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        url, *rest = re.findall(r'"[^"]*"|\S+', line)
-        tags = [t.strip('"') for t in rest]
+        url, *rest = re.findall(r'"(?:[^"\\]|\\.)*"|\S+', line)
+        if url.strip('"').startswith(("query:", "exec:", "filter:")):
+            continue
+        tags = [t.strip('"').replace('\\"', '"') for t in rest]
         title = next((t[1:] for t in tags if t.startswith("~")), "")
         tags = [t for t in tags if t and not t.startswith(("~", "!"))]
         name = title or _name_from_url(url)

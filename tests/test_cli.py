@@ -141,6 +141,15 @@ def test_feeds_override_accepts_opml_and_url_list(tmp_path: Path) -> None:
     urls.write_text('# newsboat\nhttps://a.example/rss "world"\nhttps://b.example/atom.xml\n')
     res = wirewatch("check", "--config", str(cfg), "--feeds", str(urls))
     assert res.returncode == 0 and "2 feeds" in res.stdout
+    # a real newsboat file: its query and exec feeds are skipped, escaped quotes kept whole
+    urls.write_text(
+        '"query:Unread:unread = \\"yes\\"" "~All unread"\n'
+        'https://a.example/rss "world" "~A \\"quoted\\" title"\n'
+        "exec:~/bin/local-feed.sh\n"
+        "https://b.example/atom.xml\n"
+    )
+    res = wirewatch("check", "--config", str(cfg), "--feeds", str(urls))
+    assert res.returncode == 0 and "2 feeds" in res.stdout, res.stderr
 
 
 def test_opml_name_attribute_wins_and_disabled_outlines_stay_disabled(tmp_path: Path) -> None:
