@@ -413,41 +413,66 @@ def feeds_health(
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
 ) -> None:
-    """Print the health of every feed: last success, last error, failures, interval."""
+    """Print the health of every feed: last success, last error, failures, interval.
+
+    States: ok, failing, silent (far longer than its usual cadence without a new item),
+    disabled (in the config, or by a 410 Gone), new (never polled yet), removed (no
+    longer in the config; its history stays). Read-only: the config given is compared
+    with the database, not written into it."""
     if ctx.invoked_subcommand is not None:
         return
     cfg = _load(config, feeds, watchlists)
     rows, history = _run(_feed_rows(cfg))
     now = datetime.now(UTC)
+    configured = {f.name: f for f in cfg.feeds}
     header = (
         f"{'feed':<24} {'state':<9} {'last ok':>9} {'fails':>5} {'every':>7} {'entries':>7}"
         f" {'/day':>6}  last error"
     )
     typer.echo(header)
     for r in rows:
-        h = history.get(r.id)
-        state = "disabled" if not r.enabled else ("failing" if r.consecutive_failures else "ok")
-        if r.enabled and not r.consecutive_failures and h is not None and silent(h, now):
+        h = history.get(r.id) if r.id is not None else None
+        f = configured.get(r.name)
+        if f is None:
+            state = "removed"
+        elif not f.enabled or r.disabled_reason:
+            state = "disabled"
+        elif r.consecutive_failures:
+            state = "failing"
+        elif r.last_success is None and r.last_error is None:
+            state = "new"
+        elif h is not None and silent(h, now):
             state = "silent"
+        else:
+            state = "ok"
+        every = r.current_interval_s or (f.interval if f is not None else None)
         typer.echo(
             f"{_clip(r.name, 24):<24} {state:<9} {_ago(r.last_success, now):>9} "
-            f"{r.consecutive_failures:>5} {_dur(r.current_interval_s):>7} {r.entries_seen:>7} "
+            f"{r.consecutive_failures:>5} {_dur(every):>7} {r.entries_seen:>7} "
             f"{per_day(r, h, now):>6}  "
             f"{_clip(r.disabled_reason or r.last_error or '', 80)}"
         )
 
 
 async def _feed_rows(cfg: AppConfig) -> tuple[list[Any], dict[int, History]]:
+    """Every feed of the config (a configured feed the database has not seen yet as a
+    row of its own, never stored) and every stored feed the config no longer has, by
+    name; with their recent history."""
     from sqlmodel import select
 
-    from monitor.store.queries import sync_feeds
     from monitor.store.tables import FeedRow
 
+    now = datetime.now(UTC)
     async with _session(cfg) as session:
-        await sync_feeds(session, cfg.feeds, datetime.now(UTC))
-        await session.commit()
-        rows = list((await session.exec(select(FeedRow).order_by(FeedRow.name))).all())
-        return rows, await feed_history(session, rows, datetime.now(UTC))
+        stored = {r.name: r for r in (await session.exec(select(FeedRow))).all()}
+        history = await feed_history(session, list(stored.values()), now)
+    rows = dict(stored)
+    for f in cfg.feeds:
+        if f.name not in rows:
+            rows[f.name] = FeedRow(
+                name=f.name, url=f.url, source=f.outlet, interval_s=f.interval, created_at=now
+            )
+    return [rows[name] for name in sorted(rows)], history
 
 
 def _clip(value: str, width: int) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -255,6 +256,39 @@ def test_feeds_health_flags_a_feed_silent_for_five_usual_gaps(
         "daily": "ok",
     }
     assert rows["daily"][-1] == "1.0"  # 7 items dated in the last week, not 20 today
+
+
+def test_feeds_table_shows_new_and_removed_feeds_and_writes_nothing(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """A feed added to the config since the last run is `new` (with its pinned interval),
+    one taken out is `removed`; looking does not change what the daemon will do."""
+    a = _hourly(feed_server, "/a", [1, 2, 3])
+    b = _hourly(feed_server, "/b", [1, 2, 3])
+    cfg = write_config(tmp_path, feeds=[{"name": "a", "url": a}, {"name": "b", "url": b}])
+    assert ww("once", "--config", str(cfg)).returncode == 0
+    db = tmp_path / "data" / "wirewatch.db"
+    edited = write_config(
+        tmp_path / "edited",
+        settings={"database_url": f"sqlite:///{db}"},
+        feeds=[{"name": "b", "url": b}, {"name": "c", "url": b + "?c", "interval": "10m"}],
+    )
+
+    def stored() -> list[tuple[str, int]]:
+        with sqlite3.connect(db) as conn:
+            return list(conn.execute("SELECT name, enabled FROM feeds ORDER BY name"))
+
+    before = stored()
+    res = ww("feeds", "--config", str(edited))
+    assert res.returncode == 0, res.stderr
+    rows = {ln.split()[0]: ln.split() for ln in res.stdout.splitlines()[1:]}
+    assert {name: row[1] for name, row in rows.items()} == {
+        "a": "removed",
+        "b": "ok",
+        "c": "new",
+    }
+    assert rows["c"][4] == "10m"
+    assert stored() == before == [("a", 1), ("b", 1)]
 
 
 def test_the_daemon_logs_a_feed_going_silent_once_and_its_return(
