@@ -65,7 +65,13 @@ class _SafeFormatter(logging.Formatter):
         return strip_unsafe(super().format(record)).replace("\r", "")
 
 
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def _setup_logging(level: str) -> None:
+    if level.upper() not in _LEVELS:
+        typer.echo(f"error: --log-level: {level!r} is not one of {', '.join(_LEVELS)}", err=True)
+        raise typer.Exit(2)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_SafeFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
@@ -204,7 +210,8 @@ def once(
         bool, typer.Option("--dry-run", help="Print alerts instead of sending; state untouched.")
     ] = False,
     deliver_timeout: Annotated[
-        float, typer.Option("--deliver-timeout", help="Seconds to keep retrying delivery.")
+        float,
+        typer.Option("--deliver-timeout", min=0, help="Seconds to keep retrying delivery."),
     ] = 30.0,
     log_level: LogLevel = None,
 ) -> None:
@@ -557,22 +564,29 @@ def outbox_retry(
 ) -> None:
     """Re-queue one alert, or every failed alert; the running daemon sends them."""
     if (alert_id is None) == (not failed):
-        typer.echo("error: give an alert ID or --failed", err=True)
+        typer.echo("error: give either an alert ID or --failed, not both", err=True)
         raise typer.Exit(2)
     cfg = _load(config, feeds, watchlists)
-    count = _run(_requeue(cfg, alert_id))
-    typer.echo(f"re-queued {count} alert(s)")
+    count, state = _run(_requeue(cfg, alert_id))
     if alert_id is not None and count == 0:
+        why = "there is no such alert" if state is None else f"it is {state}, not failed"
+        typer.echo(f"error: alert {alert_id} not re-queued: {why}", err=True)
         raise typer.Exit(2)
+    typer.echo(f"re-queued {count} alert(s)")
 
 
-async def _requeue(cfg: AppConfig, alert_id: int | None) -> int:
+async def _requeue(cfg: AppConfig, alert_id: int | None) -> tuple[int, str | None]:
+    """(alerts re-queued, the state of alert ``alert_id`` before; None if it does not exist)."""
     from sqlalchemy import update
     from sqlmodel import col
 
     from monitor.store.tables import AlertRow
 
     async with _session(cfg) as session:
+        state = None
+        if alert_id is not None:
+            row = await session.get(AlertRow, alert_id)
+            state = row.state if row is not None else None
         stmt = update(AlertRow).values(
             state="pending", next_attempt_at=datetime.now(UTC), attempts=0
         )
@@ -584,7 +598,7 @@ async def _requeue(cfg: AppConfig, alert_id: int | None) -> int:
             stmt = stmt.where(col(AlertRow.state) == "failed")
         result = await session.exec(stmt)
         await session.commit()
-        return int(result.rowcount or 0)
+        return int(result.rowcount or 0), state
 
 
 @app.command()

@@ -291,6 +291,18 @@ def test_feeds_table_shows_new_and_removed_feeds_and_writes_nothing(
     assert stored() == before == [("a", 1), ("b", 1)]
 
 
+def test_operator_mistakes_get_a_reason(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}])
+    res = ww("outbox", "retry", "999", "--config", str(cfg))
+    assert res.returncode == 2 and "alert 999 not re-queued: there is no such alert" in res.stderr
+    res = ww("outbox", "retry", "1", "--failed", "--config", str(cfg))
+    assert res.returncode == 2 and "either an alert ID or --failed, not both" in res.stderr
+    res = ww("once", "--log-level", "LOUD", "--config", str(cfg))
+    assert res.returncode == 2 and "'LOUD' is not one of DEBUG, INFO" in res.stderr
+    res = ww("once", "--deliver-timeout", "-5", "--config", str(cfg))
+    assert res.returncode == 2 and "deliver-timeout" in res.stderr
+
+
 def test_the_daemon_logs_a_feed_going_silent_once_and_its_return(
     tmp_path: Path, feed_server: FeedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
