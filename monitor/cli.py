@@ -31,7 +31,7 @@ from monitor.deliver.base import Notifier
 from monitor.deliver.console import ConsoleNotifier
 from monitor.health import History, feed_history, per_day, silent
 from monitor.models import Entry
-from monitor.normalize import strip_unsafe
+from monitor.normalize import clean, strip_unsafe
 from monitor.store.db import sqlite_path
 
 T = TypeVar("T")
@@ -337,7 +337,8 @@ def cluster(
     out = sys.stdout
     try:
         for item_id, story_id in cluster_lines(stream, dcfg):
-            out.write(f"{item_id}\t{story_id}\n")
+            # ids come from the input file: no escape sequence reaches the terminal
+            out.write(f"{clean(item_id)}\t{story_id}\n")
     except ValueError as exc:
         typer.echo(f"error: {items}: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -390,8 +391,8 @@ def explain(
         expls = matcher.explain_entry(stored)
     if as_json:
         typer.echo(json.dumps(explain_json(expls), ensure_ascii=False, indent=2))
-    else:
-        typer.echo(format_explanations(expls))
+    else:  # what was found quotes the entry (or --text) as it is: made safe to print
+        typer.echo(strip_unsafe(format_explanations(expls)))
 
 
 async def _stored(cfg: AppConfig, entry_id: int) -> Entry | None:
@@ -483,8 +484,6 @@ async def _feed_rows(cfg: AppConfig) -> tuple[list[Any], dict[int, History]]:
 
 
 def _clip(value: str, width: int) -> str:
-    from monitor.normalize import clean
-
     value = clean(value)
     return value if len(value) <= width else value[: width - 1] + "…"
 

@@ -58,6 +58,14 @@ def test_explain_text_match_and_non_match_json(tmp_path: Path) -> None:
     assert data["matched"] == ["korea"]
     res = ww("explain", "--config", str(cfg), "--json", "--text", "Rasputin's kimchi")
     assert json.loads(res.stdout)["matched"] == []
+    # what a regex found is quoted back: without the escape sequences it may hold
+    wide = write_config(
+        tmp_path / "wide",
+        feeds=[{"name": "a", "url": "http://127.0.0.1:9/a"}],
+        watchlists=[{"name": "k", "terms": [{"regex": "kim.{0,40}"}]}],
+    )
+    res = ww("explain", "--config", str(wide), "--text", "Kim \x1b]0;PWN\x07\u202eyes")
+    assert res.returncode == 0 and 'found "Kim yes"' in res.stdout, res.stdout
     res = ww("explain", "--config", str(cfg), "--text", "Kim Jong Un meets Putin")
     assert res.returncode == 0 and "korea" in res.stdout and "Kim Jong Un" in res.stdout
 
@@ -370,3 +378,8 @@ def test_cluster_command_prints_id_tab_story(tmp_path: Path) -> None:
     items.write_text('{"id": 1, "title": "ok"}\n{not json\n')
     res = ww("cluster", str(items), "--config", str(tmp_path / "none"))
     assert res.returncode == 2 and "line 2" in res.stderr
+    # ids are printed without the escape sequences a hostile input file may carry
+    hostile = {"id": "x\x1b]0;PWN\x07\u202ey", "title": "Kim Jong Un meets Putin"}
+    items.write_text(json.dumps(hostile) + "\n", encoding="utf-8")
+    res = ww("cluster", str(items), "--config", str(tmp_path / "none"))
+    assert res.returncode == 0 and res.stdout.split("\t")[0] == "xy", res.stdout
