@@ -376,6 +376,9 @@ def explain(
         typer.echo("error: give exactly one of --text or --entry", err=True)
         raise typer.Exit(2)
     cfg = _load(config, feeds, watchlists)
+    if feed and all(f.name != feed for f in cfg.feeds):
+        typer.echo(f"error: --feed {feed!r}: no such feed in the config", err=True)
+        raise typer.Exit(2)
     matcher = compile_watchlists(cfg.watchlists)
     if text is not None:
         # the text stands for both title and summary unless a summary is given
@@ -673,6 +676,9 @@ def feeds_add(
     target = feeds if feeds is not None else config / "feeds.yaml"
     if target.suffix.lower() not in {".yaml", ".yml"}:
         typer.echo(f"error: {target} is not a YAML feeds file; add the URL by hand", err=True)
+        raise typer.Exit(2)
+    if name is not None and any(f.name == name for f in cfg.feeds):
+        typer.echo(f"error: a feed is already named {name!r}; choose another --name", err=True)
         raise typer.Exit(2)
     found = _run(_discover(url, cfg))
     if isinstance(found, str):

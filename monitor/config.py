@@ -175,6 +175,14 @@ class FeedConfig(_Strict):
     def _dur(cls, v: object) -> float | None:
         return parse_duration(v)
 
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for tag in v:
+            if "," in tag:  # OPML's category attribute separates tags with commas
+                raise ValueError(f"a tag cannot contain a comma: {tag!r} (give two tags)")
+        return v
+
     @property
     def outlet(self) -> str:
         return self.source or self.name

@@ -702,6 +702,8 @@ class _CompiledWatchlist:
             parts.append("feeds [" + ", ".join(sorted(self.feeds)) + "]")
         if self.tags:
             parts.append("tags [" + ", ".join(sorted(self.tags)) + "]")
+        if not feed:  # explain --text without --feed
+            return "scope: only feeds in " + " or ".join(parts) + " (give --feed NAME)"
         tags = f" (tags: {', '.join(feed_tags)})" if feed_tags else ""
         return f'scope: feed "{feed}"{tags} is not in ' + " or ".join(parts)
 

@@ -95,6 +95,12 @@ def test_check_reports_one_url_under_two_names(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert f"{cfg / 'feeds.yaml'}:7:" in res.stderr
     assert "the same URL as feed 'bbc' (line 3)" in res.stderr
+    # a tag with a comma would come back from OPML as two tags
+    (cfg / "feeds.yaml").write_text(
+        "feeds:\n  - name: bbc\n    url: https://feeds.example/world.xml\n    tags: ['a,b']\n"
+    )
+    res = wirewatch("check", "--config", str(cfg))
+    assert res.returncode == 2 and "a tag cannot contain a comma: 'a,b'" in res.stderr
 
 
 def test_an_unusable_database_url_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:

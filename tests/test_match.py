@@ -324,6 +324,8 @@ def test_explain_match_and_non_match() -> None:
 
     assert by["nodrill"].failed == ('not[0] "drill": found "drill" in title at word 5',)
     assert by["bbc"].failed == ('scope: feed "cna" is not in feeds [bbc]',)
+    unnamed = {e.watchlist: e for e in m.explain(fields, feed="")}
+    assert unnamed["bbc"].failed == ("scope: only feeds in feeds [bbc] (give --feed NAME)",)
     assert by["near"].failed == (
         'terms[0] "Kim" near "Xi" (within 1 words): closest in summary are 4 words apart',
     )
