@@ -6,6 +6,7 @@ raised together as :class:`ConfigError`, each naming file, line, field and probl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -340,11 +341,17 @@ def _load_feeds(path: Path, errors: list[str]) -> list[FeedConfig]:
             item["name"] = _name_from_url(item["url"])
     try:
         feeds = _FeedsFile.model_validate(data).feeds
+        valid = list(enumerate(feeds))
     except ValidationError as exc:
         errors.extend(_problems(doc, exc))
-        return []
+        feeds = []
+        valid = []  # the feeds valid on their own still get the checks below
+        items = data.get("feeds")
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            with contextlib.suppress(ValidationError):  # already reported above
+                valid.append((i, FeedConfig.model_validate(item)))
     seen: dict[str, int] = {}
-    for i, f in enumerate(feeds):
+    for i, f in valid:
         if f.name in seen:
             errors.append(
                 f"{doc.where(('feeds', i, 'name'))}: feeds.{i}.name: duplicate feed name "
@@ -352,14 +359,15 @@ def _load_feeds(path: Path, errors: list[str]) -> list[FeedConfig]:
             )
         seen.setdefault(f.name, i)
     # one feed under two names would be fetched twice and count as two outlets
-    urls: dict[str, int] = {}
-    for i, f in enumerate(feeds):
+    urls: dict[str, tuple[int, str]] = {}
+    for i, f in valid:
         if f.url in urls:
+            at, first_name = urls[f.url]
             errors.append(
                 f"{doc.where(('feeds', i, 'url'))}: feeds.{i}.url: the same URL as feed "
-                f"{feeds[urls[f.url]].name!r} (line {doc.line_for(('feeds', urls[f.url], 'url'))})"
+                f"{first_name!r} (line {doc.line_for(('feeds', at, 'url'))})"
             )
-        urls.setdefault(f.url, i)
+        urls.setdefault(f.url, (i, f.name))
     return feeds
 
 
@@ -486,20 +494,34 @@ def _load_watchlists(
     if loaded is None:
         return []
     doc, data = loaded
+    named: dict[str, int] = {}  # names of watchlists invalid on their own, first index
     try:
         watchlists = _WatchlistsFile.model_validate(data).watchlists
+        valid = list(enumerate(watchlists))
     except ValidationError as exc:
         errors.extend(_problems(doc, exc))
-        return []
-    seen: dict[str, int] = {}
-    for i, w in enumerate(watchlists):
-        if w.name in seen:
+        watchlists = []
+        # the checks below still run on the watchlists that are valid on their own, so
+        # one pass of `wirewatch check` lists every problem, not the schema's first
+        valid = []
+        items = data.get("watchlists")
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            with contextlib.suppress(ValidationError):  # already reported above
+                valid.append((i, Watchlist.model_validate(item)))
+                continue
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str) and name not in named:  # for the duplicate check
+                named[name] = i
+    seen: dict[str, int] = dict(named)
+    for i, w in valid:
+        if w.name in seen and seen[w.name] < i:
             errors.append(
                 f"{doc.where(('watchlists', i, 'name'))}: watchlists.{i}.name: duplicate "
                 f"watchlist name {w.name!r} (first at line "
                 f"{doc.line_for(('watchlists', seen[w.name], 'name'))})"
             )
-        seen.setdefault(w.name, i)
+        if w.name not in seen or seen[w.name] > i:
+            seen[w.name] = i
         for j, name in enumerate(w.feeds):
             if known_feeds is not None and name not in known_feeds:
                 errors.append(

@@ -74,7 +74,8 @@ def test_check_reports_file_line_and_exits_2(tmp_path: Path) -> None:
     assert res.returncode == 2
     wl = str(cfg / "watchlists.yaml")
     assert f"{wl}:5:" in res.stderr and "missile(s" in res.stderr
-    # the duplicate name is reported too once the regex is fixed
+    # in the same pass: the duplicate name of the (valid) second watchlist
+    assert f"{wl}:6:" in res.stderr and "duplicate watchlist name 'korea'" in res.stderr
     (cfg / "watchlists.yaml").write_text(
         "watchlists:\n  - name: korea\n    terms: [Kim]\n  - name: korea\n    terms: [Putin]\n"
     )
