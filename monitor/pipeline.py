@@ -79,14 +79,17 @@ class CycleReport:
 
 
 class HostGate:
-    """Per-host concurrency limit and minimum spacing between requests to one host."""
+    """Per-host concurrency limit and minimum spacing between requests to one host.
+
+    Spacing is measured between the moments requests actually start (``start``), so a
+    feed that waited out its host's spacing and then for a global slot does not go
+    right behind another request to the same host."""
 
     def __init__(self, per_host: int, spacing: float) -> None:
         self.per_host = per_host
         self.spacing = spacing
         self._sems: dict[str, asyncio.Semaphore] = {}
         self._last: dict[str, float] = {}
-        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def semaphore(self, host: str) -> asyncio.Semaphore:
         if host not in self._sems:
@@ -94,16 +97,27 @@ class HostGate:
         return self._sems[host]
 
     async def wait_turn(self, host: str) -> None:
+        """Sleep until the host's spacing since its last request has passed (another
+        request may start meanwhile: ``start`` tells)."""
         if self.spacing <= 0:
             return
-        loop = asyncio.get_running_loop()
-        async with self._locks[host]:
-            last = self._last.get(host)
-            if last is not None:
-                delay = last + self.spacing - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            self._last[host] = loop.time()
+        last = self._last.get(host)
+        if last is not None:
+            delay = last + self.spacing - asyncio.get_running_loop().time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    def start(self, host: str) -> bool:
+        """Whether a request to ``host`` may start now; if so it is counted as started.
+        (No await inside: check and mark happen together.)"""
+        if self.spacing <= 0:
+            return True
+        now = asyncio.get_running_loop().time()
+        last = self._last.get(host)
+        if last is not None and now < last + self.spacing:
+            return False
+        self._last[host] = now
+        return True
 
 
 # --------------------------------------------------------------------------- polling
@@ -167,9 +181,13 @@ class Poller:
         # the host's slot and its spacing first: a feed queued behind its busy host
         # holds no global slot that a feed on another host could use
         async with self.gate.semaphore(host):
-            await self.gate.wait_turn(host)
-            async with sem:
-                return await poll_feed(self.rt, row)
+            while True:
+                await self.gate.wait_turn(host)
+                async with sem:
+                    if self.gate.start(host):
+                        return await poll_feed(self.rt, row)
+                # another request to the host started while this one waited for a
+                # global slot: give the slot back and wait out the spacing again
 
     async def collect(self, wait: float | None = None) -> list[PollReport]:
         """Wait up to ``wait`` seconds (None: as long as it takes; 0: not at all) for

@@ -13,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from sqlmodel import select
 
 from monitor.config import load_config
-from monitor.pipeline import CycleReport, poll_cycle
+from monitor.pipeline import CycleReport, Poller, PollReport, poll_cycle
 from monitor.runtime import open_runtime
 from monitor.scheduler import Daemon, startup
 from monitor.store.queries import claim_due_feeds, sync_feeds
@@ -240,6 +242,38 @@ def test_requests_to_one_host_are_spaced_and_other_hosts_do_not_wait(
     gaps = [b - a for a, b in itertools.pairwise(same_host)]
     assert min(gaps) >= 0.38, gaps
     assert arrivals["O"] - same_host[0] < 0.3
+
+
+def test_spacing_holds_when_feeds_also_wait_for_a_global_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Edge case, timed in-process: with one global slot held by a slow feed on another
+    host, two feeds of one host that both waited out the spacing meanwhile still start
+    a full spacing apart, not back to back once the slot frees."""
+    import monitor.pipeline as pipeline
+
+    starts: list[tuple[str, float]] = []
+
+    async def fake_poll(rt: Any, row: Any) -> PollReport:
+        starts.append((row.name, asyncio.get_running_loop().time()))
+        await asyncio.sleep(0.02 if row.name.startswith("a") else 0.6)
+        return PollReport(row.name, row.url)
+
+    monkeypatch.setattr(pipeline, "poll_feed", fake_poll)
+    poll = SimpleNamespace(per_host=2, per_host_spacing=0.3, concurrency=1)
+    rt = SimpleNamespace(config=SimpleNamespace(settings=SimpleNamespace(poll=poll)))
+
+    async def main() -> None:
+        poller = Poller(rt)  # type: ignore[arg-type]
+        rows = [SimpleNamespace(name="b", url="http://other.example/x", id=9)] + [
+            SimpleNamespace(name=f"a{i}", url="http://host.example/x", id=i) for i in range(3)
+        ]
+        await asyncio.gather(*(poller._one(r, poller._sem) for r in rows))  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    same_host = sorted(t for name, t in starts if name.startswith("a"))
+    gaps = [b - a for a, b in itertools.pairwise(same_host)]
+    assert len(same_host) == 3 and min(gaps) >= 0.29, starts
 
 
 def test_the_daemon_keeps_polling_other_feeds_while_one_server_hangs(
