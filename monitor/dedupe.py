@@ -680,7 +680,7 @@ def _raw_summary(summary: str, limit: int) -> str:
     return summary[: limit + 80]  # a dateline ("SEOUL, Sept 13 (AFP) - ") is shorter
 
 
-def _article_url(url: str) -> str:
+def article_url(url: str) -> str:
     """``url`` when it can name one article; "" for a site's front page (no path, no
     query): feeds that link every item to their home page carry many stories on it."""
     start = url.find("//")
@@ -821,7 +821,7 @@ class StoryIndex:
         fresh = self._prepare(item, prepared)
         tk = fresh.tk
         ts = _ts(item.published, now)
-        url = _article_url(item.url)
+        url = article_url(item.url)
         if url:
             slot = self._by_url.get(hash(url))
             rec = self._live(slot, ts) if slot is not None else None
@@ -987,7 +987,7 @@ class StoryIndex:
         feat: str | None,
     ) -> None:
         cfg = self.config
-        url = _article_url(url)
+        url = article_url(url)
         ukey = hash(url) if url else 0
         tkey = _title_key(url, tk, ts, cfg.min_title_words)
         slot = self._next

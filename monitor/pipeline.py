@@ -626,13 +626,16 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
             }
         )
         # stored titles under each link: a new guid on a known link is the same entry
-        # only when it keeps the title, or when most of the poll came back that way
+        # only when it keeps the title, or when most of the poll came back that way.
+        # Entries of the last week only: a feed linking every item to one page has
+        # all its history under that link
         known_links: dict[tuple[int, str], list[str]] = {}
         for chunk in _chunks(links, 500):
             rows2 = await session.exec(
                 select(EntryRow.feed_id, EntryRow.link, EntryRow.title)
                 .where(col(EntryRow.feed_id).in_(feed_ids))
                 .where(col(EntryRow.link).in_(chunk))
+                .where(col(EntryRow.seen_at) >= now - timedelta(days=7))
             )
             for fid, link, title in rows2.all():
                 known_links.setdefault((fid, link), []).append(title)
@@ -737,10 +740,11 @@ def _drop_relinked(
     """Entries with a new guid but a link already stored for the feed, with the titles
     stored under that link: those that are genuinely new. The same article under a
     regenerated guid keeps its title; a poll where most items came back with new guids
-    on known links is a guid regeneration (titles edited along the way included). A new
-    guid with a new title on a known link (a liveblog, a status page, a feed linking
-    every item to one page) is a new entry."""
-    if len(linked) >= GUID_FLOOD_MIN and len(linked) * 2 >= polled:
+    on known links, many different ones, is a guid regeneration (titles edited along the
+    way included). A new guid with a new title on a known link (a liveblog's burst of
+    updates, a status page, a feed linking every item to one page) is a new entry."""
+    links = {e.link for e, _ in linked}
+    if len(links) >= GUID_FLOOD_MIN and len(linked) * 2 >= polled:
         report.relinked += len(linked)
         return []
     kept = []

@@ -342,6 +342,11 @@ def test_new_items_on_a_known_link_are_new_unless_they_repeat_the_title(
         assert len(texts) == 1 and "update 1" in texts[0]
     stories = _stories(cfg)
     assert sorted(len(v) for v in stories.values()) == ([1, 1, 1] if front_page else [3])
+    # a burst of six updates between two polls is six new items, not a guid regeneration
+    burst = [item(i) for i in range(9, 3, -1)]
+    feed_server.set("/f.xml", rss("Live", [*burst, item(3), item(2, "upd-2-republished")]))
+    fourth = asyncio.run(_cycle(cfg, _env(slack)))
+    assert fourth.new == 6 and fourth.polls[0].relinked == 1  # the republished one again
 
 
 def test_a_poll_that_breaks_its_batch_fails_alone(
