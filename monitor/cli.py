@@ -673,7 +673,7 @@ def feeds_add(
     """Discover (via <link rel=alternate> on HTML pages) and validate a feed, then append
     it to the feeds YAML."""
     cfg = _load(config, feeds, watchlists)
-    target = feeds if feeds is not None else config / "feeds.yaml"
+    target = _feeds_target(cfg, config, feeds)
     if target.suffix.lower() not in {".yaml", ".yml"}:
         typer.echo(f"error: {target} is not a YAML feeds file; add the URL by hand", err=True)
         raise typer.Exit(2)
@@ -718,7 +718,7 @@ def feeds_import(
     from monitor.config import _load_feeds
 
     cfg = _load(config, feeds, watchlists)
-    target = feeds if feeds is not None else config / "feeds.yaml"
+    target = _feeds_target(cfg, config, feeds)
     if target.suffix.lower() not in {".yaml", ".yml"}:
         typer.echo(f"error: {target} is not a YAML feeds file", err=True)
         raise typer.Exit(2)
@@ -746,7 +746,8 @@ def feeds_import(
         if f.tags:
             entry["tags"] = list(f.tags)
         if f.interval:
-            entry["interval"] = f"{f.interval:g}s"
+            seconds = int(f.interval) if f.interval.is_integer() else f.interval
+            entry["interval"] = f"{seconds}s"
         if not f.enabled:
             entry["enabled"] = False
         entries.append(entry)
@@ -756,6 +757,12 @@ def feeds_import(
         f"imported {len(entries)} feeds into {target}"
         + (f" ({skipped} already configured, skipped)" if skipped else "")
     )
+
+
+def _feeds_target(cfg: AppConfig, config: Path, feeds: Path | None) -> Path:
+    """The file the feeds were read from (``--feeds``, or the one found in the config
+    directory), which is where new feeds go; ``feeds.yaml`` when there was none."""
+    return feeds if feeds is not None else cfg.feeds_file or config / "feeds.yaml"
 
 
 def _free_name(base: str, taken: set[str]) -> str:
@@ -775,13 +782,16 @@ def _append_feeds(
     """Append ``entries`` to the feeds YAML ``target`` as block-list items (the file's
     comments and layout kept), then load the whole config again; if it does not
     validate, the file is put back as it was and the command fails."""
-    text = target.read_text(encoding="utf-8") if target.exists() else ""
+    original = target.read_text(encoding="utf-8") if target.exists() else None
+    text = original or ""
     # an empty flow list ("feeds: []", what a fresh file often says) becomes a block list
     text = re.sub(r"^feeds:[ \t]*\[[ \t]*\][ \t]*(#.*)?$", "feeds:", text, flags=re.MULTILINE)
     if re.search(r"^feeds:[ \t]*\[", text, re.MULTILINE):
         typer.echo(f"error: {target} lists its feeds in [flow] style; add it by hand", err=True)
         raise typer.Exit(2)
-    if not re.search(r"^feeds:", text, re.MULTILINE):
+    if re.match(r"(\s*#.*\n)*\s*- ", text):  # a bare list, which the loader also takes
+        pass
+    elif not re.search(r"^feeds:", text, re.MULTILINE):
         text = text + ("" if not text or text.endswith("\n") else "\n") + "feeds:\n"
     m = re.search(r"^( *)- ", text, re.MULTILINE)  # follow the file's own list indent
     ind = m.group(1) if m else "  "
@@ -797,8 +807,11 @@ def _append_feeds(
     target.write_text(text + "".join(blocks), encoding="utf-8")
     try:
         load_config(config, feeds_file=feeds, watchlists_file=watchlists)
-    except ConfigError as exc:  # never leave a broken file behind
-        target.write_text(text, encoding="utf-8")
+    except ConfigError as exc:  # never leave a broken file behind: put back what was there
+        if original is None:
+            target.unlink()
+        else:
+            target.write_text(original, encoding="utf-8")
         typer.echo("error: the new entries did not validate: " + "; ".join(exc.problems), err=True)
         raise typer.Exit(2) from None
 

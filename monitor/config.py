@@ -203,6 +203,7 @@ class AppConfig:
     feeds: list[FeedConfig]
     watchlists: list[Watchlist]
     files: list[Path] = field(default_factory=list)
+    feeds_file: Path | None = None  # the file the feeds were read from
 
     def summary(self) -> str:
         terms = sum(_count_terms(w) for w in self.watchlists)
@@ -350,6 +351,8 @@ def _load_feeds(path: Path, errors: list[str]) -> list[FeedConfig]:
         for i, item in enumerate(items if isinstance(items, list) else []):
             with contextlib.suppress(ValidationError):  # already reported above
                 valid.append((i, FeedConfig.model_validate(item)))
+        # returned too: the watchlists' feed and tag checks judge against them
+        feeds = [f for _, f in valid]
     seen: dict[str, int] = {}
     for i, f in valid:
         if f.name in seen:
@@ -597,4 +600,6 @@ def load_config(
     if errors:
         raise ConfigError(errors)
     files = [p for p in (settings_path, feeds_path, watch_path) if p is not None]
-    return AppConfig(settings=settings, feeds=feeds, watchlists=watchlists, files=files)
+    return AppConfig(
+        settings=settings, feeds=feeds, watchlists=watchlists, files=files, feeds_file=feeds_path
+    )

@@ -102,6 +102,17 @@ def test_check_reports_one_url_under_two_names(tmp_path: Path) -> None:
     )
     res = wirewatch("check", "--config", str(cfg))
     assert res.returncode == 2 and "a tag cannot contain a comma: 'a,b'" in res.stderr
+    # one bad feed does not make the watchlists' references to the good ones errors
+    (cfg / "feeds.yaml").write_text(
+        "feeds:\n  - name: good\n    url: https://a.example/x.xml\n    tags: [world]\n"
+        "  - name: bad\n    url: https://a.example/y.xml\n    interval: soon\n"
+    )
+    (cfg / "watchlists.yaml").write_text(
+        "watchlists:\n  - name: w\n    terms: [x]\n    feeds: [good]\n    tags: [world]\n"
+    )
+    res = wirewatch("check", "--config", str(cfg))
+    assert res.returncode == 2 and "feeds.1.interval" in res.stderr
+    assert "unknown feed" not in res.stderr and "no feed has tag" not in res.stderr
 
 
 def test_an_unusable_database_url_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:

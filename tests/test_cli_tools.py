@@ -224,6 +224,32 @@ def test_feeds_export_then_import_gives_back_the_same_feeds(tmp_path: Path) -> N
     assert "4 already configured" in res.stdout
 
 
+def test_feeds_import_writes_where_the_feeds_are_read_from(tmp_path: Path) -> None:
+    """Into feeds.yml when that is the config's feeds file (not a new feeds.yaml that
+    would hide it), a bare list there too; refused when the feeds live in OPML; long
+    intervals kept exactly."""
+    cfg = write_config(tmp_path, feeds=[], watchlists=[{"name": "w", "terms": ["x"]}])
+    (cfg / "feeds.yaml").unlink()
+    (cfg / "feeds.yml").write_text("- name: mine\n  url: https://example.com/mine.xml\n")
+    opml = tmp_path / "in.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><body>'
+        '<outline text="Weekly" xmlUrl="https://example.com/weekly.xml" interval="1209600"/>'
+        "</body></opml>"
+    )
+    res = ww("feeds", "import", str(opml), "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert not (cfg / "feeds.yaml").exists()
+    assert [(f.name, f.interval) for f in load_config(cfg).feeds] == [
+        ("mine", None),
+        ("Weekly", 1209600.0),
+    ]
+    (cfg / "feeds.yml").unlink()
+    (cfg / "feeds.opml").write_text(opml.read_text())
+    res = ww("feeds", "import", str(opml), "--config", str(cfg))
+    assert res.returncode == 2 and "feeds.opml is not a YAML feeds file" in res.stderr
+
+
 def _hourly(server: FeedServer, path: str, hours_ago: list[float]) -> str:
     items = [
         {"title": f"Item {h}", "guid": f"{path}-{h}", "pubDate": pubdate(h)} for h in hours_ago
