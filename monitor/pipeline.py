@@ -346,8 +346,6 @@ _STATE_COLUMNS = (
     "last_error_at",
     "consecutive_failures",
     "last_status",
-    "enabled",
-    "disabled_reason",
     "title",
     "current_interval_s",
     "ttl_minutes",
@@ -358,7 +356,9 @@ _STATE_COLUMNS = (
 
 def _state(row: FeedRow) -> dict[str, Any]:
     # "_polled": the URL this poll fetched; the new state is only written while the feed
-    # still has it (see _save_states)
+    # still has it (see _save_states). enabled/disabled_reason are the config's (a
+    # reload may change them while the feed is polled): a poll writes them only when a
+    # 410 disables the feed ("_gone")
     return {"id": row.id, "_polled": row.url, **{c: getattr(row, c) for c in _STATE_COLUMNS}}
 
 
@@ -422,8 +422,7 @@ def _record_failure(
     st["last_error"], st["last_error_kind"], st["last_error_at"] = error, kind, now
     failures = st["consecutive_failures"] = feed.consecutive_failures + 1
     if kind == "gone" or status == 410:
-        st["enabled"] = False
-        st["disabled_reason"] = f"410 Gone at {now:%Y-%m-%d %H:%M}Z: disabled"
+        st["_gone"] = f"410 Gone at {now:%Y-%m-%d %H:%M}Z: disabled"
         log.warning("feed %s answered 410 Gone: disabled", feed.name)
     else:
         log.warning("feed %s failed (%s): %s", feed.name, kind or "error", error)
@@ -448,7 +447,15 @@ async def _save_states(rt: Runtime, states: list[dict[str, Any]]) -> None:
         .where(table.c.id == bindparam("_id"), table.c.url == bindparam("_polled"))
         .values({c: bindparam(c) for c in _STATE_COLUMNS})
     )
-    params = [{**{k: v for k, v in st.items() if k != "id"}, "_id": st["id"]} for st in states]
+    params = [
+        {**{c: st[c] for c in _STATE_COLUMNS}, "_id": st["id"], "_polled": st["_polled"]}
+        for st in states
+    ]
+    gone = [
+        {"_id": st["id"], "_polled": st["_polled"], "_reason": st["_gone"]}
+        for st in states
+        if st.get("_gone")
+    ]
     release = (
         update(table)
         .where(table.c.id.in_([st["id"] for st in states]), table.c.lease_owner == rt.owner)
@@ -457,6 +464,13 @@ async def _save_states(rt: Runtime, states: list[dict[str, Any]]) -> None:
     async with rt.sessions() as session:
         conn = await session.connection()
         await conn.execute(stmt, params)  # executemany: one round trip
+        if gone:
+            await conn.execute(
+                update(table)
+                .where(table.c.id == bindparam("_id"), table.c.url == bindparam("_polled"))
+                .values(enabled=False, disabled_reason=bindparam("_reason")),
+                gone,
+            )
         await conn.execute(release)
         await session.commit()
 

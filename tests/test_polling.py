@@ -395,3 +395,36 @@ def test_a_url_edited_while_its_feed_is_polled_is_kept(
     assert row.lease_owner is None  # released all the same
     assert asyncio.run(_cycle(cfg_dir)).new == 3  # the next run polls the new URL
     assert len(feed_server.hits("/new.xml")) == 1
+
+
+def test_a_feed_disabled_while_it_is_polled_stays_disabled(
+    tmp_path: Path, feed_server: FeedServer, db_url: str
+) -> None:
+    """`enabled: false` reloaded while the feed's poll is in flight: the finished poll
+    records its result but does not switch the feed back on."""
+    body = _body("Slow").encode()
+
+    def slow(h: BaseHTTPRequestHandler) -> None:
+        time.sleep(1.5)
+        raw_handler(200, body, {"Content-Type": "application/rss+xml"})(h)
+
+    feed_server.set("/slow.xml", handler=slow)
+    url = feed_server.url("/slow.xml")
+    cfg_dir = write_config(tmp_path, settings=_db(db_url), feeds=[{"name": "f", "url": url}])
+
+    async def main() -> None:
+        cfg = load_config(cfg_dir, env={})
+        async with open_runtime(cfg) as rt:
+            await startup(rt)
+            cycle = asyncio.create_task(poll_cycle(rt, all_feeds=True))
+            await asyncio.sleep(0.5)
+            feeds = [{"name": "f", "url": url, "enabled": False}]
+            edited = load_config(write_config(tmp_path, settings=_db(db_url), feeds=feeds), env={})
+            async with rt.sessions() as session:  # what a config reload does
+                await sync_feeds(session, edited.feeds, rt.clock())
+                await session.commit()
+            assert (await cycle).new == 3
+
+    asyncio.run(main())
+    row = asyncio.run(_feeds(cfg_dir))["f"]
+    assert not row.enabled and row.last_success is not None and row.lease_owner is None
