@@ -114,7 +114,8 @@ async def _history_query(session: AsyncSession, where: Any, now: datetime) -> di
     )
     out: dict[int, History] = {}
     first_seen: dict[int, float] = {}
-    for row in (await session.execute(query)).all():
+    conn = await session.connection()  # plain rows; the ORM session adds nothing here
+    for row in (await conn.execute(query)).all():
         h = out.get(row.feed_id)
         if h is None:
             h = out[row.feed_id] = History(

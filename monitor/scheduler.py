@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -150,6 +150,7 @@ class Daemon:
             rows = list((await session.exec(select(FeedRow).where(col(FeedRow.enabled)))).all())
             history = await feed_history(session, rows, now)
         quiet: dict[str, tuple[float, float]] = {}
+        healthy = {r.name for r in rows if not r.consecutive_failures}
         for row in rows:
             h = history.get(row.id) if row.id is not None else None
             found = silence(h, now) if h is not None and not row.consecutive_failures else None
@@ -163,7 +164,7 @@ class Daemon:
                 age / 3600,
                 usual / 3600,
             )
-        for name in sorted(self.silent - quiet.keys()):
+        for name in sorted((self.silent - quiet.keys()) & healthy):  # not failing, removed
             log.info("feed %s: no longer silent", name)
         self.silent = set(quiet)
 
@@ -209,7 +210,14 @@ class Daemon:
         )
         scheduler.add_job(self._tracked(self._reload), "interval", seconds=1, id="reload", **common)
         scheduler.add_job(self._tracked(self._prune), "interval", minutes=10, id="prune", **common)
-        scheduler.add_job(self._tracked(self._health), "interval", hours=1, id="health", **common)
+        scheduler.add_job(
+            self._tracked(self._health),
+            "interval",
+            hours=1,
+            id="health",
+            next_run_time=rt.clock() + timedelta(minutes=1),  # once soon after a start
+            **common,
+        )
         scheduler.start()
         deliverer = asyncio.create_task(delivery_loop(rt, self.stopping), name="delivery")
         try:
