@@ -153,9 +153,7 @@ class Poller:
         and start polling them. Returns how many were started."""
         rt = self.rt
         poll = rt.config.settings.poll
-        if poll.concurrency != self._concurrency:  # a reload changed it: new polls use it
-            self._concurrency = poll.concurrency
-            self._sem = asyncio.Semaphore(poll.concurrency)
+        self._refresh_limits()
         room = max(poll.concurrency * 4, 100) - len(self.running)
         if room <= 0:
             return 0
@@ -170,21 +168,35 @@ class Poller:
                 exclude=(exclude or set()) | self.ids(),
             )
         for row in feeds:
-            task = asyncio.create_task(self._one(row, self._sem), name=f"poll {row.name}")
+            task = asyncio.create_task(
+                self._one(row, self._sem, self.gate), name=f"poll {row.name}"
+            )
             self.running[task] = row
         if self.running and (self._keeper is None or self._keeper.done()):
             self._keeper = asyncio.create_task(self._keep_leases(), name="lease keeper")
         return len(feeds)
 
-    async def _one(self, row: FeedRow, sem: asyncio.Semaphore) -> PollReport:
+    def _refresh_limits(self) -> None:
+        """A reload changed the limits: polls started from now on use the new ones
+        (those already in flight finish under the old)."""
+        poll = self.rt.config.settings.poll
+        if poll.concurrency != self._concurrency:
+            self._concurrency = poll.concurrency
+            self._sem = asyncio.Semaphore(poll.concurrency)
+        if (poll.per_host, poll.per_host_spacing) != (self.gate.per_host, self.gate.spacing):
+            gate = HostGate(poll.per_host, poll.per_host_spacing)
+            gate._last = self.gate._last  # each host's last request still counts
+            self.gate = gate
+
+    async def _one(self, row: FeedRow, sem: asyncio.Semaphore, gate: HostGate) -> PollReport:
         host = urlsplit(row.url).hostname or ""
         # the host's slot and its spacing first: a feed queued behind its busy host
         # holds no global slot that a feed on another host could use
-        async with self.gate.semaphore(host):
+        async with gate.semaphore(host):
             while True:
-                await self.gate.wait_turn(host)
+                await gate.wait_turn(host)
                 async with sem:
-                    if self.gate.start(host):
+                    if gate.start(host):
                         return await poll_feed(self.rt, row)
                 # another request to the host started while this one waited for a
                 # global slot: give the slot back and wait out the spacing again

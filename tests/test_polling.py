@@ -268,7 +268,7 @@ def test_spacing_holds_when_feeds_also_wait_for_a_global_slot(
         rows = [SimpleNamespace(name="b", url="http://other.example/x", id=9)] + [
             SimpleNamespace(name=f"a{i}", url="http://host.example/x", id=i) for i in range(3)
         ]
-        await asyncio.gather(*(poller._one(r, poller._sem) for r in rows))  # type: ignore[arg-type]
+        await asyncio.gather(*(poller._one(r, poller._sem, poller.gate) for r in rows))  # type: ignore[arg-type]
 
     asyncio.run(main())
     same_host = sorted(t for name, t in starts if name.startswith("a"))
@@ -428,3 +428,24 @@ def test_a_feed_disabled_while_it_is_polled_stays_disabled(
     asyncio.run(main())
     row = asyncio.run(_feeds(cfg_dir))["f"]
     assert not row.enabled and row.last_success is not None and row.lease_owner is None
+
+
+def test_reloaded_limits_apply_to_the_polls_started_after() -> None:
+    """A reload that changes concurrency, per_host or the spacing reaches the polls the
+    daemon starts next; the host's last request still counts for the spacing."""
+    poll = SimpleNamespace(per_host=2, per_host_spacing=1.0, concurrency=4)
+    rt = SimpleNamespace(config=SimpleNamespace(settings=SimpleNamespace(poll=poll)))
+
+    async def main() -> None:
+        poller = Poller(rt)  # type: ignore[arg-type]
+        old_sem, old_gate = poller._sem, poller.gate
+        assert old_gate.start("h.example")
+        poller._refresh_limits()
+        assert (poller._sem, poller.gate) == (old_sem, old_gate)  # nothing changed
+        rt.config.settings.poll = SimpleNamespace(per_host=1, per_host_spacing=5.0, concurrency=2)
+        poller._refresh_limits()
+        assert poller._sem is not old_sem and poller.gate is not old_gate
+        assert poller.gate.per_host == 1 and poller.gate.spacing == 5.0
+        assert not poller.gate.start("h.example")  # 5 s since the request before the reload
+
+    asyncio.run(main())
