@@ -206,17 +206,21 @@ class Poller:
         a poll to finish, then write back every finished poll's state in one go and
         return their reports."""
         if self.running and wait != 0:
-            done, _ = await asyncio.wait(
+            first, _ = await asyncio.wait(
                 self.running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
             )
-            if done and len(done) < len(self.running):  # let the polls finishing now join
+            if first and len(first) < len(self.running):  # let the polls finishing now join
                 await asyncio.wait(self.running, timeout=self.LINGER_S)
-        reports = [self._report(t) for t in [t for t in self.running if t.done()]]
+        done = [t for t in self.running if t.done()]
+        reports = [self._report(t) for t in done]
+        # forgotten only once written: if the database refuses, the next call retries
         await _save_states(self.rt, [p.state for p in reports if p.state])
+        for task in done:
+            del self.running[task]
         return reports
 
     def _report(self, task: asyncio.Task[PollReport]) -> PollReport:
-        row = self.running.pop(task)
+        row = self.running[task]
         if task.cancelled():
             failed = PollReport(row.name, row.url, error="poll cancelled")
             return failed  # no state: the feed keeps its due time; its lease is released
@@ -241,11 +245,13 @@ class Poller:
         if rest:
             await asyncio.wait(rest)
         ids = [row.id for t, row in self.running.items() if t in rest and row.id is not None]
-        reports = await self.collect(wait=0)
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+        try:
+            reports = await self.collect(wait=0)
+        finally:
+            if self._keeper is not None:
+                self._keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._keeper
         if ids:
             table = FeedRow.__table__  # type: ignore[attr-defined]
             async with self.rt.sessions() as session:

@@ -449,3 +449,46 @@ def test_reloaded_limits_apply_to_the_polls_started_after() -> None:
         assert not poller.gate.start("h.example")  # 5 s since the request before the reload
 
     asyncio.run(main())
+
+
+def test_a_finished_poll_is_kept_until_its_state_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Edge case: the database refuses the write-back once (locked, restarting). The
+    finished poll stays with the poller, its state is written on the next try, and its
+    report is not lost."""
+    import monitor.pipeline as pipeline
+
+    async def fake_poll(rt: Any, row: Any) -> PollReport:
+        report = PollReport(row.name, row.url)
+        report.state = {"id": row.id}
+        return report
+
+    written: list[list[dict[str, Any]]] = []
+    failures = [RuntimeError("database is locked")]
+
+    async def flaky_save(rt: Any, states: list[dict[str, Any]]) -> None:
+        if failures:
+            raise failures.pop()
+        written.append(states)
+
+    monkeypatch.setattr(pipeline, "poll_feed", fake_poll)
+    monkeypatch.setattr(pipeline, "_save_states", flaky_save)
+    poll = SimpleNamespace(per_host=2, per_host_spacing=0, concurrency=4, lease=30.0)
+    rt = SimpleNamespace(config=SimpleNamespace(settings=SimpleNamespace(poll=poll)))
+
+    async def main() -> list[PollReport]:
+        poller = Poller(rt)  # type: ignore[arg-type]
+        row = SimpleNamespace(name="f", url="http://h.example/f", id=7)
+        task = asyncio.create_task(poller._one(row, poller._sem, poller.gate))  # type: ignore[arg-type]
+        poller.running[task] = row  # type: ignore[assignment]
+        await task
+        with pytest.raises(RuntimeError):
+            await poller.collect(wait=0)
+        assert task in poller.running
+        reports = await poller.collect(wait=0)
+        assert not poller.running
+        return reports
+
+    reports = asyncio.run(main())
+    assert [r.feed for r in reports] == ["f"] and written == [[{"id": 7}]]
