@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from monitor.dedupe import Prepared, StoryIndex, StoryItem, is_material_change
+from monitor.dedupe import Prepared, StoryIndex, StoryItem, article_url, is_material_change
 from monitor.fetch import FetchResult, fetch
 from monitor.intervals import learned_cadence, next_interval, parse_cache_headers
 from monitor.match import Hit
@@ -86,15 +86,28 @@ class HostGate:
     right behind another request to the same host."""
 
     def __init__(self, per_host: int, spacing: float) -> None:
-        self.per_host = per_host
+        self.per_host = per_host  # both may change (a reload): they hold from then on
         self.spacing = spacing
-        self._sems: dict[str, asyncio.Semaphore] = {}
+        self._active: dict[str, int] = defaultdict(int)
+        self._freed: dict[str, asyncio.Condition] = {}
         self._last: dict[str, float] = {}
 
-    def semaphore(self, host: str) -> asyncio.Semaphore:
-        if host not in self._sems:
-            self._sems[host] = asyncio.Semaphore(self.per_host)
-        return self._sems[host]
+    @contextlib.asynccontextmanager
+    async def slot(self, host: str) -> AsyncIterator[None]:
+        """One of the host's ``per_host`` slots, held for the block. A lower ``per_host``
+        set meanwhile holds back new requests until the host is under it."""
+        freed = self._freed.get(host)
+        if freed is None:
+            freed = self._freed[host] = asyncio.Condition()
+        async with freed:
+            await freed.wait_for(lambda: self._active[host] < max(1, self.per_host))
+            self._active[host] += 1
+        try:
+            yield
+        finally:
+            async with freed:
+                self._active[host] -= 1
+                freed.notify()
 
     async def wait_turn(self, host: str) -> None:
         """Sleep until the host's spacing since its last request has passed (another
@@ -168,31 +181,28 @@ class Poller:
                 exclude=(exclude or set()) | self.ids(),
             )
         for row in feeds:
-            task = asyncio.create_task(
-                self._one(row, self._sem, self.gate), name=f"poll {row.name}"
-            )
+            task = asyncio.create_task(self._one(row, self._sem), name=f"poll {row.name}")
             self.running[task] = row
         if self.running and (self._keeper is None or self._keeper.done()):
             self._keeper = asyncio.create_task(self._keep_leases(), name="lease keeper")
         return len(feeds)
 
     def _refresh_limits(self) -> None:
-        """A reload changed the limits: polls started from now on use the new ones
-        (those already in flight finish under the old)."""
+        """Take up what a reload changed: a new concurrency for the polls started from
+        now on (those in flight finish under the old); per_host and the spacing at once,
+        for every request not started yet."""
         poll = self.rt.config.settings.poll
         if poll.concurrency != self._concurrency:
             self._concurrency = poll.concurrency
             self._sem = asyncio.Semaphore(poll.concurrency)
-        if (poll.per_host, poll.per_host_spacing) != (self.gate.per_host, self.gate.spacing):
-            gate = HostGate(poll.per_host, poll.per_host_spacing)
-            gate._last = self.gate._last  # each host's last request still counts
-            self.gate = gate
+        self.gate.per_host, self.gate.spacing = poll.per_host, poll.per_host_spacing
 
-    async def _one(self, row: FeedRow, sem: asyncio.Semaphore, gate: HostGate) -> PollReport:
+    async def _one(self, row: FeedRow, sem: asyncio.Semaphore) -> PollReport:
         host = urlsplit(row.url).hostname or ""
         # the host's slot and its spacing first: a feed queued behind its busy host
         # holds no global slot that a feed on another host could use
-        async with gate.semaphore(host):
+        gate = self.gate
+        async with gate.slot(host):
             while True:
                 await gate.wait_turn(host)
                 async with sem:
@@ -659,18 +669,24 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
         )
         # stored titles under each link: a new guid on a known link is the same entry
         # only when it keeps the title, or when most of the poll came back that way.
-        # Entries of the last week only: a feed linking every item to one page has
-        # all its history under that link
+        # Under a site's front page (a feed linking every item to it holds its whole
+        # history there) only the last week's entries are read
         known_links: dict[tuple[int, str], list[str]] = {}
-        for chunk in _chunks(links, 500):
-            rows2 = await session.exec(
-                select(EntryRow.feed_id, EntryRow.link, EntryRow.title)
-                .where(col(EntryRow.feed_id).in_(feed_ids))
-                .where(col(EntryRow.link).in_(chunk))
-                .where(col(EntryRow.seen_at) >= now - timedelta(days=7))
-            )
-            for fid, link, title in rows2.all():
-                known_links.setdefault((fid, link), []).append(title)
+        front = [link for link in links if not article_url(link)]
+        for group, since in (
+            ([link for link in links if article_url(link)], None),
+            (front, now - timedelta(days=7)),
+        ):
+            for chunk in _chunks(group, 500):
+                query = (
+                    select(EntryRow.feed_id, EntryRow.link, EntryRow.title)
+                    .where(col(EntryRow.feed_id).in_(feed_ids))
+                    .where(col(EntryRow.link).in_(chunk))
+                )
+                if since is not None:
+                    query = query.where(col(EntryRow.seen_at) >= since)
+                for fid, link, title in (await session.exec(query)).all():
+                    known_links.setdefault((fid, link), []).append(title)
         per_job: list[list[Entry]] = []
         for job in jobs:
             feed, report = job.feed, job.report

@@ -296,6 +296,36 @@ def test_guid_flood_is_recognised_and_sends_nothing(
     assert len(slack.messages) == sent
 
 
+def test_a_guid_regeneration_of_entries_older_than_a_week_is_recognised(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    """A low-volume feed whose items were first seen 8 days ago regenerates every guid
+    (a CMS migration): still the same items, by their links."""
+    import sqlite3
+
+    def feed(version: int) -> str:
+        items = [
+            {
+                "title": f"Kim Jong Un inspects site number {i}",
+                "link": f"https://weekly.example/post/{i}",
+                "guid": f"urn:v{version}:{i}",
+            }
+            for i in range(8)
+        ]
+        return rss("Weekly", items)
+
+    feed_server.set("/f.xml", feed(1))
+    cfg = write_config(tmp_path, feeds=[{"name": "f", "url": feed_server.url("/f.xml")}])
+    assert asyncio.run(_cycle(cfg, _env(slack))).new == 8
+    sent = len(slack.messages)
+    with sqlite3.connect(tmp_path / "data" / "wirewatch.db") as conn:
+        conn.execute("UPDATE entries SET seen_at = datetime(seen_at, '-8 days')")
+    feed_server.set("/f.xml", feed(2))
+    again = asyncio.run(_cycle(cfg, _env(slack)))
+    assert again.new == 0 and again.polls[0].relinked == 8
+    assert len(slack.messages) == sent
+
+
 @pytest.mark.parametrize(
     "link", ["https://press.example/", "https://live.example/korea-summit#update"]
 )

@@ -268,7 +268,7 @@ def test_spacing_holds_when_feeds_also_wait_for_a_global_slot(
         rows = [SimpleNamespace(name="b", url="http://other.example/x", id=9)] + [
             SimpleNamespace(name=f"a{i}", url="http://host.example/x", id=i) for i in range(3)
         ]
-        await asyncio.gather(*(poller._one(r, poller._sem, poller.gate) for r in rows))  # type: ignore[arg-type]
+        await asyncio.gather(*(poller._one(r, poller._sem) for r in rows))  # type: ignore[arg-type]
 
     asyncio.run(main())
     same_host = sorted(t for name, t in starts if name.startswith("a"))
@@ -431,22 +431,32 @@ def test_a_feed_disabled_while_it_is_polled_stays_disabled(
 
 
 def test_reloaded_limits_apply_to_the_polls_started_after() -> None:
-    """A reload that changes concurrency, per_host or the spacing reaches the polls the
-    daemon starts next; the host's last request still counts for the spacing."""
+    """A reload that changes concurrency, per_host or the spacing reaches every request
+    not started yet; the host's last request still counts for the spacing, and a lower
+    per_host holds new requests back until the host is under it."""
     poll = SimpleNamespace(per_host=2, per_host_spacing=1.0, concurrency=4)
     rt = SimpleNamespace(config=SimpleNamespace(settings=SimpleNamespace(poll=poll)))
 
     async def main() -> None:
         poller = Poller(rt)  # type: ignore[arg-type]
-        old_sem, old_gate = poller._sem, poller.gate
-        assert old_gate.start("h.example")
+        old_sem, gate = poller._sem, poller.gate
+        assert gate.start("h.example")
         poller._refresh_limits()
-        assert (poller._sem, poller.gate) == (old_sem, old_gate)  # nothing changed
+        assert poller._sem is old_sem  # nothing changed
+        first, second = gate.slot("h.example"), gate.slot("h.example")
+        await first.__aenter__()
+        await second.__aenter__()  # two in flight under per_host 2
         rt.config.settings.poll = SimpleNamespace(per_host=1, per_host_spacing=5.0, concurrency=2)
         poller._refresh_limits()
-        assert poller._sem is not old_sem and poller.gate is not old_gate
-        assert poller.gate.per_host == 1 and poller.gate.spacing == 5.0
-        assert not poller.gate.start("h.example")  # 5 s since the request before the reload
+        assert poller._sem is not old_sem and poller.gate is gate
+        assert not gate.start("h.example")  # 5 s since the request before the reload
+        await first.__aexit__(None, None, None)
+        with pytest.raises(TimeoutError):  # one still in flight: per_host 1 is full
+            async with asyncio.timeout(0.2), gate.slot("h.example"):
+                pass
+        await second.__aexit__(None, None, None)
+        async with asyncio.timeout(0.2), gate.slot("h.example"):
+            pass
 
     asyncio.run(main())
 
@@ -480,7 +490,7 @@ def test_a_finished_poll_is_kept_until_its_state_is_written(
     async def main() -> list[PollReport]:
         poller = Poller(rt)  # type: ignore[arg-type]
         row = SimpleNamespace(name="f", url="http://h.example/f", id=7)
-        task = asyncio.create_task(poller._one(row, poller._sem, poller.gate))  # type: ignore[arg-type]
+        task = asyncio.create_task(poller._one(row, poller._sem))  # type: ignore[arg-type]
         poller.running[task] = row  # type: ignore[assignment]
         await task
         with pytest.raises(RuntimeError):
