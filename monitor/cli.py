@@ -789,7 +789,7 @@ def _append_feeds(
     if re.search(r"^feeds:[ \t]*\[", text, re.MULTILINE):
         typer.echo(f"error: {target} lists its feeds in [flow] style; add it by hand", err=True)
         raise typer.Exit(2)
-    if re.match(r"(\s*#.*\n)*\s*- ", text):  # a bare list, which the loader also takes
+    if re.match(r"(\s*(#.*|---[ \t]*)\n)*\s*- ", text):  # a bare list, as the loader takes
         pass
     elif not re.search(r"^feeds:", text, re.MULTILINE):
         text = text + ("" if not text or text.endswith("\n") else "\n") + "feeds:\n"

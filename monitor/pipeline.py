@@ -147,6 +147,7 @@ class Poller:
     every tick."""
 
     LINGER_S = 0.25  # finished polls are written back together, this long after the first
+    SAVE_TRIES = 3  # a finished poll's state refused this many times on its own is given up
 
     def __init__(self, rt: Runtime, gate: HostGate | None = None) -> None:
         poll = rt.config.settings.poll
@@ -156,6 +157,8 @@ class Poller:
         self._sem = asyncio.Semaphore(poll.concurrency)
         self.running: dict[asyncio.Task[PollReport], FeedRow] = {}
         self._keeper: asyncio.Task[None] | None = None
+        # finished polls whose state is not written yet: their report, failed writes
+        self._unsaved: dict[asyncio.Task[PollReport], tuple[PollReport, int]] = {}
 
     def ids(self) -> set[int]:
         return {row.id for row in self.running.values() if row.id is not None}
@@ -222,11 +225,50 @@ class Poller:
             if first and len(first) < len(self.running):  # let the polls finishing now join
                 await asyncio.wait(self.running, timeout=self.LINGER_S)
         done = [t for t in self.running if t.done()]
-        reports = [self._report(t) for t in done]
-        # forgotten only once written: if the database refuses, the next call retries
-        await _save_states(self.rt, [p.state for p in reports if p.state])
+        for task in done:
+            if task not in self._unsaved:
+                self._unsaved[task] = (self._report(task), 0)
+        reports = [self._unsaved[t][0] for t in done]
+        # forgotten only once written: if the database refuses, the next call retries;
+        # a state refused SAVE_TRIES times on its own (bad data, not a passing outage)
+        # is given up, so one bad poll never holds up the others
+        try:
+            await _save_states(self.rt, [p.state for p in reports if p.state])
+        except Exception:
+            if len(done) == 1 and self._unsaved[done[0]][1] + 1 < self.SAVE_TRIES:
+                report, tries = self._unsaved[done[0]]
+                self._unsaved[done[0]] = (report, tries + 1)
+                raise
+            if len(done) == 1:
+                log.error(
+                    "feed %s: its poll's state could not be written; given up",
+                    reports[0].feed,
+                    exc_info=True,
+                )
+            else:  # one by one: the ones that can be written are, the rest retried
+                log.warning(
+                    "writing back %d polls failed; trying one by one", len(done), exc_info=True
+                )
+                kept = []
+                for task, report in zip(done, reports, strict=True):
+                    try:
+                        await _save_states(self.rt, [report.state] if report.state else [])
+                    except Exception:
+                        tries = self._unsaved[task][1] + 1
+                        if tries < self.SAVE_TRIES:
+                            self._unsaved[task] = (report, tries)
+                            continue
+                        log.error(
+                            "feed %s: its poll's state could not be written; given up",
+                            report.feed,
+                            exc_info=True,
+                        )
+                    kept.append(task)
+                done = kept
+                reports = [self._unsaved[t][0] for t in done]
         for task in done:
             del self.running[task]
+            del self._unsaved[task]
         return reports
 
     def _report(self, task: asyncio.Task[PollReport]) -> PollReport:

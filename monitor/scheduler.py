@@ -125,7 +125,10 @@ class Daemon:
     async def _poll(self) -> None:
         """One tick: write back the polls that finished since the last, start the feeds
         that fell due since. Returns at once; the polls run on."""
-        self._log_polls(await self.poller.collect(wait=0))
+        try:
+            self._log_polls(await self.poller.collect(wait=0))
+        except Exception:  # kept for the next tick; feeds falling due still start
+            log.warning("could not write back finished polls; retrying", exc_info=True)
         await self.poller.start_due()
 
     @staticmethod

@@ -502,3 +502,32 @@ def test_a_finished_poll_is_kept_until_its_state_is_written(
 
     reports = asyncio.run(main())
     assert [r.feed for r in reports] == ["f"] and written == [[{"id": 7}]]
+
+    # a state the database refuses every time is given up after a few tries, and the
+    # other polls finishing with it are written all the same
+    async def refuse_7(rt: Any, states: list[dict[str, Any]]) -> None:
+        if any(st["id"] == 7 for st in states):
+            raise ValueError("invalid byte sequence")
+        written.append(states)
+
+    monkeypatch.setattr(pipeline, "_save_states", refuse_7)
+    written.clear()
+
+    async def main2() -> list[list[str]]:
+        poller = Poller(rt)  # type: ignore[arg-type]
+        for name, fid in (("bad", 7), ("good", 8)):
+            row = SimpleNamespace(name=name, url=f"http://h.example/{name}", id=fid)
+            task = asyncio.create_task(poller._one(row, poller._sem))  # type: ignore[arg-type]
+            poller.running[task] = row  # type: ignore[assignment]
+        await asyncio.gather(*poller.running)
+        rounds = []
+        for _ in range(3):
+            try:
+                rounds.append(sorted(r.feed for r in await poller.collect(wait=0)))
+            except ValueError:
+                rounds.append(["refused"])
+        assert not poller.running
+        return rounds
+
+    assert asyncio.run(main2()) == [["good"], ["refused"], ["bad"]]
+    assert written == [[{"id": 8}]]
