@@ -26,7 +26,14 @@ import typer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor import __version__
-from monitor.config import AppConfig, ConfigError, load_config, parse_duration
+from monitor.config import (
+    AppConfig,
+    ConfigError,
+    free_name,
+    load_config,
+    load_feeds_file,
+    parse_duration,
+)
 from monitor.deliver.base import Notifier
 from monitor.deliver.console import ConsoleNotifier
 from monitor.health import History, feed_history, per_day, silent
@@ -673,10 +680,7 @@ def feeds_add(
     """Discover (via <link rel=alternate> on HTML pages) and validate a feed, then append
     it to the feeds YAML."""
     cfg = _load(config, feeds, watchlists)
-    target = _feeds_target(cfg, config, feeds)
-    if target.suffix.lower() not in {".yaml", ".yml"}:
-        typer.echo(f"error: {target} is not a YAML feeds file; add the URL by hand", err=True)
-        raise typer.Exit(2)
+    target = _yaml_feeds_target(cfg, config, feeds)
     if name is not None and any(f.name == name for f in cfg.feeds):
         typer.echo(f"error: a feed is already named {name!r}; choose another --name", err=True)
         raise typer.Exit(2)
@@ -690,7 +694,7 @@ def feeds_add(
         return
 
     base = name or re.sub(r"[^a-z0-9]+", "-", (title or feed_url).lower()).strip("-")[:60]
-    feed_name = _free_name(base or "feed", {f.name for f in cfg.feeds})
+    feed_name = free_name(base or "feed", {f.name for f in cfg.feeds})
     entry: dict[str, object] = {"name": feed_name, "url": feed_url}
     if title:
         entry["source"] = title[:100]
@@ -715,15 +719,10 @@ def feeds_import(
     the feeds YAML: names, outlets, categories as tags, intervals and disabled feeds are
     kept; URLs already configured are skipped; a name already taken gets a suffix. The
     result is validated before it is kept. Nothing is fetched."""
-    from monitor.config import _load_feeds
-
     cfg = _load(config, feeds, watchlists)
-    target = _feeds_target(cfg, config, feeds)
-    if target.suffix.lower() not in {".yaml", ".yml"}:
-        typer.echo(f"error: {target} is not a YAML feeds file", err=True)
-        raise typer.Exit(2)
+    target = _yaml_feeds_target(cfg, config, feeds)
     errors: list[str] = []
-    incoming = _load_feeds(source, errors)
+    incoming = load_feeds_file(source, errors)
     if errors:
         typer.echo("\n".join(f"error: {e}" for e in errors), err=True)
         raise typer.Exit(2)
@@ -736,7 +735,7 @@ def feeds_import(
             skipped += 1
             continue
         urls.add(f.url)
-        name = _free_name(f.name, names)
+        name = free_name(f.name, names)
         names.add(name)
         if name != f.name:
             typer.echo(f"renamed {f.name!r} to {name!r}: the name is taken", err=True)
@@ -759,17 +758,15 @@ def feeds_import(
     )
 
 
-def _feeds_target(cfg: AppConfig, config: Path, feeds: Path | None) -> Path:
+def _yaml_feeds_target(cfg: AppConfig, config: Path, feeds: Path | None) -> Path:
     """The file the feeds were read from (``--feeds``, or the one found in the config
-    directory), which is where new feeds go; ``feeds.yaml`` when there was none."""
-    return feeds if feeds is not None else cfg.feeds_file or config / "feeds.yaml"
-
-
-def _free_name(base: str, taken: set[str]) -> str:
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    return name
+    directory), which is where new feeds go; ``feeds.yaml`` when there was none. Only a
+    YAML file is written to (exit 2 otherwise)."""
+    target = feeds if feeds is not None else cfg.feeds_file or config / "feeds.yaml"
+    if target.suffix.lower() not in {".yaml", ".yml"}:
+        typer.echo(f"error: {target} is not a YAML feeds file; add feeds to it by hand", err=True)
+        raise typer.Exit(2)
+    return target
 
 
 def _append_feeds(

@@ -308,6 +308,14 @@ def _database_url_problem(url: str) -> str | None:
     return None
 
 
+def free_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base-2``, ``base-3``, ... : the first not in ``taken``."""
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
 def _name_from_url(url: str) -> str:
     parts = urlsplit(url)
     host = (parts.hostname or "feed").removeprefix("www.").removeprefix("feeds.")
@@ -315,7 +323,9 @@ def _name_from_url(url: str) -> str:
     return f"{host}-{path}"[:80].rstrip("-") if path else host
 
 
-def _load_feeds(path: Path, errors: list[str]) -> list[FeedConfig]:
+def load_feeds_file(path: Path, errors: list[str]) -> list[FeedConfig]:
+    """The feeds of one file (YAML, OPML or a newsboat-style URL list); its problems,
+    each with file and line, go to ``errors``."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -390,10 +400,7 @@ def _load_url_list(path: Path, text: str, errors: list[str]) -> list[FeedConfig]
         tags = [t.strip('"').replace('\\"', '"') for t in rest]
         title = next((t[1:] for t in tags if t.startswith("~")), "")
         tags = [t for t in tags if t and not t.startswith(("~", "!"))]
-        name = title or _name_from_url(url)
-        base, n = name, 2
-        while name in names:
-            name, n = f"{base}-{n}", n + 1
+        name = free_name(title or _name_from_url(url), names)
         names.add(name)
         try:
             feeds.append(FeedConfig(name=name, url=url, source=title, tags=tuple(tags)))
@@ -439,10 +446,7 @@ def _load_opml(path: Path, raw: bytes, errors: list[str]) -> list[FeedConfig]:
     for given, (outline, url, title, tags) in zip(explicit, outlines, strict=True):
         name = given
         if not name:
-            name = base = title or _name_from_url(url)
-            n = 2
-            while name in names:
-                name, n = f"{base}-{n}", n + 1
+            name = free_name(title or _name_from_url(url), names)
             names.add(name)
         try:
             feed = {
@@ -580,7 +584,7 @@ def load_config(
     if feeds_path is None:
         errors.append(f"{directory}/feeds.yaml: no feeds file (use --feeds FILE)")
     else:
-        feeds = _load_feeds(feeds_path, errors)
+        feeds = load_feeds_file(feeds_path, errors)
     if watch_path is None:
         errors.append(f"{directory}/watchlists.yaml: no watchlists file (use --watchlists FILE)")
     else:
