@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, func, insert, text, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.sql.dml import Update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -149,10 +150,10 @@ class Poller:
     LINGER_S = 0.25  # finished polls are written back together, this long after the first
     SAVE_TRIES = 3  # a finished poll's state refused this many times on its own is given up
 
-    def __init__(self, rt: Runtime, gate: HostGate | None = None) -> None:
+    def __init__(self, rt: Runtime) -> None:
         poll = rt.config.settings.poll
         self.rt = rt
-        self.gate = gate or HostGate(poll.per_host, poll.per_host_spacing)
+        self.gate = HostGate(poll.per_host, poll.per_host_spacing)
         self._concurrency = poll.concurrency
         self._sem = asyncio.Semaphore(poll.concurrency)
         self.running: dict[asyncio.Task[PollReport], FeedRow] = {}
@@ -228,48 +229,43 @@ class Poller:
         for task in done:
             if task not in self._unsaved:
                 self._unsaved[task] = (self._report(task), 0)
-        reports = [self._unsaved[t][0] for t in done]
         # forgotten only once written: if the database refuses, the next call retries;
         # a state refused SAVE_TRIES times on its own (bad data, not a passing outage)
         # is given up, so one bad poll never holds up the others
         try:
-            await _save_states(self.rt, [p.state for p in reports if p.state])
+            await _save_states(self.rt, [st for t in done if (st := self._unsaved[t][0].state)])
         except Exception:
-            if len(done) == 1 and self._unsaved[done[0]][1] + 1 < self.SAVE_TRIES:
-                report, tries = self._unsaved[done[0]]
-                self._unsaved[done[0]] = (report, tries + 1)
-                raise
             if len(done) == 1:
-                log.error(
-                    "feed %s: its poll's state could not be written; given up",
-                    reports[0].feed,
-                    exc_info=True,
-                )
-            else:  # one by one: the ones that can be written are, the rest retried
-                log.warning(
-                    "writing back %d polls failed; trying one by one", len(done), exc_info=True
-                )
-                kept = []
-                for task, report in zip(done, reports, strict=True):
-                    try:
-                        await _save_states(self.rt, [report.state] if report.state else [])
-                    except Exception:
-                        tries = self._unsaved[task][1] + 1
-                        if tries < self.SAVE_TRIES:
-                            self._unsaved[task] = (report, tries)
-                            continue
-                        log.error(
-                            "feed %s: its poll's state could not be written; given up",
-                            report.feed,
-                            exc_info=True,
-                        )
-                    kept.append(task)
-                done = kept
-                reports = [self._unsaved[t][0] for t in done]
+                if not self._give_up(done[0]):
+                    raise
+            else:
+                log.warning("writing back %d polls failed; one by one", len(done), exc_info=True)
+                done = [t for t in done if await self._save_one(t)]
+        reports = [self._unsaved.pop(t)[0] for t in done]
         for task in done:
             del self.running[task]
-            del self._unsaved[task]
         return reports
+
+    async def _save_one(self, task: asyncio.Task[PollReport]) -> bool:
+        """Write one finished poll's state: True once written or given up."""
+        state = self._unsaved[task][0].state
+        try:
+            await _save_states(self.rt, [state] if state else [])
+        except Exception:
+            return self._give_up(task)
+        return True
+
+    def _give_up(self, task: asyncio.Task[PollReport]) -> bool:
+        """Count a refused write of a finished poll's state (called while handling the
+        error); True, logged, once it has been refused SAVE_TRIES times."""
+        report, tries = self._unsaved[task]
+        if tries + 1 < self.SAVE_TRIES:
+            self._unsaved[task] = (report, tries + 1)
+            return False
+        log.error(
+            "feed %s: its poll's state could not be written; given up", report.feed, exc_info=True
+        )
+        return True
 
     def _report(self, task: asyncio.Task[PollReport]) -> PollReport:
         row = self.running[task]
@@ -305,14 +301,9 @@ class Poller:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._keeper
         if ids:
-            table = FeedRow.__table__  # type: ignore[attr-defined]
             async with self.rt.sessions() as session:
                 conn = await session.connection()
-                await conn.execute(
-                    update(table)
-                    .where(table.c.id.in_(ids), table.c.lease_owner == self.rt.owner)
-                    .values(lease_until=None, lease_owner=None)
-                )
+                await conn.execute(_release(self.rt, ids))
                 await session.commit()
         return reports
 
@@ -332,15 +323,13 @@ class Poller:
                 log.warning("could not renew feed leases", exc_info=True)
 
 
-async def poll_cycle(
-    rt: Runtime, *, all_feeds: bool = False, gate: HostGate | None = None
-) -> CycleReport:
+async def poll_cycle(rt: Runtime, *, all_feeds: bool = False) -> CycleReport:
     """Claim due feeds (with ``all_feeds``, every enabled feed not waiting out a failure
     backoff or a Retry-After) and poll them concurrently within the global and per-host
     limits, claiming more as polls finish, until none is due. Returns what happened to
     each feed."""
     report = CycleReport()
-    poller = Poller(rt, gate)
+    poller = Poller(rt)
     done: set[int] = set()
     try:
         while True:
@@ -526,11 +515,6 @@ async def _save_states(rt: Runtime, states: list[dict[str, Any]]) -> None:
         for st in states
         if st.get("_gone")
     ]
-    release = (
-        update(table)
-        .where(table.c.id.in_([st["id"] for st in states]), table.c.lease_owner == rt.owner)
-        .values(lease_until=None, lease_owner=None)
-    )
     async with rt.sessions() as session:
         conn = await session.connection()
         await conn.execute(stmt, params)  # executemany: one round trip
@@ -541,8 +525,18 @@ async def _save_states(rt: Runtime, states: list[dict[str, Any]]) -> None:
                 .values(enabled=False, disabled_reason=bindparam("_reason")),
                 gone,
             )
-        await conn.execute(release)
+        await conn.execute(_release(rt, [st["id"] for st in states]))
         await session.commit()
+
+
+def _release(rt: Runtime, ids: list[int]) -> Update:
+    """This process's leases on the feeds ``ids``, let go."""
+    table = FeedRow.__table__  # type: ignore[attr-defined]
+    return (
+        update(table)
+        .where(table.c.id.in_(ids), table.c.lease_owner == rt.owner)
+        .values(lease_until=None, lease_owner=None)
+    )
 
 
 def _interval(
@@ -714,11 +708,9 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
         # Under a site's front page (a feed linking every item to it holds its whole
         # history there) only the last week's entries are read
         known_links: dict[tuple[int, str], list[str]] = {}
-        front = [link for link in links if not article_url(link)]
-        for group, since in (
-            ([link for link in links if article_url(link)], None),
-            (front, now - timedelta(days=7)),
-        ):
+        articles = [link for link in links if article_url(link)]
+        front_pages = [link for link in links if not article_url(link)]
+        for group, since in ((articles, None), (front_pages, now - timedelta(days=7))):
             for chunk in _chunks(group, 500):
                 query = (
                     select(EntryRow.feed_id, EntryRow.link, EntryRow.title)
