@@ -6,20 +6,21 @@ raised together as :class:`ConfigError`, each naming file, line, field and probl
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from monitor.watchlist import Watchlist
 from monitor.yamlsrc import ConfigError, YamlDoc, load_yaml
+
+M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
     "AppConfig",
@@ -355,13 +356,9 @@ def load_feeds_file(path: Path, errors: list[str]) -> list[FeedConfig]:
         valid = list(enumerate(feeds))
     except ValidationError as exc:
         errors.extend(_problems(doc, exc))
-        feeds = []
-        valid = []  # the feeds valid on their own still get the checks below
-        items = data.get("feeds")
-        for i, item in enumerate(items if isinstance(items, list) else []):
-            with contextlib.suppress(ValidationError):  # already reported above
-                valid.append((i, FeedConfig.model_validate(item)))
-        # returned too: the watchlists' feed and tag checks judge against them
+        # the feeds valid on their own still get the checks below, and are returned:
+        # the watchlists' feed and tag checks judge against them
+        valid, _ = _valid_on_their_own(data.get("feeds"), FeedConfig)
         feeds = [f for _, f in valid]
     seen: dict[str, int] = {}
     for i, f in valid:
@@ -501,7 +498,7 @@ def _load_watchlists(
     if loaded is None:
         return []
     doc, data = loaded
-    named: dict[str, int] = {}  # names of watchlists invalid on their own, first index
+    invalid: list[tuple[int, str]] = []  # names of the watchlists invalid on their own
     try:
         watchlists = _WatchlistsFile.model_validate(data).watchlists
         valid = list(enumerate(watchlists))
@@ -510,25 +507,17 @@ def _load_watchlists(
         watchlists = []
         # the checks below still run on the watchlists that are valid on their own, so
         # one pass of `wirewatch check` lists every problem, not the schema's first
-        valid = []
-        items = data.get("watchlists")
-        for i, item in enumerate(items if isinstance(items, list) else []):
-            with contextlib.suppress(ValidationError):  # already reported above
-                valid.append((i, Watchlist.model_validate(item)))
-                continue
-            name = item.get("name") if isinstance(item, dict) else None
-            if isinstance(name, str) and name not in named:  # for the duplicate check
-                named[name] = i
-    seen: dict[str, int] = dict(named)
+        valid, invalid = _valid_on_their_own(data.get("watchlists"), Watchlist)
+    first: dict[str, int] = {}
+    for i, name in sorted([*((i, w.name) for i, w in valid), *invalid]):
+        first.setdefault(name, i)
     for i, w in valid:
-        if w.name in seen and seen[w.name] < i:
+        if first[w.name] < i:
             errors.append(
                 f"{doc.where(('watchlists', i, 'name'))}: watchlists.{i}.name: duplicate "
                 f"watchlist name {w.name!r} (first at line "
-                f"{doc.line_for(('watchlists', seen[w.name], 'name'))})"
+                f"{doc.line_for(('watchlists', first[w.name], 'name'))})"
             )
-        if w.name not in seen or seen[w.name] > i:
-            seen[w.name] = i
         for j, name in enumerate(w.feeds):
             if known_feeds is not None and name not in known_feeds:
                 errors.append(
@@ -542,6 +531,23 @@ def _load_watchlists(
                     f"no feed has tag {tag!r} (watchlist {w.name!r})"
                 )
     return watchlists
+
+
+def _valid_on_their_own(
+    items: object, model: type[M]
+) -> tuple[list[tuple[int, M]], list[tuple[int, str]]]:
+    """After a document failed validation (its problems already reported): the items of
+    its list that are valid on their own, by index, and the names of the others."""
+    valid: list[tuple[int, M]] = []
+    invalid: list[tuple[int, str]] = []
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        try:
+            valid.append((i, model.model_validate(item)))
+        except ValidationError:
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str):
+                invalid.append((i, name))
+    return valid, invalid
 
 
 def _first_existing(directory: Path, *names: str) -> Path | None:
