@@ -250,6 +250,13 @@ def test_feeds_import_writes_where_the_feeds_are_read_from(tmp_path: Path) -> No
     assert res.returncode == 2 and "feeds.opml is not a YAML feeds file" in res.stderr
 
 
+def _feeds_table(cfg: Path) -> dict[str, list[str]]:
+    """`wirewatch feeds`: the health table's cells, by feed name."""
+    res = ww("feeds", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    return {ln.split()[0]: ln.split() for ln in res.stdout.splitlines()[1:]}
+
+
 def _hourly(server: FeedServer, path: str, hours_ago: list[float]) -> str:
     items = [
         {"title": f"Item {h}", "guid": f"{path}-{h}", "pubDate": pubdate(h)} for h in hours_ago
@@ -280,9 +287,7 @@ def test_feeds_health_flags_a_feed_silent_for_five_usual_gaps(
     )
     res = ww("once", "--config", str(cfg))
     assert res.returncode == 0, res.stderr
-    res = ww("feeds", "--config", str(cfg))
-    assert res.returncode == 0, res.stderr
-    rows = {ln.split()[0]: ln.split() for ln in res.stdout.splitlines()[1:]}
+    rows = _feeds_table(cfg)
     assert {name: row[1] for name, row in rows.items()} == {
         "quiet": "silent",
         "hourly": "ok",
@@ -313,9 +318,7 @@ def test_feeds_table_shows_new_and_removed_feeds_and_writes_nothing(
             return list(conn.execute("SELECT name, enabled FROM feeds ORDER BY name"))
 
     before = stored()
-    res = ww("feeds", "--config", str(edited))
-    assert res.returncode == 0, res.stderr
-    rows = {ln.split()[0]: ln.split() for ln in res.stdout.splitlines()[1:]}
+    rows = _feeds_table(edited)
     assert {name: row[1] for name, row in rows.items()} == {
         "a": "removed",
         "b": "ok",

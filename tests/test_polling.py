@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -181,31 +180,34 @@ def test_once_waits_out_retry_after_and_backoff_but_polls_healthy_feeds(
     assert len(feed_server.hits("/ok.xml")) == 2
 
 
+def _timed(
+    server: FeedServer,
+    name: str,
+    arrivals: dict[str, float],
+    delay: float = 0.0,
+    host: str = "127.0.0.1",
+) -> dict[str, str]:
+    """A feed whose server notes when the request arrived, then answers after ``delay``;
+    ``host`` "localhost" puts it on another host than the default 127.0.0.1."""
+    body = _body(name).encode()
+
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        arrivals[name] = time.monotonic()
+        time.sleep(delay)
+        raw_handler(200, body, {"Content-Type": "application/rss+xml"})(h)
+
+    server.set(f"/{name}.xml", handler=handler)
+    return {"name": name.lower(), "url": f"http://{host}:{server.port}/{name}.xml"}
+
+
 def test_a_busy_host_does_not_hold_up_feeds_on_another_host(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
     """Global limit 2, one request per host: four slow feeds on one host must not keep
     the feed on the other host waiting behind them."""
     arrivals: dict[str, float] = {}
-    lock = threading.Lock()
-
-    def slow(name: str) -> Any:
-        body = _body(name).encode()
-
-        def handler(h: BaseHTTPRequestHandler) -> None:
-            with lock:
-                arrivals[name] = time.monotonic()
-            time.sleep(0.6)
-            raw_handler(200, body, {"Content-Type": "application/rss+xml"})(h)
-
-        return handler
-
-    feeds = []
-    for i in range(4):
-        feed_server.set(f"/a{i}.xml", handler=slow(f"A{i}"))
-        feeds.append({"name": f"a{i}", "url": feed_server.url(f"/a{i}.xml")})
-    feed_server.set("/b.xml", handler=slow("B"))
-    feeds.append({"name": "b", "url": f"http://localhost:{feed_server.port}/b.xml"})
+    feeds = [_timed(feed_server, f"A{i}", arrivals, delay=0.6) for i in range(4)]
+    feeds.append(_timed(feed_server, "B", arrivals, delay=0.6, host="localhost"))
     cfg = write_config(tmp_path, feeds=feeds, settings={"poll": {"concurrency": 2, "per_host": 1}})
     report = asyncio.run(_cycle(cfg))
     assert not report.failed and report.new == 15
@@ -220,20 +222,8 @@ def test_requests_to_one_host_are_spaced_and_other_hosts_do_not_wait(
     """``per_host_spacing``: three feeds on one host are fetched at least 0.4 s apart;
     a feed on another host (localhost vs 127.0.0.1) is fetched at once."""
     arrivals: dict[str, float] = {}
-
-    def record(name: str) -> Any:
-        def handler(h: BaseHTTPRequestHandler) -> None:
-            arrivals[name] = time.monotonic()
-            raw_handler(200, _body(name).encode(), {"Content-Type": "application/rss+xml"})(h)
-
-        return handler
-
-    feeds = []
-    for i in range(3):
-        feed_server.set(f"/s{i}.xml", handler=record(f"S{i}"))
-        feeds.append({"name": f"s{i}", "url": feed_server.url(f"/s{i}.xml")})
-    feed_server.set("/o.xml", handler=record("O"))
-    feeds.append({"name": "o", "url": f"http://localhost:{feed_server.port}/o.xml"})
+    feeds = [_timed(feed_server, f"S{i}", arrivals) for i in range(3)]
+    feeds.append(_timed(feed_server, "O", arrivals, host="localhost"))
     settings = {"poll": {"per_host": 4, "per_host_spacing": "0.4s", "concurrency": 4}}
     cfg = write_config(tmp_path, feeds=feeds, settings=settings)
     report = asyncio.run(_cycle(cfg))
