@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -190,26 +191,35 @@ async def pipeline(cfg_dir: Path, profile: bool) -> tuple[list[Row], dict[str, A
 # --------------------------------------------------------------------------- floor
 
 
-async def floor(urls: list[str], concurrency: int, parse: bool) -> Row:
+async def _fetch_all(
+    urls: list[str], concurrency: int, handle: Callable[[bytes, dict[str, str]], Awaitable[int]]
+) -> tuple[int, float, float]:
+    """Plain concurrent aiohttp GET + read() of every URL, each body then given to
+    ``handle``: (the sum of what ``handle`` returned, wall s, this process's CPU s)."""
     import aiohttp
-    import feedparser
 
     sem = asyncio.Semaphore(concurrency)
-    entries = 0
     cpu0, t0 = self_cpu(), time.perf_counter()
     conn = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=conn) as session:
 
-        async def one(url: str) -> None:
-            nonlocal entries
+        async def one(url: str) -> int:
             async with sem, session.get(url) as resp:
                 body = await resp.read()
                 headers = dict(resp.headers)
-            if parse:
-                entries += len(feedparser.parse(body, response_headers=headers).entries)
+            return await handle(body, headers)
 
-        await asyncio.gather(*(one(u) for u in urls))
-    wall, cpu = time.perf_counter() - t0, self_cpu() - cpu0
+        total = sum(await asyncio.gather(*(one(u) for u in urls)))
+    return total, time.perf_counter() - t0, self_cpu() - cpu0
+
+
+async def floor(urls: list[str], concurrency: int, parse: bool) -> Row:
+    import feedparser
+
+    async def handle(body: bytes, headers: dict[str, str]) -> int:
+        return len(feedparser.parse(body, response_headers=headers).entries) if parse else 0
+
+    entries, wall, cpu = await _fetch_all(urls, concurrency, handle)
     if parse:
         return Row(
             "fetch + `feedparser.parse`, one process",
@@ -238,8 +248,6 @@ async def parse_bound(urls: list[str], concurrency: int, workers: int = 2) -> Ro
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    import aiohttp
-
     from monitor.parse import install_speedups
 
     ctx = multiprocessing.get_context("forkserver")
@@ -249,19 +257,11 @@ async def parse_bound(urls: list[str], concurrency: int, workers: int = 2) -> Ro
         loop = asyncio.get_running_loop()
         pids = pool_pids(ex)
         wcpu0 = sum(proc_cpu(p) for p in pids)
-        sem = asyncio.Semaphore(concurrency)
-        cpu0, t0 = self_cpu(), time.perf_counter()
-        conn = aiohttp.TCPConnector(limit=concurrency)
-        async with aiohttp.ClientSession(connector=conn) as session:
 
-            async def one(url: str) -> int:
-                async with sem, session.get(url) as resp:
-                    body = await resp.read()
-                    headers = dict(resp.headers)
-                return await loop.run_in_executor(ex, _parse_only, body, headers)
+        async def handle(body: bytes, headers: dict[str, str]) -> int:
+            return await loop.run_in_executor(ex, _parse_only, body, headers)
 
-            entries = sum(await asyncio.gather(*(one(u) for u in urls)))
-        wall, cpu = time.perf_counter() - t0, self_cpu() - cpu0
+        entries, wall, cpu = await _fetch_all(urls, concurrency, handle)
         wcpu = sum(proc_cpu(p) for p in pids) - wcpu0
     return Row(
         f"lower bound: fetch + `feedparser.parse` in {workers} processes, as the workers call it",
