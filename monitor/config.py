@@ -35,8 +35,9 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d|w)?\s*$", re.
 _UNITS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_duration(value: object) -> float | None:
-    """Seconds from ``90``, ``"90s"``, ``"30m"``, ``"24h"``, ``"7d"``; ``None`` for ``"none"``."""
+def parse_duration(value: object, *, allow_none: bool = True) -> float | None:
+    """Seconds from ``90``, ``"90s"``, ``"30m"``, ``"24h"``, ``"7d"``; ``None`` for ``"none"``
+    (which a setting that must have a duration refuses: ``allow_none=False``)."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -47,11 +48,14 @@ def parse_duration(value: object) -> float | None:
         return float(value)
     if isinstance(value, str):
         if value.strip().lower() in {"none", "off", "never", "null"}:
-            return None
+            if allow_none:
+                return None
+            raise ValueError(f"{value!r} is not allowed here: this setting needs a duration")
         m = _DURATION.match(value)
         if m:
             return float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
-    raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 30m, 24h, 7d or none)")
+    hint = "90s, 30m, 24h, 7d or none" if allow_none else "90s, 30m, 24h or 7d"
+    raise ValueError(f"not a duration: {value!r} (use e.g. {hint})")
 
 
 class _Strict(BaseModel):
@@ -59,8 +63,8 @@ class _Strict(BaseModel):
 
 
 def _seconds(v: object) -> float:
-    secs = parse_duration(v)
-    if secs is None:
+    secs = parse_duration(v, allow_none=False)
+    if secs is None:  # (YAML null)
         raise ValueError("a duration is required here")
     return secs
 

@@ -126,6 +126,25 @@ def test_an_unusable_database_url_is_a_config_error_not_a_traceback(tmp_path: Pa
     assert f"{cfg / 'settings.yaml'}: database_url: not a database URL: 'nonsense'" in res.stderr
 
 
+def test_a_duration_error_only_suggests_none_where_none_is_allowed(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}])
+    (cfg / "settings.yaml").write_text("max_age: soon\npoll:\n  tick: none\n  lease: abc\n")
+    res = wirewatch("check", "--config", str(cfg))
+    assert res.returncode == 2
+    settings = cfg / "settings.yaml"
+    assert (
+        f"{settings}:1: max_age: not a duration: 'soon' (use e.g. 90s, 30m, 24h, 7d or none)"
+        in (res.stderr)
+    )
+    assert (
+        f"{settings}:3: poll.tick: 'none' is not allowed here: this setting needs a duration"
+        in (res.stderr)
+    )
+    assert f"{settings}:4: poll.lease: not a duration: 'abc' (use e.g. 90s, 30m, 24h or 7d)" in (
+        res.stderr
+    )
+
+
 def test_check_reports_yaml_syntax_error_with_line(tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path,
