@@ -55,4 +55,5 @@ class AlertMessage:
     sources: list[SourceRef] = field(default_factory=list)
     kind: str = "new"  # "new" (parent message) | "followup" (thread reply: also reported by)
     thread_ts: str | None = None  # parent message ts for follow-ups
+    parent_title: str = ""  # follow-ups: the story's headline as its parent alert gave it
     digest: list[AlertMessage] = field(default_factory=list)  # non-empty: a digest of these

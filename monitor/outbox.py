@@ -73,14 +73,16 @@ async def build_messages(
         ).all():
             matches.setdefault((m.story_id, m.watchlist), m)
     sources = await stories_sources(session, story_ids)
-    parent_ts: dict[int, str | None] = {}
+    parents: dict[int, tuple[str | None, str]] = {}  # parent alert id -> (ts, headline)
     if parent_ids:
-        for pid, ts in (
+        for pid, ts, title in (
             await session.exec(
-                select(AlertRow.id, AlertRow.ts).where(col(AlertRow.id).in_(parent_ids))
+                select(AlertRow.id, AlertRow.ts, EntryRow.title)
+                .join(EntryRow, col(EntryRow.id) == col(AlertRow.entry_id))
+                .where(col(AlertRow.id).in_(parent_ids))
             )
         ).all():
-            parent_ts[pid or 0] = ts
+            parents[pid or 0] = (ts, title)
     out: list[AlertMessage] = []
     for alert in alerts:
         assert alert.id is not None
@@ -88,6 +90,9 @@ async def build_messages(
         if entry is None:
             raise LookupError(f"alert {alert.id}: entry {alert.entry_id} missing")
         match = matches.get((alert.story_id, alert.watchlist))
+        parent_ts, parent_title = (
+            parents.get(alert.parent_id, (None, "")) if alert.parent_id is not None else (None, "")
+        )
         wl = rt.matcher.watchlists.get(alert.watchlist)
         out.append(
             AlertMessage(
@@ -103,12 +108,17 @@ async def build_messages(
                 summary=entry.summary,
                 matched_terms=tuple(json.loads(match.terms if match else alert.terms)),
                 matched_words=tuple(json.loads(match.words if match else alert.words)),
-                sources=[
+                # a parent lists every outlet carrying its story; a follow-up is the one
+                # new copy (folding several into one reply lists theirs, see _send)
+                sources=[SourceRef(entry.source, entry.link, entry.title)]
+                if alert.kind == "followup"
+                else [
                     SourceRef(source=s, link=link, title=title)
                     for s, link, title in sources.get(alert.story_id, [])
                 ],
                 kind=alert.kind,
-                thread_ts=parent_ts.get(alert.parent_id) if alert.parent_id is not None else None,
+                thread_ts=parent_ts,
+                parent_title=parent_title,
             )
         )
     return out

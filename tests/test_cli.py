@@ -238,6 +238,26 @@ def test_once_without_slack_prints_alerts_to_console(tmp_path: Path) -> None:
         assert res.returncode == 0 and "Kim Jong Un" not in res.stdout
 
 
+def test_console_follow_up_names_its_story(tmp_path: Path) -> None:
+    """A later outlet's copy of a story already alerted is one line under the story it
+    belongs to (a terminal has no threads; the parent may have scrolled away)."""
+    with FeedServer() as server:
+        feeds = _serve(server)
+        cfg = write_config(tmp_path, feeds=feeds[:1])
+        res = wirewatch("once", "--config", str(cfg))
+        assert res.returncode == 0 and "outlet:    CNA" in res.stdout, res.stderr
+        cfg = write_config(tmp_path, feeds=feeds)
+        res = wirewatch("once", "--config", str(cfg))
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == (
+            "  ↳ also reported by Al Jazeera: North Korea's Kim Jong-un vows closer ties with "
+            "Russia after meeting Putin at space centre "
+            "https://www.aljazeera.com/news/2023/9/13/kim-putin\n"
+            "    (story: Kim Jong Un vows closer North Korea-Russia ties after meeting Putin "
+            "at space facility)\n"
+        )
+
+
 def test_once_dry_run_leaves_state_untouched(tmp_path: Path) -> None:
     with FeedServer() as server, FakeSlack() as slack:
         cfg = write_config(tmp_path, feeds=_serve(server))

@@ -403,6 +403,14 @@ def test_console_is_readable_and_strips_escape_sequences() -> None:
             )
         )
         await n.send(alert(2, kind="followup", source="Al Jazeera", link="https://aj/1"))
+        await n.send(
+            alert(
+                4,
+                kind="followup",
+                sources=[SourceRef("NHK", "https://nhk/1", "NHK's title"), SourceRef("DW", "d")],
+                parent_title="Kim meets\x1b[2J Putin",
+            )
+        )
         await n.send(alert(3, digest=[alert(10 + i, title=f"T{i}\x1b[K") for i in range(3)]))
 
     asyncio.run(go())
@@ -417,8 +425,12 @@ def test_console_is_readable_and_strips_escape_sequences() -> None:
     assert "outlet:    Outlet (also: BBC World, NHK)" in text
     followups = [line for line in text.splitlines() if "also reported by" in line]
     assert followups == [
-        "  ↳ also reported by Al Jazeera: Kim Jong Un oversees missile launch 2 https://aj/1"
+        "  ↳ also reported by Al Jazeera: Kim Jong Un oversees missile launch 2 https://aj/1",
+        "  ↳ also reported by NHK: NHK's title https://nhk/1",
+        "  ↳ also reported by DW: d",
     ]
+    # a console has no threads: a reply names the story it belongs to
+    assert "  ↳ also reported by DW: d\n    (story: Kim meets Putin)\n" in text
     assert "Digest: 3 alerts" in text and "T2" in text
 
 

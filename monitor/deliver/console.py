@@ -9,7 +9,7 @@ from typing import TextIO
 
 from monitor.deliver.base import DeliveryResult
 from monitor.deliver.slack import when
-from monitor.models import AlertMessage
+from monitor.models import AlertMessage, SourceRef
 from monitor.normalize import clean, truncate
 
 __all__ = ["ConsoleNotifier", "render_console"]
@@ -65,10 +65,18 @@ def render_console(msg: AlertMessage) -> str:
         ]
         return "\n".join([head, *items]) + "\n\n"
     if msg.kind == "followup":
-        return (
-            f"  ↳ also reported by {_t(msg.source, 100) or 'another outlet'}: "
-            f"{_t(msg.title, 200)} {_link(msg.link)}\n"
-        )
+        # a console has no threads: each copy gets a line, and the story they belong to
+        # (the parent alert may have scrolled away hours ago) is named under them
+        batched = len(msg.sources) > 1  # several copies folded into one reply
+        refs = msg.sources if batched else [SourceRef(msg.source, msg.link, msg.title)]
+        lines = [
+            f"  ↳ also reported by {_t(r.source, 100) or 'another outlet'}: "
+            + " ".join(part for part in (_t(r.title, 200), _link(r.link)) if part)
+            for r in refs
+        ]
+        if msg.parent_title:
+            lines.append(f"    (story: {_t(msg.parent_title, 200)})")
+        return "\n".join(lines) + "\n"
     return _alert(msg) + "\n\n"
 
 
