@@ -290,6 +290,7 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
             await asyncio.sleep(wait + 0.05)
             more = await deliver_pending(rt)
             delivered.sent += more.sent
+            delivered.folded += more.folded
             delivered.failed += more.failed
             delivered.errors += more.errors
         pending = await next_due_in(rt)
@@ -315,6 +316,7 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
         + (f", {len(report.waiting)} waiting" if report.waiting else "")
         + f"): {report.new} new entries, {report.alerts} alerts queued, "
         f"{delivered.sent} delivered"
+        + (f" ({delivered.folded} listed in their story's first alert)" if delivered.folded else "")
         + (", some alerts still queued for retry" if pending is not None else ""),
         err=True,
     )

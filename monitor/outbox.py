@@ -34,7 +34,8 @@ RECONCILE_AFTER = 30.0  # seconds a row may sit in "sending" before it is presum
 
 @dataclass
 class DeliveryReport:
-    sent: int = 0
+    sent: int = 0  # alert rows delivered, ``folded`` included
+    folded: int = 0  # of those, copies listed in their story's parent, not sent on their own
     failed: int = 0
     retried: int = 0
     waiting: int = 0
@@ -413,7 +414,7 @@ async def _send(
         result = DeliveryResult(ok=False, error=f"{type(exc).__name__}: {exc}")
     await _finish(rt, batch, result, report)
     if result.ok and folded:
-        await _mark_folded(rt, folded, result.ts)
+        await _mark_folded(rt, folded, result.ts, report)
     if result.ok and msg.kind == "followup" and batch[0].parent_id is not None:
         await _update_parent(rt, notifier, batch[0].parent_id)
     return result.ok or result.permanent
@@ -472,10 +473,12 @@ async def _finish(
         await session.commit()
 
 
-async def _mark_folded(rt: Runtime, rows: list[AlertRow], ts: str | None) -> None:
+async def _mark_folded(
+    rt: Runtime, rows: list[AlertRow], ts: str | None, report: DeliveryReport
+) -> None:
     now = rt.clock()
     async with rt.sessions() as session:
-        await session.exec(
+        res = await session.exec(
             update(AlertRow)
             .where(col(AlertRow.id).in_([r.id for r in rows]), col(AlertRow.state) == "pending")
             .values(
@@ -486,6 +489,8 @@ async def _mark_folded(rt: Runtime, rows: list[AlertRow], ts: str | None) -> Non
             )
         )
         await session.commit()
+    report.sent += res.rowcount
+    report.folded += res.rowcount
 
 
 async def _update_parent(rt: Runtime, notifier: Notifier, parent_id: int) -> None:

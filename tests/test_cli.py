@@ -233,6 +233,13 @@ def test_once_without_slack_prints_alerts_to_console(tmp_path: Path) -> None:
         res = wirewatch("once", "--config", str(cfg))
         assert res.returncode == 0, res.stderr
         assert "Kim Jong Un" in res.stdout and "korea" in res.stdout
+        # the second outlet's copy, fetched in the same cycle, is listed in the first
+        # alert: it counts as delivered, not as an alert left behind
+        assert res.stdout.count("watchlist: korea") == 1 and "↳" not in res.stdout
+        assert res.stderr.endswith(
+            "polled 2 feeds (0 failed): 4 new entries, 2 alerts queued, "
+            "2 delivered (1 listed in their story's first alert)\n"
+        )
         # dry run on an unchanged state: nothing new to print
         res = wirewatch("once", "--config", str(cfg), "--dry-run")
         assert res.returncode == 0 and "Kim Jong Un" not in res.stdout
