@@ -229,6 +229,15 @@ def once(
     age = _max_age(max_age, cfg)
     tmp: tempfile.TemporaryDirectory[str] | None = None
     if dry_run:
+        if sqlite_path(cfg.settings.database_url) is None:
+            # a server database is not copied: say so, rather than let the dry run look
+            # as if every alert it prints were new
+            typer.echo(
+                "dry run: the state in this database is not copied (only a SQLite file "
+                "is); the dry run starts from an empty one, so it also shows alerts "
+                "already sent",
+                err=True,
+            )
         tmp = tempfile.TemporaryDirectory(prefix="wirewatch-dry-")
         cfg = replace(
             cfg,

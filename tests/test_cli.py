@@ -276,6 +276,25 @@ def test_once_dry_run_leaves_state_untouched(tmp_path: Path) -> None:
         assert len(slack.messages) == 1
 
 
+def test_dry_run_on_a_server_database_says_it_starts_from_empty(tmp_path: Path) -> None:
+    """A dry run copies only a SQLite file; on PostgreSQL it never touches the server and
+    says that what it prints may include alerts already sent."""
+    with FeedServer() as server:
+        cfg = write_config(
+            tmp_path,
+            feeds=_serve(server),
+            settings={"database_url": "postgresql://nobody@127.0.0.1:1/none"},
+        )
+        res = wirewatch("once", "--config", str(cfg), "--dry-run")
+        assert res.returncode == 0, res.stderr
+        assert "Kim Jong Un" in res.stdout
+        assert "dry run: the state in this database is not copied" in res.stderr
+        sqlite_cfg = write_config(tmp_path / "lite", feeds=_serve(server))
+        res = wirewatch("once", "--config", str(sqlite_cfg), "--dry-run")
+    assert res.returncode == 0 and "Kim Jong Un" in res.stdout
+    assert "dry run:" not in res.stderr
+
+
 def test_once_exits_nonzero_when_database_unreachable(tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path,
