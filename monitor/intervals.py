@@ -3,7 +3,8 @@
 Policy (all values in seconds):
 
 * **Success.** The base is the feed's learned cadence when there are at least
-  ``MIN_SAMPLES`` recent publish times: half the median gap between consecutive entries
+  ``MIN_SAMPLES`` recent publish times (for an undated feed the pipeline passes the
+  times its items were first seen instead): half the median gap between consecutive entries
   (polling twice per typical gap keeps the expected delay to about a quarter of it);
   otherwise ``default_s``. Publisher hints are *floors* — ``<ttl>``, ``sy:updatePeriod`` /
   ``sy:updateFrequency``, ``Cache-Control: max-age`` and ``Expires`` all say "nothing new

@@ -57,6 +57,8 @@ class PollReport:
     parse_error: str | None = None
     relinked: int = 0
     state: dict[str, Any] = field(default_factory=dict)  # the feed row's new state
+    # guid -> when an entry of this poll was first stored (the ones already known)
+    seen_at: dict[str, datetime] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -387,7 +389,13 @@ async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
     if parsed.prepared is not None:
         prepared = {e.guid: p for e, p in zip(parsed.entries, parsed.prepared, strict=True)}
     await ingest(rt, row, parsed.entries, report, hits, prepared)
-    report.state = _record_success(rt, row, result, parsed, [e.published for e in parsed.entries])
+    times = [e.published for e in parsed.entries]
+    if not any(times):
+        # an undated feed: when each item was first seen stands in for when it was
+        # published, so its cadence is still learned (to within one poll interval)
+        now = rt.clock()
+        times = [report.seen_at.get(e.guid, now) for e in parsed.entries]
+    report.state = _record_success(rt, row, result, parsed, times)
     return report
 
 
@@ -730,6 +738,7 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
             for guid, e in job.unique.items():
                 old = existing.get((feed.id, guid))
                 if old is not None:
+                    report.seen_at[guid] = old.seen_at
                     if is_material_change(old.title, e.title):
                         old.title, old.summary = e.title, e.summary or old.summary
                         old.updates += 1

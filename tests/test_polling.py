@@ -151,6 +151,47 @@ def test_a_feeds_own_interval_is_kept_whatever_the_feed_hints(
     assert free is not None and 0.9 * 2700 <= free <= 1.1 * 2700  # the ttl is a floor
 
 
+def test_an_undated_feed_learns_its_cadence_from_when_items_were_first_seen(
+    tmp_path: Path, feed_server: FeedServer, db_url: str
+) -> None:
+    """A feed without dates (no pubDate at all) gets one new item an hour: after a few
+    hourly polls its interval is half that gap, as for a dated feed, not the 5-minute
+    default forever."""
+    items: list[dict[str, str]] = []
+    cfg = write_config(
+        tmp_path,
+        settings=_db(db_url, poll={"max_interval": "2h"}),
+        feeds=[{"name": "undated", "url": feed_server.url("/u.xml")}],
+    )
+    start = datetime.now(UTC)
+    intervals = []
+    for hour in range(5):
+        items.insert(
+            0,
+            {
+                "title": f"Harbour works, day {hour}",
+                "link": f"https://u.example/{hour}",
+                "guid": f"u{hour}",
+                "description": "",
+            },
+        )
+        feed_server.set("/u.xml", rss("Undated", items))
+        at = start + timedelta(hours=hour)
+
+        async def poll(at: datetime = at) -> None:
+            config = load_config(cfg, env={})
+            async with open_runtime(config, clock=lambda: at) as rt:
+                await startup(rt)
+                await poll_cycle(rt, all_feeds=True)
+
+        asyncio.run(poll())
+        row = asyncio.run(_feeds(cfg))["undated"]
+        intervals.append(row.current_interval_s)
+    # one, two, then three distinct first-seen times: the default until the cadence is known
+    assert all(i is not None and 0.9 * 300 <= i <= 1.1 * 300 for i in intervals[:2]), intervals
+    assert all(i is not None and 0.9 * 1800 <= i <= 1.1 * 1800 for i in intervals[2:]), intervals
+
+
 def test_once_waits_out_retry_after_and_backoff_but_polls_healthy_feeds(
     tmp_path: Path, feed_server: FeedServer, db_url: str
 ) -> None:
