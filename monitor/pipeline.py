@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -29,10 +30,11 @@ from monitor.intervals import learned_cadence, next_interval, parse_cache_header
 from monitor.match import Hit
 from monitor.models import Entry
 from monitor.parse import ParseResult
-from monitor.runtime import Runtime, dedupe_config, slack_sink
+from monitor.runtime import EntryWatermark, Runtime, dedupe_config, slack_sink
 from monitor.store.queries import (
     claim_due_feeds,
     deferred_feeds,
+    entries_since_id,
     renew_leases,
     window_entries,
 )
@@ -690,7 +692,9 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
         await load_index(rt)
         rt.index_loaded = True
     now = rt.clock()
+    stored: list[int] = []
     async with rt.sessions() as session:
+        await catch_up(rt, session)  # what other processes sharing the database stored
         feed_ids = sorted({j.feed.id for j in jobs if j.feed.id is not None})
         guids = sorted({g for j in jobs for g in j.unique})
         # guids and links are looked up for every feed of the batch at once; the rare
@@ -782,7 +786,7 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
             fresh_all.extend((job, e) for e in fresh)
             counts.append((job, len(fresh)))
         if fresh_all:
-            alerts = await _ingest_fresh(rt, session, fresh_all, now)
+            alerts = await _ingest_fresh(rt, session, fresh_all, now, stored)
             for job, n in counts:
                 job.report.new += n
                 job.report.alerts += alerts.get(job.feed.id or 0, 0)
@@ -799,6 +803,7 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
                 seen,
             )
         await session.commit()
+    _stored_own(rt, stored)
     if any(j.report.alerts for j in jobs):
         rt.outbox_wakeup.set()
 
@@ -906,10 +911,11 @@ async def _ingest_fresh(
     session: AsyncSession,
     fresh: list[tuple[_Job, Entry]],
     now: datetime,
+    stored: list[int],
 ) -> dict[int, int]:
     """Store new entries (of one or several polls), fold them into stories and queue
     alerts with a handful of batched statements (not several round trips per entry).
-    Returns the alerts queued per feed id."""
+    Returns the alerts queued per feed id; the new entries' ids are added to ``stored``."""
     max_age = rt.max_age
     pending: list[_Pending] = []
     new_stories: dict[int, dict[str, Any]] = {}
@@ -1045,6 +1051,7 @@ async def _ingest_fresh(
     ids = {(fid, guid): int(eid or 0) for eid, fid, guid in inserted.all()}
     for p in pending:
         p.entry_id = ids[(p.row["feed_id"], p.row["guid"])]
+    stored.extend(ids.values())
 
     queued: dict[int, int] = defaultdict(int)
     alerts: list[tuple[dict[str, Any], _Parent | None]] = []
@@ -1244,6 +1251,13 @@ async def load_index(rt: Runtime) -> int:
     index = rt.index = StoryIndex(dedupe_config(rt.config))
     since = rt.clock() - timedelta(seconds=rt.config.settings.dedupe.window)
     count = 0
+    upto = None
+    if _shared_database(rt):
+        # processes share this database: read up to a watermark, and learn what the
+        # others store after it before each ingest (catch_up)
+        async with rt.sessions() as session:
+            rt.watermark = await _watermark(session)
+        upto = rt.watermark.high
     # The cyclic garbage collector is paused while the index is built: the rows and the
     # index's tuples form no cycles, but its full collections, triggered again and again by
     # so many new objects, took a sixth of the time (restored even on error).
@@ -1252,7 +1266,7 @@ async def load_index(rt: Runtime) -> int:
     try:
         async with rt.sessions() as session:
             # only the summary prefix the index keeps (StoryIndex.add_stored)
-            query = window_entries(since, summary_chars=3 * index.config.summary_chars)
+            query = window_entries(since, summary_chars=3 * index.config.summary_chars, upto=upto)
             result = await session.stream(query)
             add = index.add_stored
             async for part in result.partitions(5000):  # batches: no task switch per row
@@ -1263,3 +1277,78 @@ async def load_index(rt: Runtime) -> int:
         if collect:
             gc.enable()
     return count
+
+
+HOLE_TTL_S = 900.0  # an id missed this long was used up by a rolled-back insert
+MAX_HOLES = 5000
+
+
+def _shared_database(rt: Runtime) -> bool:
+    """Whether other processes may be storing entries too (PostgreSQL; SQLite is for
+    one process)."""
+    return rt.engine.dialect.name == "postgresql"
+
+
+async def _watermark(session: AsyncSession) -> EntryWatermark:
+    """The entries table's highest id now, with the ids below it (among the last
+    ``MAX_HOLES``) not visible yet: another process's batch still being written."""
+    top = int((await session.exec(select(func.max(EntryRow.id)))).one() or 0)
+    low = max(0, top - MAX_HOLES)
+    present = set((await session.exec(select(EntryRow.id).where(col(EntryRow.id) > low))).all())
+    now = time.monotonic()
+    holes = {i: now for i in range(low + 1, top + 1) if i not in present}
+    return EntryWatermark(high=top, holes=holes)
+
+
+async def catch_up(rt: Runtime, session: AsyncSession) -> int:
+    """Teach the story index the entries other processes stored since it last looked,
+    so a copy this process polls joins their story instead of starting a second one
+    (and alerting twice). A no-op with one process per database. Returns how many
+    entries it added."""
+    wm = rt.watermark
+    if wm is None:
+        return 0
+    now = time.monotonic()
+    for i in [i for i, t in wm.holes.items() if now - t > HOLE_TTL_S]:
+        del wm.holes[i]
+    index = rt.index
+    chars = 3 * index.config.summary_chars
+    seen: set[int] = set()
+    added = 0
+    holes = sorted(wm.holes)
+    conn = await session.connection()
+    for start in range(0, max(len(holes), 1), 1000):
+        query = entries_since_id(wm.high, holes[start : start + 1000], summary_chars=chars)
+        for eid, title, summary, when, source, link, sid in (await conn.execute(query)).all():
+            if eid in seen:
+                continue
+            seen.add(eid)
+            if eid in wm.own or sid is None:
+                continue
+            index.add_stored(title, summary, when, source, link, sid)
+            added += 1
+    top = max([wm.high, *seen, *wm.own])
+    for i in seen:
+        wm.holes.pop(i, None)
+    for i in range(wm.high + 1, top + 1):
+        if i not in seen and i not in wm.own:
+            wm.holes[i] = now
+    while len(wm.holes) > MAX_HOLES:
+        del wm.holes[min(wm.holes)]
+    wm.high = top
+    wm.own.clear()
+    return added
+
+
+def _stored_own(rt: Runtime, ids: Sequence[int]) -> None:
+    """Entry ids this process committed (already in its index). Ids that follow the
+    watermark with no gap move it on at once; a gap (another process's ids in between)
+    leaves them for catch_up to sort out."""
+    wm = rt.watermark
+    if wm is None or not ids:
+        return
+    ordered = sorted(ids)
+    if ordered[0] == wm.high + 1 and ordered[-1] - ordered[0] == len(ordered) - 1:
+        wm.high = ordered[-1]
+    else:
+        wm.own.update(ordered)

@@ -59,5 +59,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def pg_url() -> str:
+    """PostgreSQL only (a test of several processes sharing one database)."""
+    dsn = os.environ.get(PG_ENV)
+    if not dsn:
+        pytest.skip(f"PostgreSQL tests need {PG_ENV} (set by .ci/run)")
+    _reset_postgres(dsn)
+    return dsn
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'data' / 'wirewatch.db'}"

@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func
 from sqlmodel import select
 
 from monitor.config import load_config
 from monitor.outbox import deliver_pending
-from monitor.pipeline import CycleReport, poll_cycle
+from monitor.pipeline import CycleReport, catch_up, poll_cycle
 from monitor.runtime import open_runtime
 from monitor.scheduler import startup
-from monitor.store.tables import AlertRow, EntryRow, FeedRow
+from monitor.store.tables import AlertRow, EntryRow, FeedRow, StoryRow
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer, rss
 from tests.util import pubdate, seed_feeds, write_config
@@ -98,6 +99,94 @@ def test_two_outlets_one_post_naming_both_terms_and_no_repeats(
     report3 = asyncio.run(_cycle(cfg, env))
     assert report3.new == 0
     assert len(slack.messages) == total
+
+
+def test_processes_sharing_postgresql_fold_each_others_copies(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack, pg_url: str
+) -> None:
+    """Two daemons on one PostgreSQL, each with its own story index loaded at start: a
+    copy one of them polls after the other stored the story joins that story (one Slack
+    post, a thread reply), instead of starting a second story and posting it again."""
+    bodies = seed_feeds()
+    feeds = _serve_seed(feed_server)
+    feed_server.set("/aj.xml", rss("Al Jazeera", []), etag='"aj-empty"')
+    cfg = write_config(tmp_path, feeds=feeds, settings={"database_url": pg_url})
+    env = _env(slack)
+
+    async def go() -> tuple[int, int]:
+        config = load_config(cfg, env=env)
+        async with open_runtime(config) as a, open_runtime(config) as b:
+            await startup(a)
+            await startup(b)  # both indexes loaded now, before anything is stored
+            first = await poll_cycle(a, all_feeds=True)
+            # alone so far: its own ids move its watermark on, nothing is read back
+            assert a.watermark is not None and not a.watermark.own
+            assert a.watermark.high == await _one(a, select(func.max(EntryRow.id)))
+            await deliver_pending(a)
+            feed_server.set("/aj.xml", bodies["/aj.xml"], etag='"aj-v2"')
+            second = await poll_cycle(b, all_feeds=True)
+            await deliver_pending(b)
+            return first.new, second.new
+
+    assert asyncio.run(go()) == (2, 2)
+    stories = _stories(cfg)
+    kim = [sid for sid, titles in stories.items() if any("Putin" in t for t in titles)]
+    assert len(kim) == 1 and len(stories[kim[0]]) == 2, stories
+    parents = [m for m in slack.messages if not m.get("thread_ts")]
+    replies = [m for m in slack.messages if m.get("thread_ts")]
+    assert len(parents) == 1 and len(replies) == 1, [m["text"] for m in slack.messages]
+    assert replies[0]["text"].startswith("Also reported by Al Jazeera")
+
+
+def test_story_index_learns_entries_committed_out_of_id_order(tmp_path: Path, pg_url: str) -> None:
+    """Another process's batch that commits after a later id was already seen (its ids
+    were a gap then) still reaches this process's story index, once."""
+    cfg = write_config(
+        tmp_path,
+        feeds=[{"name": "f", "url": "http://127.0.0.1:9/f.xml"}],
+        settings={"database_url": pg_url},
+    )
+
+    async def go() -> list[int]:
+        async with open_runtime(load_config(cfg, env={})) as rt:
+            await startup(rt)
+            feed_id = (await _one(rt, select(FeedRow.id))) or 0
+            now = rt.clock()
+
+            def row(n: int, story: int) -> EntryRow:
+                return EntryRow(
+                    feed_id=feed_id,
+                    guid=f"g{n}",
+                    title=f"Harbour works story {n} begins",
+                    source="Other",
+                    seen_at=now,
+                    story_id=story,
+                )
+
+            added = []
+            async with rt.sessions() as slow, rt.sessions() as fast:
+                for s, n in ((slow, 1), (fast, 2)):
+                    story = StoryRow(title=f"s{n}", created_at=now, updated_at=now)
+                    s.add(story)
+                    await s.flush()
+                    s.add(row(n, story.id or 0))
+                    await s.flush()  # the slow one's entry id is taken, not committed
+                await fast.commit()
+                async with rt.sessions() as s:
+                    added.append(await catch_up(rt, s))  # sees entry 2; 1 is a gap
+                await slow.commit()
+            for _ in range(2):
+                async with rt.sessions() as s:
+                    added.append(await catch_up(rt, s))
+            assert rt.watermark is not None and not rt.watermark.holes
+            return added
+
+    assert asyncio.run(go()) == [1, 1, 0]
+
+
+async def _one(rt: Any, query: Any) -> Any:
+    async with rt.sessions() as s:
+        return (await s.exec(query)).first()
 
 
 def test_304_costs_no_parse_and_sends_validators(
@@ -407,11 +496,11 @@ def test_a_poll_that_breaks_its_batch_fails_alone(
     real = pipeline._ingest_fresh
     batches: list[int] = []
 
-    async def failing(rt: Any, session: Any, fresh: Any, now: Any) -> Any:
+    async def failing(rt: Any, session: Any, fresh: Any, now: Any, stored: Any) -> Any:
         batches.append(len({job.feed.id for job, _ in fresh}))
         if any(job.feed.name == "f3" for job, _ in fresh):  # an edge case: a store error
             raise RuntimeError("disk I/O error")
-        return await real(rt, session, fresh, now)
+        return await real(rt, session, fresh, now, stored)
 
     monkeypatch.setattr(pipeline, "_ingest_fresh", failing)
 
