@@ -457,7 +457,8 @@ def _record_success(
     if parsed is not None and parsed.error:
         # entries were recovered, but the feed is malformed: keep the reason visible
         st["last_error"], st["last_error_kind"], st["last_error_at"] = parsed.error, "parse", now
-    elif parsed is not None or result.not_modified:
+    elif parsed is not None or (result.not_modified and st["last_error_kind"] != "parse"):
+        # (a 304 says the body is unchanged: a malformed one still is, so its reason stays)
         st["last_error"] = st["last_error_kind"] = None
     if parsed is not None and parsed.meta.title:
         st["title"] = parsed.meta.title[:500]

@@ -213,6 +213,7 @@ def test_broken_feeds_are_recorded_and_others_still_alert(
         '<?xml version="1.0"?><rss version="2.0"><channel><title>M</title>'
         "<item><title>Kim Jong Un inspects &bogus; factory</title><link>http://m.example/1</link>"
         f"<pubDate>{pubdate()}</pubDate></item><item><title>unclosed",
+        etag='"m1"',
     )
     feeds += [
         {"name": "broken", "url": feed_server.url("/broken.xml")},
@@ -235,6 +236,11 @@ def test_broken_feeds_are_recorded_and_others_still_alert(
     assert "500" in (state["broken"].last_error or "")
     assert state["malformed"].last_error  # the malformation is recorded on the feed
     assert state["cna"].last_error is None and state["cna"].consecutive_failures == 0
+    # an unchanged (304) malformed body is still malformed: the reason stays on the feed
+    again = asyncio.run(_cycle(cfg, _env(slack)))
+    assert {p.feed: p.not_modified for p in again.polls}["malformed"]
+    after = asyncio.run(rows())["malformed"]
+    assert after.last_error == state["malformed"].last_error and after.last_error_kind == "parse"
 
 
 def test_hostile_title_is_escaped_in_slack_payload(
