@@ -355,8 +355,10 @@ def cluster(
     out = sys.stdout
     try:
         for item_id, story_id in cluster_lines(stream, dcfg):
-            # ids come from the input file: no escape sequence reaches the terminal
-            out.write(f"{clean(item_id)}\t{story_id}\n")
+            # both columns are ids from the input file (a story is named by its first
+            # item): cleaned alike, so no escape sequence or tab gets through and the
+            # columns still join
+            out.write(f"{clean(item_id)}\t{clean(story_id)}\n")
     except ValueError as exc:
         typer.echo(f"error: {items}: {exc}", err=True)
         raise typer.Exit(2) from None

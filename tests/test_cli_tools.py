@@ -411,4 +411,9 @@ def test_cluster_command_prints_id_tab_story(tmp_path: Path) -> None:
     hostile = {"id": "x\x1b]0;PWN\x07\u202ey", "title": "Kim Jong Un meets Putin"}
     items.write_text(json.dumps(hostile) + "\n", encoding="utf-8")
     res = ww("cluster", str(items), "--config", str(tmp_path / "none"))
-    assert res.returncode == 0 and res.stdout.split("\t")[0] == "xy", res.stdout
+    assert res.returncode == 0 and res.stdout == "xy\txy\n", res.stdout
+    # the story column is an id too (its first item's): cleaned the same, so a tab in an
+    # id cannot add a column and both columns still join
+    items.write_text(json.dumps({"id": "a\tb\x1b[31m", "title": "Kim meets Putin"}) + "\n")
+    res = ww("cluster", str(items), "--config", str(tmp_path / "none"))
+    assert res.returncode == 0 and res.stdout == "a b\ta b\n", repr(res.stdout)
