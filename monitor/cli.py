@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -159,7 +160,8 @@ def run(
     _setup_logging(log_level or cfg.settings.log_level)
     age = _max_age(max_age, cfg)
     try:
-        _run(_daemon(cfg, config, feeds, watchlists, age))
+        with _sole_user(cfg.settings.database_url, "wirewatch run"):
+            _run(_daemon(cfg, config, feeds, watchlists, age))
     except KeyboardInterrupt:  # Ctrl-C before the event loop took over the signals
         raise typer.Exit(130) from None
 
@@ -204,6 +206,45 @@ async def _daemon(
         await daemon.run()
 
 
+@contextmanager
+def _sole_user(database_url: str, command: str) -> Iterator[None]:
+    """SQLite is for one process: ``run`` and ``once`` each keep story ids and the story
+    index in memory, so a second one on the same file would fold stories wrongly and
+    could reuse story ids. While one runs it holds an exclusive lock on ``<db>.lock``
+    (released by the OS however the process ends); another exits 1 saying who holds it.
+    Read-only commands (feeds, outbox, explain, replay) take no lock."""
+    path = sqlite_path(database_url)
+    if path is None:  # PostgreSQL: made for several processes
+        yield
+        return
+    import fcntl
+
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("a+", encoding="utf-8")
+    except OSError as exc:
+        typer.echo(f"error: cannot open {lock_path}: {exc.strerror}", err=True)
+        raise typer.Exit(1) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = clean(handle.read(200)) or "another process"
+            typer.echo(
+                f"error: {path} is in use by {holder}. A SQLite database is for one "
+                "wirewatch process: stop that one first, or use PostgreSQL to run several.",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{command} (pid {os.getpid()}, since {datetime.now(UTC):%Y-%m-%d %H:%M}Z)\n")
+        handle.flush()
+        yield
+
+
 @app.command()
 def once(
     config: ConfigDir = Path("config"),
@@ -246,7 +287,11 @@ def once(
             ),
         )
     try:
-        code = _run(_once(cfg, age, dry_run, deliver_timeout))
+        if dry_run:  # (on its own copy)
+            code = _run(_once(cfg, age, dry_run, deliver_timeout))
+        else:
+            with _sole_user(cfg.settings.database_url, "wirewatch once"):
+                code = _run(_once(cfg, age, dry_run, deliver_timeout))
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -331,6 +331,14 @@ def test_daemon_alerts_stops_cleanly_and_restart_sends_nothing(tmp_path: Path) -
         proc = start()
         try:
             slack.wait_for(1, timeout=30)
+            # SQLite is for one process: a second daemon or a once on the same file is
+            # refused, naming the daemon that holds it; a dry run (on a copy) still works
+            for command in ("once", "run"):
+                res = wirewatch(command, "--config", str(cfg), env=env)
+                assert res.returncode == 1, res.stderr
+                assert f"is in use by wirewatch run (pid {proc.pid}, since " in res.stderr
+                assert "use PostgreSQL to run several" in res.stderr
+            assert wirewatch("once", "--config", str(cfg), "--dry-run", env=env).returncode == 0
         finally:
             proc.send_signal(signal.SIGTERM)
             _out, err = proc.communicate(timeout=30)
