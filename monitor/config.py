@@ -6,6 +6,7 @@ raised together as :class:`ConfigError`, each naming file, line, field and probl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -328,9 +329,13 @@ def _name_from_url(url: str) -> str:
     return f"{host}-{path}"[:80].rstrip("-") if path else host
 
 
-def load_feeds_file(path: Path, errors: list[str]) -> list[FeedConfig]:
+def load_feeds_file(
+    path: Path, errors: list[str], *, invalid_scope: tuple[set[str], set[str]] | None = None
+) -> list[FeedConfig]:
     """The feeds of one file (YAML, OPML or a newsboat-style URL list); its problems,
-    each with file and line, go to ``errors``."""
+    each with file and line, go to ``errors``. ``invalid_scope``: (names, tags) to which
+    the names and tags of YAML feeds that are invalid are added, so that a watchlist
+    naming one is not also told the feed does not exist."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -362,16 +367,22 @@ def load_feeds_file(path: Path, errors: list[str]) -> list[FeedConfig]:
         errors.extend(_problems(doc, exc))
         # the feeds valid on their own still get the checks below, and are returned:
         # the watchlists' feed and tag checks judge against them
-        valid, _ = _valid_on_their_own(data.get("feeds"), FeedConfig)
+        valid = _valid_on_their_own(data.get("feeds"), FeedConfig)
         feeds = [f for _, f in valid]
+    # names are checked on every item, valid or not: one pass reports every problem
     seen: dict[str, int] = {}
-    for i, f in valid:
-        if f.name in seen:
+    for i, item in _named_items(data.get("feeds")):
+        name, tags = item["name"], item.get("tags")
+        if name in seen:
             errors.append(
                 f"{doc.where(('feeds', i, 'name'))}: feeds.{i}.name: duplicate feed name "
-                f"{f.name!r} (first at line {doc.line_for(('feeds', seen[f.name], 'name'))})"
+                f"{name!r} (first at line {doc.line_for(('feeds', seen[name], 'name'))})"
             )
-        seen.setdefault(f.name, i)
+        seen.setdefault(name, i)
+        if invalid_scope is not None:
+            invalid_scope[0].add(name)
+            if isinstance(tags, list):
+                invalid_scope[1].update(t for t in tags if isinstance(t, str))
     # one feed under two names would be fetched twice and count as two outlets
     urls: dict[str, tuple[int, str]] = {}
     for i, f in valid:
@@ -502,56 +513,56 @@ def _load_watchlists(
     if loaded is None:
         return []
     doc, data = loaded
-    invalid: list[tuple[int, str]] = []  # names of the watchlists invalid on their own
     try:
         watchlists = _WatchlistsFile.model_validate(data).watchlists
-        valid = list(enumerate(watchlists))
     except ValidationError as exc:
         errors.extend(_problems(doc, exc))
         watchlists = []
-        # the checks below still run on the watchlists that are valid on their own, so
-        # one pass of `wirewatch check` lists every problem, not the schema's first
-        valid, invalid = _valid_on_their_own(data.get("watchlists"), Watchlist)
+    # the checks below run on every watchlist, valid on its own or not, so one pass of
+    # `wirewatch check` lists every problem, not the schema's first
     first: dict[str, int] = {}
-    for i, name in sorted([*((i, w.name) for i, w in valid), *invalid]):
-        first.setdefault(name, i)
-    for i, w in valid:
-        if first[w.name] < i:
+    for i, item in _named_items(data.get("watchlists")):
+        name = item["name"]
+        if name in first:
             errors.append(
                 f"{doc.where(('watchlists', i, 'name'))}: watchlists.{i}.name: duplicate "
-                f"watchlist name {w.name!r} (first at line "
-                f"{doc.line_for(('watchlists', first[w.name], 'name'))})"
+                f"watchlist name {name!r} (first at line "
+                f"{doc.line_for(('watchlists', first[name], 'name'))})"
             )
-        for j, name in enumerate(w.feeds):
-            if known_feeds is not None and name not in known_feeds:
-                errors.append(
-                    f"{doc.where(('watchlists', i, 'feeds', j))}: watchlists.{i}.feeds.{j}: "
-                    f"unknown feed {name!r} (watchlist {w.name!r})"
-                )
-        for j, tag in enumerate(w.tags):
-            if known_tags is not None and tag not in known_tags:
-                errors.append(
-                    f"{doc.where(('watchlists', i, 'tags', j))}: watchlists.{i}.tags.{j}: "
-                    f"no feed has tag {tag!r} (watchlist {w.name!r})"
-                )
+        first.setdefault(name, i)
+        for key, known, problem in (
+            ("feeds", known_feeds, "unknown feed"),
+            ("tags", known_tags, "no feed has tag"),
+        ):
+            refs = item.get(key)
+            if known is None or not isinstance(refs, list):
+                continue
+            for j, ref in enumerate(refs):
+                if isinstance(ref, str) and ref not in known:
+                    errors.append(
+                        f"{doc.where(('watchlists', i, key, j))}: watchlists.{i}.{key}.{j}: "
+                        f"{problem} {ref!r} (watchlist {name!r})"
+                    )
     return watchlists
 
 
-def _valid_on_their_own(
-    items: object, model: type[M]
-) -> tuple[list[tuple[int, M]], list[tuple[int, str]]]:
+def _named_items(items: object) -> list[tuple[int, dict[str, Any]]]:
+    """The items of a YAML list that are mappings with a string ``name``, by index."""
+    return [
+        (i, item)
+        for i, item in enumerate(items if isinstance(items, list) else [])
+        if isinstance(item, dict) and isinstance(item.get("name"), str)
+    ]
+
+
+def _valid_on_their_own(items: object, model: type[M]) -> list[tuple[int, M]]:
     """After a document failed validation (its problems already reported): the items of
-    its list that are valid on their own, by index, and the names of the others."""
+    its list that are valid on their own, by index."""
     valid: list[tuple[int, M]] = []
-    invalid: list[tuple[int, str]] = []
     for i, item in enumerate(items if isinstance(items, list) else []):
-        try:
+        with contextlib.suppress(ValidationError):
             valid.append((i, model.model_validate(item)))
-        except ValidationError:
-            name = item.get("name") if isinstance(item, dict) else None
-            if isinstance(name, str):
-                invalid.append((i, name))
-    return valid, invalid
+    return valid
 
 
 def _first_existing(directory: Path, *names: str) -> Path | None:
@@ -591,15 +602,19 @@ def load_config(
     )
     feeds: list[FeedConfig] = []
     watchlists: list[Watchlist] = []
+    scope: tuple[set[str], set[str]] = (set(), set())  # names and tags of invalid feeds too
     if feeds_path is None:
         errors.append(f"{directory}/feeds.yaml: no feeds file (use --feeds FILE)")
     else:
-        feeds = load_feeds_file(feeds_path, errors)
+        feeds = load_feeds_file(feeds_path, errors, invalid_scope=scope)
     if watch_path is None:
         errors.append(f"{directory}/watchlists.yaml: no watchlists file (use --watchlists FILE)")
     else:
         watchlists = _load_watchlists(
-            watch_path, errors, {f.name for f in feeds}, {t for f in feeds for t in f.tags}
+            watch_path,
+            errors,
+            scope[0] | {f.name for f in feeds},
+            scope[1] | {t for f in feeds for t in f.tags},
         )
     if settings.poll.min_interval > settings.poll.max_interval:
         errors.append(f"{settings_path}: poll.min_interval is larger than poll.max_interval")

@@ -81,6 +81,23 @@ def test_check_reports_file_line_and_exits_2(tmp_path: Path) -> None:
     )
     res = wirewatch("check", "--config", str(cfg))
     assert res.returncode == 2 and f"{wl}:4:" in res.stderr and "duplicate" in res.stderr
+    # invalid on their own, both: the duplicate names and the unknown feed are still
+    # reported in the same pass; a feed that exists but is invalid is not "unknown"
+    (cfg / "watchlists.yaml").write_text(
+        "watchlists:\n"
+        "  - name: korea\n    terms: ['']\n    feeds: [nosuch, broken]\n"
+        "  - name: korea\n    terms: ['.*']\n"
+    )
+    (cfg / "feeds.yaml").write_text(
+        "feeds:\n  - name: broken\n    url: ftp://x\n  - name: broken\n    url: notaurl\n"
+    )
+    res = wirewatch("check", "--config", str(cfg))
+    fd = str(cfg / "feeds.yaml")
+    assert res.returncode == 2
+    assert f"{fd}:4: feeds.1.name: duplicate feed name 'broken' (first at line 2)" in res.stderr
+    assert f"{wl}:4: watchlists.0.feeds.0: unknown feed 'nosuch'" in res.stderr
+    assert f"{wl}:5: watchlists.1.name: duplicate watchlist name 'korea'" in res.stderr
+    assert "unknown feed 'broken'" not in res.stderr
 
 
 def test_check_reports_one_url_under_two_names(tmp_path: Path) -> None:
