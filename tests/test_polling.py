@@ -107,6 +107,23 @@ def test_410_disables_a_feed_until_the_config_gives_it_a_new_url(
     assert row.enabled and row.disabled_reason is None and row.consecutive_failures == 0
 
 
+def test_a_feed_renamed_in_the_config_keeps_its_history(
+    tmp_path: Path, feed_server: FeedServer, db_url: str
+) -> None:
+    """A new name on the same URL is the same feed: its items are not stored (and
+    alerted) again, and no row is left behind under the old name."""
+    feed_server.set("/r.xml", _body("Kim Jong Un", n=3), etag='"r1"')
+    url = feed_server.url("/r.xml")
+    cfg = write_config(tmp_path, settings=_db(db_url), feeds=[{"name": "old", "url": url}])
+    assert asyncio.run(_cycle(cfg)).new == 3
+    feed_server.set("/r.xml", _body("Kim Jong Un", n=3), etag='"r2"')  # a full body again
+    write_config(tmp_path, settings=_db(db_url), feeds=[{"name": "new", "url": url}])
+    again = asyncio.run(_cycle(cfg))
+    assert [(p.feed, p.new, p.alerts) for p in again.polls] == [("new", 0, 0)]
+    rows = asyncio.run(_feeds(cfg))
+    assert list(rows) == ["new"] and rows["new"].entries_seen == 3
+
+
 def test_a_304_keeps_the_interval_the_feed_asked_for(
     tmp_path: Path, feed_server: FeedServer, db_url: str
 ) -> None:

@@ -28,9 +28,22 @@ async def sync_feeds(session: AsyncSession, feeds: Sequence[FeedConfig], now: da
     user says "it lives here now". An unchanged YAML URL keeps a redirect's new URL."""
     rows = {r.name: r for r in (await session.exec(select(FeedRow))).all()}
     wanted = {f.name for f in feeds}
+    # a feed renamed in the YAML (new name, same URL as a name that is gone) is the same
+    # feed: it keeps its row, so its entries, validators and history stay with it
+    # instead of a fresh start that stores and alerts its items again
+    orphans: dict[str, list[FeedRow]] = {}
+    for name, gone in rows.items():
+        if name not in wanted:
+            orphans.setdefault(gone.config_url or gone.url, []).append(gone)
     for f in feeds:
         row = rows.get(f.name)
         tags = ",".join(f.tags)
+        if row is None and len(orphans.get(f.url, ())) == 1:
+            row = orphans.pop(f.url)[0]
+            log.info("feed %s renamed to %s (same URL): its history is kept", row.name, f.name)
+            del rows[row.name]
+            row.name = f.name
+            rows[f.name] = row
         if row is None:
             session.add(
                 FeedRow(
