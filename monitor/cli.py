@@ -363,11 +363,18 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
             f"{safe(error)}",
             err=True,
         )
+    for name, why in report.gone:
+        typer.echo(
+            f"feed disabled: {name}: {safe(why.removesuffix(': disabled'))} "
+            "(a new url for it in the config enables it again)",
+            err=True,
+        )
     for err in delivered.errors:
         typer.echo(f"alert failed: {safe(err)}", err=True)
     typer.echo(
         f"polled {len(report.polls)} feeds ({len(report.failed)} failed"
         + (f", {len(report.waiting)} waiting" if report.waiting else "")
+        + (f", {len(report.gone)} disabled" if report.gone else "")
         + f"): {report.new} new entries, {report.alerts} alerts queued, "
         f"{delivered.sent} delivered"
         + (f" ({delivered.folded} listed in their story's first alert)" if delivered.folded else "")

@@ -35,6 +35,7 @@ from monitor.store.queries import (
     claim_due_feeds,
     deferred_feeds,
     entries_since_id,
+    gone_feeds,
     renew_leases,
     window_entries,
 )
@@ -69,6 +70,8 @@ class CycleReport:
     # with all_feeds: failing feeds left to wait out their backoff or Retry-After
     # (name, when they are due, their last error)
     waiting: list[tuple[str, datetime, str]] = field(default_factory=list)
+    # with all_feeds: configured feeds a poll switched off (410 Gone): (name, why)
+    gone: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def failed(self) -> list[PollReport]:
@@ -347,6 +350,7 @@ async def poll_cycle(rt: Runtime, *, all_feeds: bool = False) -> CycleReport:
     if all_feeds:
         async with rt.sessions() as session:
             report.waiting = await deferred_feeds(session, now=rt.clock(), exclude=done)
+            report.gone = await gone_feeds(session)
     return report
 
 

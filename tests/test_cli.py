@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -280,6 +281,24 @@ def test_console_follow_up_names_its_story(tmp_path: Path) -> None:
             "    (story: Kim Jong Un vows closer North Korea-Russia ties after meeting Putin "
             "at space facility)\n"
         )
+
+
+def test_once_names_feeds_a_410_disabled(tmp_path: Path) -> None:
+    """A feed switched off by a 410 is not silently missing from the next runs' count."""
+    with FeedServer() as server:
+        server.set("/gone.xml", "gone", status=410)
+        feeds = [*_serve(server), {"name": "gone", "url": server.url("/gone.xml")}]
+        cfg = write_config(tmp_path, feeds=feeds)
+        assert wirewatch("once", "--config", str(cfg)).returncode == 0
+        res = wirewatch("once", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert re.search(
+        r"^feed disabled: gone: 410 Gone at \S+ \S+Z \(a new url for it in the config "
+        r"enables it again\)$",
+        res.stderr,
+        re.M,
+    ), res.stderr
+    assert "polled 2 feeds (0 failed, 1 disabled): " in res.stderr
 
 
 def test_once_dry_run_leaves_state_untouched(tmp_path: Path) -> None:
