@@ -83,7 +83,8 @@ def _setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_SafeFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
-    for noisy in ("apscheduler", "aiosqlite", "asyncio", "alembic"):
+    # (slack_sdk logs each of its own HTTP retries at INFO; the outbox's warning says it)
+    for noisy in ("apscheduler", "aiosqlite", "asyncio", "alembic", "slack_sdk"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -28,7 +28,7 @@ from monitor.health import feed_history, silence
 from monitor.outbox import delivery_loop, reconcile
 from monitor.pipeline import CycleReport, Poller, PollReport, load_index
 from monitor.runtime import Runtime
-from monitor.store.queries import release_leases, sync_feeds
+from monitor.store.queries import queued_alerts, release_leases, sync_feeds
 from monitor.store.tables import FeedRow
 
 log = logging.getLogger("wirewatch.daemon")
@@ -235,4 +235,11 @@ class Daemon:
             scheduler.shutdown(wait=False)
             async with rt.sessions() as session:
                 await release_leases(session, rt.owner)
+                queued = await queued_alerts(session)
+            if queued:
+                log.warning(
+                    "%d alert%s not delivered yet: kept in the database for the next start",
+                    queued,
+                    "" if queued == 1 else "s",
+                )
             log.info("stopped")

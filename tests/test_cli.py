@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -398,6 +399,39 @@ def test_daemon_alerts_stops_cleanly_and_restart_sends_nothing(tmp_path: Path) -
         assert len(server.hits("/cna.xml")) == polls_before
         # ... and nothing is sent twice
         assert len(slack.messages) == sent
+
+
+def test_daemon_with_slack_down_keeps_alerts_and_says_so_when_stopped(tmp_path: Path) -> None:
+    """Slack unreachable: the alerts stay queued, the log is one warning per attempt (not
+    slack_sdk's own retry chatter), and stopping says how many are still queued."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/api/"
+    with FeedServer() as server:
+        cfg = write_config(tmp_path, feeds=_serve(server), settings={"poll": {"tick": "1s"}})
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+        env.update({"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": dead})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not (server.hits("/cna.xml") and server.hits("/aj.xml")):
+                assert time.monotonic() < deadline, "the feeds were never polled"
+                time.sleep(0.2)
+            time.sleep(3)  # stored, and a delivery attempt or two
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "retry in" in err  # the outbox's own warning
+    assert "retry handler" not in err.lower(), err
+    assert re.search(r"\d+ alerts? not delivered yet: kept in the database", err), err
 
 
 def _children(pid: int) -> list[int]:

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor.config import FeedConfig
-from monitor.store.tables import EntryRow, FeedRow
+from monitor.store.tables import AlertRow, EntryRow, FeedRow
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,14 @@ async def gone_feeds(session: AsyncSession) -> list[tuple[str, str]]:
         .order_by(col(FeedRow.name))
     )
     return [(name, reason or "") for name, reason in rows.all()]
+
+
+async def queued_alerts(session: AsyncSession) -> int:
+    """Alerts not delivered yet (pending, or sent with the outcome unknown)."""
+    count = await session.exec(
+        select(func.count()).where(col(AlertRow.state).in_(["pending", "sending"]))
+    )
+    return int(count.one())
 
 
 async def renew_leases(
