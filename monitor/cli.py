@@ -602,15 +602,19 @@ def outbox_list(
     if not rows:
         typer.echo("outbox empty: nothing pending or failed")
         return
+    from monitor.deliver.slack import error_hint
+
     typer.echo(
-        f"{'id':>6} {'state':<8} {'tries':>5} {'sink':<13} {'channel':<16} {'watchlist':<14}"
-        " reason / title"
+        f"{'id':>6} {'state':<8} {'kind':<5} {'tries':>5} {'sink':<13} {'channel':<16} "
+        f"{'watchlist':<14} reason / title"
     )
     for alert, title in rows:
+        # kind: "new" is a story's alert, "reply" another outlet's copy in its thread
+        kind = "reply" if alert.kind == "followup" else "new"
         typer.echo(
-            f"{alert.id:>6} {alert.state:<8} {alert.attempts:>5} {alert.sink:<13} "
+            f"{alert.id:>6} {alert.state:<8} {kind:<5} {alert.attempts:>5} {alert.sink:<13} "
             f"{_clip(alert.channel, 16):<16} {_clip(alert.watchlist, 14):<14} "
-            f"{_clip(alert.last_error or '', 40)} | {_clip(title, 60)}"
+            f"{_clip(error_hint(alert.last_error or ''), 70)} | {_clip(title, 60)}"
         )
 
 
@@ -652,7 +656,7 @@ def outbox_retry(
 
 async def _requeue(cfg: AppConfig, alert_id: int | None) -> tuple[int, str | None]:
     """(alerts re-queued, the state of alert ``alert_id`` before; None if it does not exist)."""
-    from sqlalchemy import update
+    from sqlalchemy import func, update
     from sqlmodel import col
 
     from monitor.store.tables import AlertRow
@@ -662,8 +666,16 @@ async def _requeue(cfg: AppConfig, alert_id: int | None) -> tuple[int, str | Non
         if alert_id is not None:
             row = await session.get(AlertRow, alert_id)
             state = row.state if row is not None else None
+        # the reason stays visible, marked as the one before the retry was asked for
         stmt = update(AlertRow).values(
-            state="pending", next_attempt_at=datetime.now(UTC), attempts=0
+            state="pending",
+            next_attempt_at=datetime.now(UTC),
+            attempts=0,
+            last_error=func.substr(
+                "re-queued by hand; before: " + func.coalesce(col(AlertRow.last_error), "-"),
+                1,
+                500,
+            ),
         )
         if alert_id is not None:
             stmt = stmt.where(col(AlertRow.id) == alert_id).where(

@@ -22,6 +22,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor.deliver.base import DeliveryResult, Notifier
+from monitor.deliver.slack import error_hint
 from monitor.models import AlertMessage, SourceRef
 from monitor.runtime import Runtime
 from monitor.store.queries import stories_sources
@@ -448,13 +449,14 @@ async def _finish(
             elif result.permanent:
                 row.state, row.last_error = "failed", result.error
                 report.failed += 1
-                report.errors.append(f"alert {row.id} ({row.sink} {row.channel}): {result.error}")
+                why = error_hint(result.error or "")
+                report.errors.append(f"alert {row.id} ({row.sink} {row.channel}): {why}")
                 log.error(
                     "alert %s to %s %s failed permanently: %s (see `wirewatch outbox`)",
                     row.id,
                     row.sink,
                     row.channel or "",
-                    result.error,
+                    why,
                 )
             else:
                 delay = _backoff(rt, row.attempts, result.retry_after)

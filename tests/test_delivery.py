@@ -144,7 +144,11 @@ def test_permanent_error_on_one_channel_while_the_other_keeps_receiving(
         cwd=ROOT,
         check=True,
     ).stdout
-    assert "channel_not_found" in out and out.count("failed") >= 4
+    failed_lines = [line for line in out.splitlines() if " failed " in line]
+    assert len(failed_lines) == 4
+    for line in failed_lines:  # a story's own alert, with what to do about its error
+        assert " failed   new " in line
+        assert "channel_not_found: check SLACK_CHANNEL or the watchlist's channel" in line
     subprocess.run(
         [sys.executable, "-m", "monitor", "outbox", "retry", "--failed", "--config", str(cfg)],
         capture_output=True,
@@ -153,6 +157,17 @@ def test_permanent_error_on_one_channel_while_the_other_keeps_receiving(
         cwd=ROOT,
         check=True,
     )
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor", "outbox", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=True,
+    ).stdout
+    # re-queued: pending, and the old reason is marked as the one from before
+    assert out.count(" pending  new ") == 4
+    assert out.count("re-queued by hand; before: channel_not_found") == 4
 
     async def again() -> None:
         async with open_runtime(load_config(cfg, env=_env(slack))) as rt:

@@ -42,6 +42,7 @@ __all__ = [
     "SlackBotNotifier",
     "SlackWebhookNotifier",
     "clean",
+    "error_hint",
     "escape",
     "render_messages",
     "render_slack",
@@ -353,6 +354,28 @@ def _retry_after(headers: Mapping[str, Any] | None) -> float:
         return max(0.0, float(value))
     except (TypeError, ValueError):
         return 1.0
+
+
+# what to do about the permanent errors an operator can fix
+_HINTS = {
+    "invalid_auth": "check SLACK_BOT_TOKEN",
+    "not_authed": "set SLACK_BOT_TOKEN",
+    "account_inactive": "the bot's token is revoked: set a new SLACK_BOT_TOKEN",
+    "token_revoked": "set a new SLACK_BOT_TOKEN",
+    "token_expired": "set a new SLACK_BOT_TOKEN",
+    "channel_not_found": "check SLACK_CHANNEL or the watchlist's channel",
+    "not_in_channel": "invite the bot to the channel (/invite @bot)",
+    "is_archived": "the channel is archived: unarchive it or pick another",
+    "channel_is_archived": "the channel is archived: unarchive it or pick another",
+    "missing_scope": "give the Slack app the chat:write scope and reinstall it",
+}
+
+
+def error_hint(error: str) -> str:
+    """``error`` with what to do about it when it is a Slack error an operator can fix
+    (``invalid_auth`` -> ``invalid_auth: check SLACK_BOT_TOKEN``); otherwise unchanged."""
+    hint = _HINTS.get(error)
+    return f"{error}: {hint}" if hint else error
 
 
 def _from_status(
