@@ -84,7 +84,7 @@ def replay(
 
 
 def format_replay(report: list[WatchlistReplay], days: float, entries: int) -> str:
-    lines = [f"replayed {entries} stored entries from the last {days:g} days"]
+    lines = [f"replayed {entries} entries stored in the last {days:g} days"]
     for r in report:
         d = r.to_dict()
         lines.append(
