@@ -10,7 +10,7 @@ import contextlib
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from monitor.watchlist import Watchlist
+from monitor.watchlist import Watchlist, yaml_text
 from monitor.yamlsrc import ConfigError, YamlDoc, load_yaml
 
 M = TypeVar("M", bound=BaseModel)
@@ -521,7 +521,7 @@ def _load_watchlists(
     # the checks below run on every watchlist, valid on its own or not, so one pass of
     # `wirewatch check` lists every problem, not the schema's first
     first: dict[str, int] = {}
-    for i, item in _named_items(data.get("watchlists")):
+    for i, item in _named_items(data.get("watchlists"), yaml_text):
         name = item["name"]
         if name in first:
             errors.append(
@@ -537,8 +537,9 @@ def _load_watchlists(
             refs = item.get(key)
             if known is None or not isinstance(refs, list):
                 continue
-            for j, ref in enumerate(refs):
-                if isinstance(ref, str) and ref not in known:
+            for j, raw in enumerate(refs):
+                ref = yaml_text(raw)  # (as the watchlist schema reads it)
+                if ref is not None and ref not in known:
                     errors.append(
                         f"{doc.where(('watchlists', i, key, j))}: watchlists.{i}.{key}.{j}: "
                         f"{problem} {ref!r} (watchlist {name!r})"
@@ -546,13 +547,21 @@ def _load_watchlists(
     return watchlists
 
 
-def _named_items(items: object) -> list[tuple[int, dict[str, Any]]]:
-    """The items of a YAML list that are mappings with a string ``name``, by index."""
-    return [
-        (i, item)
-        for i, item in enumerate(items if isinstance(items, list) else [])
-        if isinstance(item, dict) and isinstance(item.get("name"), str)
-    ]
+def _named_items(
+    items: object, text: Callable[[object], str | None] | None = None
+) -> list[tuple[int, dict[str, Any]]]:
+    """The items of a YAML list that are mappings with a ``name``, by index: a string
+    name as is, or, with ``text``, the name as ``text`` reads it (the schema's own
+    reading of a scalar; items whose name it rejects are left out)."""
+    out = []
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict):
+            continue
+        name = item.get("name")
+        name = text(name) if text is not None else name if isinstance(name, str) else None
+        if name is not None:
+            out.append((i, {**item, "name": name}))
+    return out
 
 
 def _valid_on_their_own(items: object, model: type[M]) -> list[tuple[int, M]]:

@@ -64,6 +64,7 @@ __all__ = [
     "TermKind",
     "Watchlist",
     "WatchlistFile",
+    "yaml_text",
 ]
 
 FieldName = Literal["title", "summary", "content", "author", "categories", "feed", "url"]
@@ -101,6 +102,16 @@ def _err(kind: str, msg: str) -> PydanticCustomError:
 
 # ---------------------------------------------------------------------------
 # scalar validators
+
+
+def yaml_text(value: object) -> str | None:
+    """A YAML scalar as a watchlist reads a name or a word: numbers as text, stripped;
+    None for what it refuses (booleans, empty text, lists...)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        value = str(value)
+    return value.strip() or None if isinstance(value, str) else None
 
 
 def _text(what: str) -> Callable[[Any], Any]:

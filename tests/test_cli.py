@@ -100,6 +100,18 @@ def test_check_reports_file_line_and_exits_2(tmp_path: Path) -> None:
     assert f"{wl}:4: watchlists.0.feeds.0: unknown feed 'nosuch'" in res.stderr
     assert f"{wl}:5: watchlists.1.name: duplicate watchlist name 'korea'" in res.stderr
     assert "unknown feed 'broken'" not in res.stderr
+    # names and references are compared as the schema reads them: 2024 is the name
+    # "2024", and " broken " names the feed broken
+    (cfg / "feeds.yaml").write_text("feeds:\n  - name: broken\n    url: https://x.example/\n")
+    (cfg / "watchlists.yaml").write_text(
+        "watchlists:\n"
+        "  - name: 2024\n    terms: [a]\n    feeds: [' broken ']\n"
+        "  - name: '2024 '\n    terms: [b]\n"
+    )
+    res = wirewatch("check", "--config", str(cfg))
+    assert res.returncode == 2
+    assert f"{wl}:5: watchlists.1.name: duplicate watchlist name '2024'" in res.stderr
+    assert "unknown feed" not in res.stderr and "Traceback" not in res.stderr
 
 
 def test_check_reports_one_url_under_two_names(tmp_path: Path) -> None:
