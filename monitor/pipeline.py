@@ -350,7 +350,7 @@ async def poll_cycle(rt: Runtime, *, all_feeds: bool = False) -> CycleReport:
     if all_feeds:
         async with rt.sessions() as session:
             report.waiting = await deferred_feeds(session, now=rt.clock(), exclude=done)
-            report.gone = await gone_feeds(session)
+            report.gone = await gone_feeds(session, [f.name for f in rt.config.feeds])
     return report
 
 

@@ -304,6 +304,11 @@ def test_once_names_feeds_a_410_disabled(tmp_path: Path) -> None:
         cfg = write_config(tmp_path, feeds=feeds)
         assert wirewatch("once", "--config", str(cfg)).returncode == 0
         res = wirewatch("once", "--config", str(cfg))
+        # taken out of the config, it is no longer reported
+        cfg = write_config(tmp_path, feeds=feeds[:2])
+        after = wirewatch("once", "--config", str(cfg))
+    assert after.returncode == 0 and "gone" not in after.stderr, after.stderr
+    assert "polled 2 feeds (0 failed): " in after.stderr
     assert res.returncode == 0, res.stderr
     assert re.search(
         r"^feed disabled: gone: 410 Gone at \S+ \S+Z \(a new url for it in the config "

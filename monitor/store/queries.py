@@ -147,15 +147,16 @@ async def deferred_feeds(
     return [(name, due, error or "") for name, due, error in rows if due is not None]
 
 
-async def gone_feeds(session: AsyncSession) -> list[tuple[str, str]]:
-    """Configured feeds that a poll switched off (a 410 Gone): (name, why). A new URL in
-    the config switches them on again (``sync_feeds``)."""
+async def gone_feeds(session: AsyncSession, configured: Sequence[str]) -> list[tuple[str, str]]:
+    """Feeds among ``configured`` (names) that a poll switched off (a 410 Gone): (name,
+    why). A new URL in the config switches them on again (``sync_feeds``)."""
     rows = await session.exec(
         select(FeedRow.name, FeedRow.disabled_reason)
         .where(col(FeedRow.disabled_reason).is_not(None))
         .order_by(col(FeedRow.name))
     )
-    return [(name, reason or "") for name, reason in rows.all()]
+    names = set(configured)
+    return [(name, reason or "") for name, reason in rows.all() if name in names]
 
 
 async def queued_alerts(session: AsyncSession) -> int:
