@@ -1284,6 +1284,7 @@ async def load_index(rt: Runtime) -> int:
     return count
 
 
+INGEST_LOCK_KEY = 0x77697265_77617463  # PostgreSQL advisory lock: "wirewatc"
 HOLE_TTL_S = 900.0  # an id missed this long was used up by a rolled-back insert
 MAX_HOLES = 5000
 
@@ -1308,11 +1309,17 @@ async def _watermark(session: AsyncSession) -> EntryWatermark:
 async def catch_up(rt: Runtime, session: AsyncSession) -> int:
     """Teach the story index the entries other processes stored since it last looked,
     so a copy this process polls joins their story instead of starting a second one
-    (and alerting twice). A no-op with one process per database. Returns how many
-    entries it added."""
+    (and alerting twice). On PostgreSQL it first takes the ingest lock for the rest of
+    ``session``'s transaction. A no-op on SQLite (one process). Returns how many entries
+    it added."""
     wm = rt.watermark
     if wm is None:
         return 0
+    # one process stores at a time (fetching and parsing stay parallel): held until this
+    # transaction ends, so what catch-up reads and what this transaction then stores
+    # cannot miss a story another process is storing at the same moment
+    conn = await session.connection()
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK_KEY})
     now = time.monotonic()
     for i in [i for i, t in wm.holes.items() if now - t > HOLE_TTL_S]:
         del wm.holes[i]
@@ -1321,7 +1328,6 @@ async def catch_up(rt: Runtime, session: AsyncSession) -> int:
     seen: set[int] = set()
     added = 0
     holes = sorted(wm.holes)
-    conn = await session.connection()
     for start in range(0, max(len(holes), 1), 1000):
         query = entries_since_id(wm.high, holes[start : start + 1000], summary_chars=chars)
         for eid, title, summary, when, source, link, sid in (await conn.execute(query)).all():

@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from monitor.config import load_config
 from monitor.outbox import deliver_pending
-from monitor.pipeline import CycleReport, catch_up, poll_cycle
+from monitor.pipeline import CycleReport, catch_up, poll_cycle, poll_feed
 from monitor.runtime import open_runtime
 from monitor.scheduler import startup
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, StoryRow
@@ -136,6 +136,29 @@ def test_processes_sharing_postgresql_fold_each_others_copies(
     replies = [m for m in slack.messages if m.get("thread_ts")]
     assert len(parents) == 1 and len(replies) == 1, [m["text"] for m in slack.messages]
     assert replies[0]["text"].startswith("Also reported by Al Jazeera")
+
+
+def test_processes_storing_copies_at_the_same_moment_make_one_story(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack, pg_url: str
+) -> None:
+    """Two daemons on one PostgreSQL storing the two outlets' copies of one story at the
+    same moment (their transactions overlap) still make one story, not one each."""
+    feeds = _serve_seed(feed_server)
+    cfg = write_config(tmp_path, feeds=feeds, settings={"database_url": pg_url})
+
+    async def go() -> None:
+        config = load_config(cfg, env=_env(slack))
+        async with open_runtime(config) as a, open_runtime(config) as b:
+            await startup(a)
+            await startup(b)
+            async with a.sessions() as s:
+                rows = {r.name: r for r in (await s.exec(select(FeedRow))).all()}
+            await asyncio.gather(poll_feed(a, rows["cna"]), poll_feed(b, rows["aljazeera"]))
+
+    asyncio.run(go())
+    stories = _stories(cfg)
+    kim = [sid for sid, titles in stories.items() if any("Putin" in t for t in titles)]
+    assert len(kim) == 1, stories
 
 
 def test_story_index_learns_entries_committed_out_of_id_order(tmp_path: Path, pg_url: str) -> None:
