@@ -643,7 +643,8 @@ def outbox_retry(
 ) -> None:
     """Re-queue one alert, or every failed alert; the running daemon sends them."""
     if (alert_id is None) == (not failed):
-        typer.echo("error: give either an alert ID or --failed, not both", err=True)
+        which = "not both" if failed else "one of them"
+        typer.echo(f"error: give either an alert ID or --failed, {which}", err=True)
         raise typer.Exit(2)
     cfg = _load(config, feeds, watchlists)
     count, state = _run(_requeue(cfg, alert_id))
@@ -659,6 +660,7 @@ async def _requeue(cfg: AppConfig, alert_id: int | None) -> tuple[int, str | Non
     from sqlalchemy import func, update
     from sqlmodel import col
 
+    from monitor.deliver.slack import REQUEUED
     from monitor.store.tables import AlertRow
 
     async with _session(cfg) as session:
@@ -672,7 +674,7 @@ async def _requeue(cfg: AppConfig, alert_id: int | None) -> tuple[int, str | Non
             next_attempt_at=datetime.now(UTC),
             attempts=0,
             last_error=func.substr(
-                "re-queued by hand; before: " + func.coalesce(col(AlertRow.last_error), "-"),
+                REQUEUED + func.replace(func.coalesce(col(AlertRow.last_error), "-"), REQUEUED, ""),
                 1,
                 500,
             ),

@@ -334,6 +334,8 @@ def test_operator_mistakes_get_a_reason(tmp_path: Path) -> None:
     assert res.returncode == 2 and "alert 999 not re-queued: there is no such alert" in res.stderr
     res = ww("outbox", "retry", "1", "--failed", "--config", str(cfg))
     assert res.returncode == 2 and "either an alert ID or --failed, not both" in res.stderr
+    res = ww("outbox", "retry", "--config", str(cfg))
+    assert res.returncode == 2 and "either an alert ID or --failed, one of them" in res.stderr
     res = ww("once", "--log-level", "LOUD", "--config", str(cfg))
     assert res.returncode == 2 and "'LOUD' is not one of DEBUG, INFO" in res.stderr
     res = ww("once", "--deliver-timeout", "-5", "--config", str(cfg))

@@ -39,6 +39,7 @@ from monitor.normalize import ANSI, UNSAFE, clean, truncate
 __all__ = [
     "EVENT_TYPE",
     "PERMANENT_ERRORS",
+    "REQUEUED",
     "SlackBotNotifier",
     "SlackWebhookNotifier",
     "clean",
@@ -356,6 +357,9 @@ def _retry_after(headers: Mapping[str, Any] | None) -> float:
         return 1.0
 
 
+# how `wirewatch outbox retry` marks the reason of a row it re-queued
+REQUEUED = "re-queued by hand; before: "
+
 # what to do about the permanent errors an operator can fix
 _HINTS = {
     "invalid_auth": "check SLACK_BOT_TOKEN",
@@ -373,8 +377,9 @@ _HINTS = {
 
 def error_hint(error: str) -> str:
     """``error`` with what to do about it when it is a Slack error an operator can fix
-    (``invalid_auth`` -> ``invalid_auth: check SLACK_BOT_TOKEN``); otherwise unchanged."""
-    hint = _HINTS.get(error)
+    (``invalid_auth`` -> ``invalid_auth: check SLACK_BOT_TOKEN``; also after the
+    ``wirewatch outbox retry`` mark, ``REQUEUED``); otherwise unchanged."""
+    hint = _HINTS.get(error.removeprefix(REQUEUED))
     return f"{error}: {hint}" if hint else error
 
 
