@@ -1256,13 +1256,6 @@ async def load_index(rt: Runtime) -> int:
     index = rt.index = StoryIndex(dedupe_config(rt.config))
     since = rt.clock() - timedelta(seconds=rt.config.settings.dedupe.window)
     count = 0
-    upto = None
-    if _shared_database(rt):
-        # processes share this database: read up to a watermark, and learn what the
-        # others store after it before each ingest (catch_up)
-        async with rt.sessions() as session:
-            rt.watermark = await _watermark(session)
-        upto = rt.watermark.high
     # The cyclic garbage collector is paused while the index is built: the rows and the
     # index's tuples form no cycles, but its full collections, triggered again and again by
     # so many new objects, took a sixth of the time (restored even on error).
@@ -1270,6 +1263,15 @@ async def load_index(rt: Runtime) -> int:
     gc.disable()
     try:
         async with rt.sessions() as session:
+            upto = None
+            if _shared_database(rt):
+                # processes share this database: read the window up to a watermark, in
+                # the same snapshot (so an id is either read now or a hole that catch_up
+                # reads once it is committed), and learn what the others store after it
+                # before each ingest (catch_up)
+                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                rt.watermark = await _watermark(session)
+                upto = rt.watermark.high
             # only the summary prefix the index keeps (StoryIndex.add_stored)
             query = window_entries(since, summary_chars=3 * index.config.summary_chars, upto=upto)
             result = await session.stream(query)
