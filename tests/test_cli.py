@@ -85,33 +85,38 @@ def test_check_reports_file_line_and_exits_2(tmp_path: Path) -> None:
     assert res.returncode == 2 and f"{wl}:4:" in res.stderr and "duplicate" in res.stderr
     # invalid on their own, both: the duplicate names and the unknown feed are still
     # reported in the same pass; a feed that exists but is invalid is not "unknown"
-    (cfg / "watchlists.yaml").write_text(
-        "watchlists:\n"
+    res = _check(
+        cfg,
+        feeds="feeds:\n  - name: broken\n    url: ftp://x\n  - name: broken\n    url: notaurl\n",
+        watchlists="watchlists:\n"
         "  - name: korea\n    terms: ['']\n    feeds: [nosuch, broken]\n"
-        "  - name: korea\n    terms: ['.*']\n"
+        "  - name: korea\n    terms: ['.*']\n",
     )
-    (cfg / "feeds.yaml").write_text(
-        "feeds:\n  - name: broken\n    url: ftp://x\n  - name: broken\n    url: notaurl\n"
-    )
-    res = wirewatch("check", "--config", str(cfg))
     fd = str(cfg / "feeds.yaml")
-    assert res.returncode == 2
     assert f"{fd}:4: feeds.1.name: duplicate feed name 'broken' (first at line 2)" in res.stderr
     assert f"{wl}:4: watchlists.0.feeds.0: unknown feed 'nosuch'" in res.stderr
     assert f"{wl}:5: watchlists.1.name: duplicate watchlist name 'korea'" in res.stderr
     assert "unknown feed 'broken'" not in res.stderr
     # names and references are compared as the schema reads them: 2024 is the name
     # "2024", and " broken " names the feed broken
-    (cfg / "feeds.yaml").write_text("feeds:\n  - name: broken\n    url: https://x.example/\n")
-    (cfg / "watchlists.yaml").write_text(
-        "watchlists:\n"
+    res = _check(
+        cfg,
+        feeds="feeds:\n  - name: broken\n    url: https://x.example/\n",
+        watchlists="watchlists:\n"
         "  - name: 2024\n    terms: [a]\n    feeds: [' broken ']\n"
-        "  - name: '2024 '\n    terms: [b]\n"
+        "  - name: '2024 '\n    terms: [b]\n",
     )
-    res = wirewatch("check", "--config", str(cfg))
-    assert res.returncode == 2
     assert f"{wl}:5: watchlists.1.name: duplicate watchlist name '2024'" in res.stderr
     assert "unknown feed" not in res.stderr and "Traceback" not in res.stderr
+
+
+def _check(cfg: Path, *, feeds: str, watchlists: str) -> subprocess.CompletedProcess[str]:
+    """``wirewatch check`` on these feeds and watchlists files, expected to fail (2)."""
+    (cfg / "feeds.yaml").write_text(feeds)
+    (cfg / "watchlists.yaml").write_text(watchlists)
+    res = wirewatch("check", "--config", str(cfg))
+    assert res.returncode == 2, res.stdout
+    return res
 
 
 def test_check_reports_one_url_under_two_names(tmp_path: Path) -> None:
@@ -366,21 +371,27 @@ def test_once_bad_config_exits_2(tmp_path: Path) -> None:
     assert res.returncode == 2 and "feeds.yaml:" in res.stderr and "ftp://x" in res.stderr
 
 
+def _start_daemon(cfg: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``wirewatch run`` in a child process, with ``env`` as its only SLACK_ variables."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    full_env.update(env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
+        env=full_env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_daemon_alerts_stops_cleanly_and_restart_sends_nothing(tmp_path: Path) -> None:
     with FeedServer() as server, FakeSlack() as slack:
         cfg = write_config(tmp_path, feeds=_serve(server), settings={"poll": {"tick": "1s"}})
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-        env.update({"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": slack.base_url})
+        env = {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": slack.base_url}
 
         def start() -> subprocess.Popen[str]:
-            return subprocess.Popen(
-                [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            return _start_daemon(cfg, env)
 
         proc = start()
         try:
@@ -426,16 +437,7 @@ def test_daemon_with_slack_down_keeps_alerts_and_says_so_when_stopped(tmp_path: 
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}/api/"
     with FeedServer() as server:
         cfg = write_config(tmp_path, feeds=_serve(server), settings={"poll": {"tick": "1s"}})
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-        env.update({"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": dead})
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = _start_daemon(cfg, {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": dead})
         try:
             deadline = time.monotonic() + 30
             while not (server.hits("/cna.xml") and server.hits("/aj.xml")):

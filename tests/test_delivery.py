@@ -136,45 +136,28 @@ def test_permanent_error_on_one_channel_while_the_other_keeps_receiving(
     # the operator fixes the channel and re-queues: all four arrive
     slack.channel_error("#desk-a", None)
     env = {**os.environ, **_env(slack)}
-    out = subprocess.run(
-        [sys.executable, "-m", "monitor", "outbox", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        check=True,
-    ).stdout
+
+    def outbox(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "monitor", "outbox", *args, "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            check=True,
+        ).stdout
+
+    out = outbox()
     failed_lines = [line for line in out.splitlines() if " failed " in line]
     assert len(failed_lines) == 4
     for line in failed_lines:  # a story's own alert, with what to do about its error
         assert " failed   new " in line
         assert "channel_not_found: check SLACK_CHANNEL or the watchlist's channel" in line
     first_failed = failed_lines[0].split()[0]
-    for alert_id in (first_failed, first_failed):  # (one of them re-queued by id, twice)
-        subprocess.run(
-            [sys.executable, "-m", "monitor", "outbox", "retry", alert_id, "--config", str(cfg)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            check=True,
-        )
-    subprocess.run(
-        [sys.executable, "-m", "monitor", "outbox", "retry", "--failed", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        check=True,
-    )
-    out = subprocess.run(
-        [sys.executable, "-m", "monitor", "outbox", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        check=True,
-    ).stdout
+    outbox("retry", first_failed)
+    outbox("retry", first_failed)  # (one of them re-queued by id, twice)
+    outbox("retry", "--failed")
+    out = outbox()
     # re-queued: pending, and the old reason is marked as the one from before (once,
     # however often it is re-queued), still with what to do about it
     assert out.count(" pending  new ") == 4
