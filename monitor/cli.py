@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
@@ -647,16 +648,21 @@ def outbox_retry(
         typer.echo(f"error: give either an alert ID or --failed, {which}", err=True)
         raise typer.Exit(2)
     cfg = _load(config, feeds, watchlists)
-    count, state = _run(_requeue(cfg, alert_id))
+    count, state, moved = _run(_requeue(cfg, alert_id))
     if alert_id is not None and count == 0:
         why = "there is no such alert" if state is None else f"it is {state}, not failed"
         typer.echo(f"error: alert {alert_id} not re-queued: {why}", err=True)
         raise typer.Exit(2)
     typer.echo(f"re-queued {count} alert(s)")
+    for (old, new), n in sorted(Counter(moved).items()):
+        typer.echo(f"  {n} now to {clean(new) or '(no channel)'} (was {clean(old) or '-'})")
 
 
-async def _requeue(cfg: AppConfig, alert_id: int | None) -> tuple[int, str | None]:
-    """(alerts re-queued, the state of alert ``alert_id`` before; None if it does not exist)."""
+async def _requeue(
+    cfg: AppConfig, alert_id: int | None
+) -> tuple[int, str | None, list[tuple[str, str]]]:
+    """(alerts re-queued, the state of alert ``alert_id`` before, None if it does not
+    exist; the (old, new) channels of the re-queued alerts whose channel changed)."""
     from sqlalchemy import func, update
     from sqlmodel import col
 
@@ -685,9 +691,39 @@ async def _requeue(cfg: AppConfig, alert_id: int | None) -> tuple[int, str | Non
             )
         else:
             stmt = stmt.where(col(AlertRow.state) == "failed")
-        result = await session.exec(stmt)
+        ids = list((await session.exec(stmt.returning(col(AlertRow.id)))).scalars())
+        moved = await _reroute(session, cfg, ids)
         await session.commit()
-        return int(result.rowcount or 0), state
+        return len(ids), state, moved
+
+
+async def _reroute(session: AsyncSession, cfg: AppConfig, ids: list[int]) -> list[tuple[str, str]]:
+    """Send re-queued alerts where the config sends them now: a channel mistyped in the
+    YAML (channel_not_found), fixed and reloaded, must not fail the retry again. A
+    story's alert takes its watchlist's current channel; a reply, its parent's."""
+    from sqlmodel import col, select
+
+    from monitor.runtime import alert_channel
+    from monitor.store.tables import AlertRow
+
+    own = {w.name: w.channel for w in cfg.watchlists}
+    rows = (await session.exec(select(AlertRow).where(col(AlertRow.id).in_(ids)))).all()
+    moved: list[tuple[str, str]] = []
+    for row in sorted(rows, key=lambda r: r.kind != "new"):  # parents first
+        if row.kind == "new":
+            if row.watchlist not in own:
+                continue  # (a watchlist since removed: its last channel is all there is)
+            channel = alert_channel(cfg, own[row.watchlist], row.sink)
+        else:
+            parent = await session.get(AlertRow, row.parent_id) if row.parent_id else None
+            if parent is None:
+                continue
+            channel = parent.channel
+        if channel != row.channel:
+            moved.append((row.channel, channel))
+            row.channel = channel
+            session.add(row)
+    return moved
 
 
 @app.command()

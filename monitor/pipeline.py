@@ -30,7 +30,13 @@ from monitor.intervals import learned_cadence, next_interval, parse_cache_header
 from monitor.match import Hit
 from monitor.models import Entry
 from monitor.parse import ParseResult
-from monitor.runtime import EntryWatermark, Runtime, dedupe_config, slack_sink
+from monitor.runtime import (
+    EntryWatermark,
+    Runtime,
+    alert_channel,
+    dedupe_config,
+    slack_sink,
+)
 from monitor.store.queries import (
     claim_due_feeds,
     deferred_feeds,
@@ -1205,12 +1211,11 @@ def _queue_alerts(
         if wl is None:
             continue
         sinks = _routes(rt, wl.sinks)
-        channel = wl.channel or rt.config.settings.slack.channel or ""
         if not m.alerted:
             if p.outlets >= max(1, wl.min_sources):
                 m.alerted = m.dirty = True
                 for sink in sinks:
-                    made = _Parent(None, channel if sink.startswith("slack") else "")
+                    made = _Parent(None, alert_channel(rt.config, wl.channel, sink))
                     alerts.append((m.alert(m.entry_id, sink, made.channel, "new", now), None))
                     parents[(story_id, name, sink)] = made
                     queued += 1

@@ -67,6 +67,14 @@ def slack_sink(config: AppConfig) -> str | None:
     return None
 
 
+def alert_channel(config: AppConfig, own: str | None, sink: str) -> str:
+    """The channel a story's alert goes to on ``sink``: the watchlist's ``own`` channel,
+    else ``SLACK_CHANNEL``; sinks without channels (console, webhook) have none."""
+    if not sink.startswith("slack"):
+        return ""
+    return own or config.settings.slack.channel or ""
+
+
 def build_notifiers(config: AppConfig, *, console: TextIO | None = None) -> dict[str, Notifier]:
     """Sinks by name. Slack when configured, otherwise the console; the generic
     webhook in addition when ``WIREWATCH_WEBHOOK_URL`` is set."""

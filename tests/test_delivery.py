@@ -152,7 +152,7 @@ def test_permanent_error_on_one_channel_while_the_other_keeps_receiving(
     assert len(failed_lines) == 4
     for line in failed_lines:  # a story's own alert, with what to do about its error
         assert " failed   new " in line
-        assert "channel_not_found: check SLACK_CHANNEL or the watchlist's channel" in line
+        assert "channel_not_found: fix SLACK_CHANNEL or the watchlist's, then retry" in line
     first_failed = failed_lines[0].split()[0]
     outbox("retry", first_failed)
     outbox("retry", first_failed)  # (one of them re-queued by id, twice)
@@ -161,8 +161,39 @@ def test_permanent_error_on_one_channel_while_the_other_keeps_receiving(
     # re-queued: pending, and the old reason is marked as the one from before (once,
     # however often it is re-queued), still with what to do about it
     assert out.count(" pending  new ") == 4
-    assert out.count("re-queued by hand; before: channel_not_found: check SLACK_CHANNEL") == 4
+    assert out.count("re-queued by hand; before: channel_not_found: fix SLACK_CHANNEL") == 4
     assert "before: re-queued" not in out
+
+    async def again() -> None:
+        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
+            await _drain(rt)
+
+    asyncio.run(again())
+    _order_ok(slack, "#desk-a", 4)
+
+
+def test_a_mistyped_channel_fixed_in_the_config_gets_the_retried_alerts(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    """channel_not_found because the YAML says #desk-aa: once the YAML says #desk-a,
+    `outbox retry --failed` sends the failed stories there, instead of failing them on
+    the old channel again and losing them for good."""
+    cfg = _setup(tmp_path, feed_server)
+    wl = cfg / "watchlists.yaml"
+    wl.write_text(wl.read_text().replace("'#desk-a'", "'#desk-aa'"))
+    slack.channel_error("#desk-aa", "channel_not_found")
+    rows = _poll_and_deliver(cfg, _env(slack))
+    assert [r.state for r in rows if r.channel == "#desk-aa"] == ["failed"] * 4
+    wl.write_text(wl.read_text().replace("#desk-aa", "#desk-a"))
+    res = subprocess.run(
+        [sys.executable, "-m", "monitor", "outbox", "retry", "--failed", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_env(slack)},
+        cwd=ROOT,
+        check=True,
+    )
+    assert res.stdout == "re-queued 4 alert(s)\n  4 now to #desk-a (was #desk-aa)\n"
 
     async def again() -> None:
         async with open_runtime(load_config(cfg, env=_env(slack))) as rt:

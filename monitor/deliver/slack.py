@@ -367,7 +367,7 @@ _HINTS = {
     "account_inactive": "the bot's token is revoked: set a new SLACK_BOT_TOKEN",
     "token_revoked": "set a new SLACK_BOT_TOKEN",
     "token_expired": "set a new SLACK_BOT_TOKEN",
-    "channel_not_found": "check SLACK_CHANNEL or the watchlist's channel",
+    "channel_not_found": "fix SLACK_CHANNEL or the watchlist's, then retry",
     "not_in_channel": "invite the bot to the channel (/invite @bot)",
     "is_archived": "the channel is archived: unarchive it or pick another",
     "channel_is_archived": "the channel is archived: unarchive it or pick another",
