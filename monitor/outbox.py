@@ -230,6 +230,7 @@ async def delivery_loop(rt: Runtime, stop: asyncio.Event) -> None:
             kick(rt, await _due_keys(rt), report)
         except Exception:
             log.exception("delivery worker: will retry")
+        report.errors.clear()  # (logged as they happen; kept, they would grow for months)
         rt.outbox_wakeup.clear()
         waiter = asyncio.ensure_future(rt.outbox_wakeup.wait())
         stopper = asyncio.ensure_future(stop.wait())

@@ -1351,8 +1351,8 @@ async def catch_up(rt: Runtime, session: AsyncSession) -> int:
     for i in range(wm.high + 1, top + 1):
         if i not in seen and i not in wm.own:
             wm.holes[i] = now
-    while len(wm.holes) > MAX_HOLES:
-        del wm.holes[min(wm.holes)]
+    for i in sorted(wm.holes)[: max(0, len(wm.holes) - MAX_HOLES)]:  # the oldest go
+        del wm.holes[i]
     wm.high = top
     wm.own.clear()
     return added
