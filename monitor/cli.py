@@ -318,7 +318,7 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
     from monitor.outbox import deliver_pending, next_due_in
     from monitor.pipeline import poll_cycle
     from monitor.runtime import open_runtime
-    from monitor.scheduler import startup
+    from monitor.scheduler import retain, startup
 
     notifiers: dict[str, Notifier] | None = (
         {"console": ConsoleNotifier(sys.stdout)} if dry_run else None
@@ -350,6 +350,8 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
             delivered.failed += more.failed
             delivered.errors += more.errors
         pending = await next_due_in(rt)
+        if not dry_run:  # (cron users of once get the daemon's retention too)
+            await retain(rt)
     from monitor.normalize import clean as safe
 
     for p in report.failed:

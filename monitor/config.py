@@ -32,6 +32,9 @@ __all__ = [
     "parse_duration",
 ]
 
+# stored entries are what a regenerated guid or link is recognised by for 7 days
+MIN_RETENTION_S = 8 * 86400.0
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d|w)?\s*$", re.IGNORECASE)
 _UNITS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -147,6 +150,7 @@ class DeliverySettings(_Strict):
 class Settings(_Strict):
     database_url: str = "sqlite:///data/wirewatch.db"
     max_age: float | None = 24 * 3600.0
+    retention: float | None = 30 * 86400.0  # stories untouched this long are pruned
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     poll: PollSettings = PollSettings()
     fetch: FetchSettings = FetchSettings()
@@ -155,7 +159,7 @@ class Settings(_Strict):
     webhook: WebhookSettings = WebhookSettings()
     delivery: DeliverySettings = DeliverySettings()
 
-    @field_validator("max_age", mode="before")
+    @field_validator("max_age", "retention", mode="before")
     @classmethod
     def _age(cls, v: object) -> float | None:
         return parse_duration(v)
@@ -627,6 +631,12 @@ def load_config(
         )
     if settings.poll.min_interval > settings.poll.max_interval:
         errors.append(f"{settings_path}: poll.min_interval is larger than poll.max_interval")
+    least = max(MIN_RETENTION_S, settings.dedupe.window + 86400)
+    if settings.retention is not None and settings.retention < least:
+        errors.append(
+            f"{settings_path}: retention must be at least {least / 86400:g}d (the dedupe "
+            "window plus a day, and the week a regenerated guid is recognised in), or none"
+        )
     problem = _database_url_problem(settings.database_url)
     if problem:
         where = (

@@ -28,7 +28,7 @@ from monitor.health import feed_history, silence
 from monitor.outbox import delivery_loop, reconcile
 from monitor.pipeline import CycleReport, Poller, PollReport, load_index
 from monitor.runtime import Runtime
-from monitor.store.queries import queued_alerts, release_leases, sync_feeds
+from monitor.store.queries import Pruned, prune, queued_alerts, release_leases, sync_feeds
 from monitor.store.tables import FeedRow
 
 log = logging.getLogger("wirewatch.daemon")
@@ -54,6 +54,28 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime_ns / 1e9
     except OSError:
         return -1.0
+
+
+async def retain(rt: Runtime) -> Pruned:
+    """Prune what is older than ``retention`` from the database (see ``store.queries.
+    prune``); nothing when retention is ``none``."""
+    keep = rt.config.settings.retention
+    if keep is None:
+        return Pruned()
+    before = rt.clock() - timedelta(seconds=keep)
+    async with rt.sessions() as session:
+        done = await prune(session, before=before)
+    if done.stories:
+        log.info(
+            "retention: pruned %d stories (%d entries, %d alerts) untouched for %s; "
+            "%d undated entries kept, emptied, so their items are still recognised",
+            done.stories,
+            done.entries,
+            done.alerts,
+            f"{keep / 86400:g}d",
+            done.kept,
+        )
+    return done
 
 
 async def startup(rt: Runtime, *, lazy_index: bool = False) -> int:
@@ -177,6 +199,9 @@ class Daemon:
         if dropped:
             log.info("story window: dropped %d entries older than the window", dropped)
 
+    async def _retain(self) -> None:
+        await retain(self.rt)
+
     async def _reload(self) -> None:
         if self.reloader is None:
             return
@@ -213,6 +238,14 @@ class Daemon:
         )
         scheduler.add_job(self._tracked(self._reload), "interval", seconds=1, id="reload", **common)
         scheduler.add_job(self._tracked(self._prune), "interval", minutes=10, id="prune", **common)
+        scheduler.add_job(
+            self._tracked(self._retain),
+            "interval",
+            hours=1,
+            id="retain",
+            next_run_time=rt.clock() + timedelta(minutes=5),
+            **common,
+        )
         scheduler.add_job(
             self._tracked(self._health),
             "interval",

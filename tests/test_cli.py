@@ -162,6 +162,18 @@ def test_an_unusable_database_url_is_a_config_error_not_a_traceback(tmp_path: Pa
     assert f"{cfg / 'settings.yaml'}: database_url: not a database URL: 'nonsense'" in res.stderr
 
 
+def test_a_retention_shorter_than_what_dedupe_needs_is_refused(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path, feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}], settings={}
+    )
+    for value, ok in (("2d", False), ("8d", True), ("none", True)):
+        (cfg / "settings.yaml").write_text(f"retention: {value}\n")
+        res = wirewatch("check", "--config", str(cfg))
+        assert (res.returncode == 0) is ok, res.stderr
+        if not ok:
+            assert "retention must be at least 8d" in res.stderr
+
+
 def test_a_duration_error_only_suggests_none_where_none_is_allowed(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}])
     (cfg / "settings.yaml").write_text("max_age: soon\npoll:\n  tick: none\n  lease: abc\n")

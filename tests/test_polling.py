@@ -6,6 +6,7 @@ and a busy host does not hold up feeds on another host."""
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,14 +17,17 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import col, select
 
 from monitor.config import load_config
+from monitor.deliver.console import ConsoleNotifier
+from monitor.outbox import deliver_pending
 from monitor.pipeline import CycleReport, Poller, PollReport, poll_cycle
 from monitor.runtime import open_runtime
-from monitor.scheduler import Daemon, startup
+from monitor.scheduler import Daemon, retain, startup
 from monitor.store.queries import claim_due_feeds, sync_feeds
-from monitor.store.tables import FeedRow
+from monitor.store.tables import AlertRow, EntryRow, FeedRow
 from tests.feedserver import FeedServer, raw_handler, redirect_handler, rss
 from tests.util import pubdate, write_config
 
@@ -122,6 +126,68 @@ def test_a_feed_renamed_in_the_config_keeps_its_history(
     assert [(p.feed, p.new, p.alerts) for p in again.polls] == [("new", 0, 0)]
     rows = asyncio.run(_feeds(cfg))
     assert list(rows) == ["new"] and rows["new"].entries_seen == 3
+
+
+def test_retention_prunes_old_stories_but_keeps_what_is_still_needed(
+    tmp_path: Path, feed_server: FeedServer, db_url: str
+) -> None:
+    """31 days on, with `retention: 30d`: a delivered story is gone with its entries and
+    alerts; a story whose alert is still queued stays; an undated item stays known, so
+    the feed still listing it does not make it new; a dated one comes back too old to
+    alert."""
+    items = [
+        {"title": "Kim Jong Un visits Wonsan shipyard", "guid": "a1", "pubDate": pubdate(1)},
+        {"title": "Kim Jong Un opens Pyongyang hospital", "guid": "a2", "pubDate": pubdate(1)},
+        {"title": "Kim Jong Un tours a farm in Sinpo", "guid": "u1"},
+    ]
+    for item in items:
+        item["description"] = f"Report {item['guid']}."
+    feed_server.set("/k.xml", rss("K", items), etag='"k1"')
+    cfg = write_config(
+        tmp_path,
+        settings=_db(db_url, retention="30d"),
+        feeds=[{"name": "k", "url": feed_server.url("/k.xml")}],
+    )
+    later = datetime.now(UTC) + timedelta(days=31)
+    out = io.StringIO()
+
+    async def run() -> tuple[Any, PollReport, list[tuple[str, int | None, str]], list[str]]:
+        config = load_config(cfg, env={})
+        console = {"console": ConsoleNotifier(out)}
+        async with open_runtime(config, notifiers=console) as rt:
+            await startup(rt)
+            await poll_cycle(rt, all_feeds=True)
+            await deliver_pending(rt)
+            async with rt.sessions() as s:  # a2's alert: Slack down for a month
+                a2 = (await s.exec(select(EntryRow).where(EntryRow.guid == "a2"))).one()
+                await s.exec(
+                    update(AlertRow).where(col(AlertRow.entry_id) == a2.id).values(state="pending")
+                )
+                await s.commit()
+        feed_server.set("/k.xml", rss("K", items), etag='"k2"')  # a full body again
+        async with open_runtime(config, notifiers=console, clock=lambda: later) as rt:
+            done = await retain(rt)
+            async with rt.sessions() as s:
+                entries = [
+                    (e.guid, e.story_id, e.summary)
+                    for e in (await s.exec(select(EntryRow).order_by(EntryRow.guid))).all()
+                ]
+                alerts = [
+                    a.state
+                    for a in (await s.exec(select(AlertRow).order_by(col(AlertRow.id)))).all()
+                ]
+            await startup(rt)
+            again = (await poll_cycle(rt, all_feeds=True)).polls[0]
+        return done, again, entries, alerts
+
+    done, again, entries, alerts = asyncio.run(run())
+    assert (done.stories, done.entries, done.kept, done.alerts) == (2, 1, 1, 2)
+    assert [(guid, sid is not None, summary) for guid, sid, summary in entries] == [
+        ("a2", True, "Report a2."),
+        ("u1", False, ""),  # emptied, out of its story, its guid still known
+    ]
+    assert alerts == ["pending"]
+    assert (again.new, again.alerts) == (1, 0)  # a1 again, published a month ago
 
 
 def test_a_304_keeps_the_interval_the_feed_asked_for(

@@ -40,6 +40,27 @@ def test_migrations_apply_twice_and_datetimes_stay_utc(db_url: str) -> None:
     assert row.next_due == NOW and row.next_due.tzinfo is not None
 
 
+def test_the_migrations_build_exactly_the_models_schema(db_url: str) -> None:
+    """A column or index added to the models without a migration (or the other way
+    round) would exist in a fresh test database but not in a user's upgraded one."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    async def go() -> list[object]:
+        engine = create_engine(db_url)
+        try:
+            await migrate(engine)
+            async with engine.connect() as conn:
+                return await conn.run_sync(
+                    lambda c: compare_metadata(MigrationContext.configure(c), SQLModel.metadata)
+                )
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(go()) == []
+
+
 def test_entry_unique_per_feed_and_guid(db_url: str) -> None:
     async def go() -> None:
         engine = create_engine(db_url)

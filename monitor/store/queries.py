@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Select, String, func, or_, type_coerce, update
+from sqlalchemy import Integer, Select, String, delete, func, or_, type_coerce, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor.config import FeedConfig
-from monitor.store.tables import AlertRow, EntryRow, FeedRow
+from monitor.store.tables import AlertRow, EntryRow, FeedRow, MatchRow, StoryRow
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,62 @@ async def gone_feeds(session: AsyncSession, configured: Sequence[str]) -> list[t
     )
     names = set(configured)
     return [(name, reason or "") for name, reason in rows.all() if name in names]
+
+
+@dataclass
+class Pruned:
+    stories: int = 0
+    entries: int = 0  # deleted
+    kept: int = 0  # undated entries kept, emptied, so their guids are still known
+    alerts: int = 0
+
+
+async def prune(session: AsyncSession, *, before: datetime, batch: int = 500) -> Pruned:
+    """Delete the stories untouched since ``before`` with their alerts, matches and
+    entries, a batch at a time (each its own short transaction, so storing and delivery
+    go on meanwhile). A story with an alert still pending or being sent is kept.
+
+    An entry dated before ``before`` goes: if its feed still lists it, it comes back as
+    new but too old to alert (``max_age``; with ``max_age: none`` it would alert again).
+    An undated entry is kept, emptied and out of its story, so that its guid is still
+    known: stored again, it would look new and alert."""
+    done = Pruned()
+    busy = (
+        select(AlertRow.id)
+        .where(col(AlertRow.story_id) == col(StoryRow.id))
+        .where(col(AlertRow.state).in_(["pending", "sending"]))
+    )
+    while True:
+        ids = list(
+            (
+                await session.exec(
+                    select(StoryRow.id)
+                    .where(col(StoryRow.updated_at) < before)
+                    .where(~busy.exists())
+                    .limit(batch)
+                )
+            ).all()
+        )
+        if not ids:
+            return done
+        in_batch = col(EntryRow.story_id).in_(ids)
+        res = await session.exec(delete(AlertRow).where(col(AlertRow.story_id).in_(ids)))
+        done.alerts += res.rowcount or 0
+        await session.exec(delete(MatchRow).where(col(MatchRow.story_id).in_(ids)))
+        res = await session.exec(
+            delete(EntryRow)
+            .where(in_batch)
+            .where(col(EntryRow.published).is_not(None))
+            .where(col(EntryRow.published) < before)
+        )
+        done.entries += res.rowcount or 0
+        res = await session.exec(
+            update(EntryRow).where(in_batch).values(story_id=None, summary="", content="")
+        )
+        done.kept += res.rowcount or 0
+        await session.exec(delete(StoryRow).where(col(StoryRow.id).in_(ids)))
+        await session.commit()
+        done.stories += len(ids)
 
 
 async def queued_alerts(session: AsyncSession) -> int:

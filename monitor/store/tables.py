@@ -53,7 +53,7 @@ class StoryRow(SQLModel, table=True):
     source: str = Field(default="", max_length=200)
     source_count: int = Field(default=1)
     created_at: datetime = Field(index=True)
-    updated_at: datetime = Field()
+    updated_at: datetime = Field(index=True)  # (the retention prune reads by it)
 
 
 class EntryRow(SQLModel, table=True):
@@ -101,6 +101,7 @@ class AlertRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_alerts_state_next", "state", "next_attempt_at"),
         Index("ix_alerts_story_watchlist", "story_id", "watchlist"),
+        Index("ix_alerts_channel_sent", "sink", "channel", "state", "sent_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
