@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor.deliver.base import DeliveryResult, Notifier
 from monitor.deliver.slack import error_hint
+from monitor.intervals import RETRY_AFTER_CAP_S
 from monitor.models import AlertMessage, SourceRef
 from monitor.runtime import Runtime
 from monitor.store.queries import stories_sources
@@ -127,8 +128,8 @@ async def build_messages(
 
 
 def _backoff(rt: Runtime, attempts: int, retry_after: float | None) -> float:
-    if retry_after is not None:
-        return max(0.0, retry_after)
+    if retry_after is not None:  # (a day at most: beyond that it is a bogus header)
+        return min(max(0.0, retry_after), RETRY_AFTER_CAP_S)
     base = min(rt.config.settings.delivery.max_backoff, 2.0 ** min(attempts, 20))
     return float(base * rt.rng.uniform(0.5, 1.0))
 

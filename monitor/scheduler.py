@@ -14,6 +14,7 @@ are released; then the process exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,10 +26,19 @@ from sqlmodel import col, select
 
 from monitor.config import AppConfig, ConfigError
 from monitor.health import feed_history, silence
+from monitor.intervals import FAILURE_CAP_S, JITTER, RETRY_AFTER_CAP_S
 from monitor.outbox import delivery_loop, reconcile
 from monitor.pipeline import CycleReport, Poller, PollReport, load_index
 from monitor.runtime import Runtime
-from monitor.store.queries import Pruned, prune, queued_alerts, release_leases, sync_feeds
+from monitor.store.queries import (
+    Pruned,
+    clamp_schedule,
+    prune,
+    queued_alerts,
+    release_leases,
+    shift_schedule,
+    sync_feeds,
+)
 from monitor.store.tables import FeedRow
 
 log = logging.getLogger("wirewatch.daemon")
@@ -54,6 +64,23 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime_ns / 1e9
     except OSError:
         return -1.0
+
+
+CLOCK_CHECK_S = 5.0  # how often the wall clock is compared with the monotonic one
+CLOCK_STEP_S = 60.0  # a step back larger than this moves the schedule back with it
+
+
+def _horizons(rt: Runtime) -> dict[str, timedelta]:
+    """How far ahead Wirewatch ever schedules a feed's poll or an alert's next attempt
+    (longest interval, failure backoff or Retry-After, with jitter), plus an hour."""
+    s = rt.config.settings
+    pinned = [f.interval for f in rt.config.feeds if f.interval is not None]
+    feeds = max(s.poll.max_interval, FAILURE_CAP_S, RETRY_AFTER_CAP_S, *pinned)
+    alerts = max(s.delivery.max_backoff, RETRY_AFTER_CAP_S)
+    return {
+        "feeds_within": timedelta(seconds=feeds * (1 + JITTER) + 3600),
+        "alerts_within": timedelta(seconds=alerts + 3600),
+    }
 
 
 async def retain(rt: Runtime) -> Pruned:
@@ -87,6 +114,13 @@ async def startup(rt: Runtime, *, lazy_index: bool = False) -> int:
     async with rt.sessions() as session:
         await sync_feeds(session, rt.config.feeds, rt.clock())
         await session.commit()
+        fixed = await clamp_schedule(session, now=rt.clock(), **_horizons(rt))
+    if fixed:
+        log.warning(
+            "%d due times lay further ahead than any delay Wirewatch sets (written while "
+            "the clock was ahead?): due now",
+            fixed,
+        )
     loaded = 0
     if not lazy_index:
         loaded = await load_index(rt)
@@ -202,6 +236,40 @@ class Daemon:
     async def _retain(self) -> None:
         await retain(self.rt)
 
+    async def _watch_clock(self, scheduler: AsyncIOScheduler) -> None:
+        """Every few seconds, compare the wall clock with the monotonic one (see
+        ``clock_stepped``)."""
+        loop = asyncio.get_running_loop()
+        offset = self.rt.clock().timestamp() - loop.time()
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), CLOCK_CHECK_S)
+            offset = await self.clock_stepped(scheduler, offset)
+
+    async def clock_stepped(self, scheduler: AsyncIOScheduler, offset: float) -> float:
+        """After the wall clock stepped back (a VM resumed, a clock set by hand, NTP
+        stepping at boot), every time scheduled before the step, in the database and in
+        APScheduler, which counts in wall time too, is moved back by the step: otherwise
+        polling and delivery would stall for as long as the step. ``offset`` is wall
+        minus monotonic time at the last check; returns it as it is now. A step forward
+        only makes things due early, which costs nothing."""
+        now = self.rt.clock()
+        current = now.timestamp() - asyncio.get_running_loop().time()
+        step = current - offset
+        if step < -CLOCK_STEP_S:
+            by = timedelta(seconds=step)
+            async with self.rt.sessions() as session:
+                moved = await shift_schedule(session, by=by, now=now)
+            for job in scheduler.get_jobs():
+                if job.next_run_time is not None:
+                    job.modify(next_run_time=max(now, job.next_run_time + by))
+            log.warning(
+                "the system clock went back %.0f s: %d due times moved back with it",
+                -step,
+                moved,
+            )
+        return current
+
     async def _reload(self) -> None:
         if self.reloader is None:
             return
@@ -256,9 +324,11 @@ class Daemon:
         )
         scheduler.start()
         deliverer = asyncio.create_task(delivery_loop(rt, self.stopping), name="delivery")
+        watcher = asyncio.create_task(self._watch_clock(scheduler), name="clock")
         try:
             await self.stopping.wait()
         finally:
+            watcher.cancel()
             log.info("stopping: finishing in-flight work")
             scheduler.pause()
             if self.inflight:

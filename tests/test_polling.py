@@ -190,6 +190,60 @@ def test_retention_prunes_old_stories_but_keeps_what_is_still_needed(
     assert (again.new, again.alerts) == (1, 0)  # a1 again, published a month ago
 
 
+def test_a_wall_clock_step_does_not_stall_polling_or_delivery(
+    tmp_path: Path, feed_server: FeedServer, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Times written while the clock was a month ahead are due at the next start; a step
+    back of two hours while running moves the database's and APScheduler's times back
+    by two hours (both count in wall time), instead of polling stopping for two hours."""
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    feed_server.set("/c.xml", _body("Clock"))
+    cfg = write_config(
+        tmp_path, settings=_db(db_url), feeds=[{"name": "c", "url": feed_server.url("/c.xml")}]
+    )
+
+    async def run() -> tuple[datetime | None, datetime | None, datetime, datetime, datetime]:
+        async with open_runtime(load_config(cfg, env={}), notifiers={}) as rt:
+            await startup(rt)
+            now = rt.clock()
+
+            async def set_due(when: datetime) -> None:
+                async with rt.sessions() as s:
+                    await s.exec(update(FeedRow).values(next_due=when))
+                    await s.commit()
+
+            await set_due(now + timedelta(days=30))  # written by a clock a month ahead
+            await startup(rt)
+            after_start = (await _one_feed(rt)).next_due
+            await set_due(now + timedelta(hours=3))
+            daemon = Daemon(rt)
+            scheduler = AsyncIOScheduler(timezone=UTC)
+            scheduler.start(paused=True)
+            job = scheduler.add_job(
+                lambda: None, "interval", hours=4, next_run_time=now + timedelta(hours=3)
+            )
+            offset = now.timestamp() - asyncio.get_running_loop().time()
+            await daemon.clock_stepped(scheduler, offset + 7200)  # 2 h ago: 2 h later
+            after_step = (await _one_feed(rt)).next_due
+            run_at = job.next_run_time
+            scheduler.shutdown(wait=False)
+            return after_start, after_step, run_at, now, rt.clock()
+
+    after_start, after_step, run_at, now, later = asyncio.run(run())
+    assert after_start is not None and after_start <= later
+    assert after_step is not None and abs(after_step - (now + timedelta(hours=1))) < timedelta(
+        seconds=5
+    )
+    assert abs(run_at - (now + timedelta(hours=1))) < timedelta(seconds=5)
+    assert any("the system clock went back 7200 s" in r.getMessage() for r in caplog.records)
+
+
+async def _one_feed(rt: Any) -> FeedRow:
+    async with rt.sessions() as s:
+        return (await s.exec(select(FeedRow))).one()
+
+
 def test_a_304_keeps_the_interval_the_feed_asked_for(
     tmp_path: Path, feed_server: FeedServer, db_url: str
 ) -> None:

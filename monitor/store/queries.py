@@ -216,6 +216,60 @@ async def prune(session: AsyncSession, *, before: datetime, batch: int = 500) ->
         done.stories += len(ids)
 
 
+async def shift_schedule(session: AsyncSession, *, by: timedelta, now: datetime) -> int:
+    """Move every due time still ahead of ``now`` (feeds' next polls and leases, alerts'
+    next attempts) by ``by``: after the wall clock stepped back, times written before
+    the step would otherwise wait out the step on top of their own delay. Returns how
+    many rows moved. (Row by row, in Python: SQLite has no datetime arithmetic that
+    SQLAlchemy renders portably; there are as many rows as feeds and queued alerts.)"""
+    moved = 0
+    for feed in (await session.exec(select(FeedRow))).all():
+        changed = False
+        if feed.next_due is not None and feed.next_due > now:
+            feed.next_due, changed = feed.next_due + by, True
+        if feed.lease_until is not None and feed.lease_until > now:
+            feed.lease_until, changed = feed.lease_until + by, True
+        if changed:
+            session.add(feed)
+            moved += 1
+    pending = await session.exec(
+        select(AlertRow)
+        .where(col(AlertRow.state) == "pending")
+        .where(col(AlertRow.next_attempt_at) > now)
+    )
+    for alert in pending.all():
+        alert.next_attempt_at += by
+        session.add(alert)
+        moved += 1
+    await session.commit()
+    return moved
+
+
+async def clamp_schedule(
+    session: AsyncSession, *, now: datetime, feeds_within: timedelta, alerts_within: timedelta
+) -> int:
+    """Make due now what is due further ahead than any delay Wirewatch sets
+    (``feeds_within``, ``alerts_within``): written while the clock was wrong (ahead),
+    it would otherwise hold a feed or a channel back for as long as the clock was off.
+    Leases further ahead than ``feeds_within`` are let go. Returns how many rows."""
+    fixed = 0
+    for values, where in (
+        ({"next_due": now}, col(FeedRow.next_due) > now + feeds_within),
+        ({"lease_until": None, "lease_owner": None}, col(FeedRow.lease_until) > now + feeds_within),
+    ):
+        res = await session.exec(update(FeedRow).where(where).values(values))
+        fixed += res.rowcount or 0
+    res = await session.exec(
+        update(AlertRow)
+        .where(col(AlertRow.state) == "pending")
+        .where(col(AlertRow.next_attempt_at) > now + alerts_within)
+        .values(next_attempt_at=now)
+    )
+    fixed += res.rowcount or 0
+    await session.commit()
+    return fixed
+
+
 async def queued_alerts(session: AsyncSession) -> int:
     """Alerts not delivered yet (pending, or sent with the outcome unknown)."""
     count = await session.exec(
