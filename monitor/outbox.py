@@ -178,6 +178,7 @@ async def _due_keys(rt: Runtime) -> list[tuple[str, str]]:
                 select(AlertRow.sink, AlertRow.channel)
                 .where(AlertRow.state == "pending")
                 .where(col(AlertRow.next_attempt_at) <= now)
+                .where(col(AlertRow.sink).in_(list(rt.notifiers)))  # (see stranded())
                 .distinct()
             )
         ).all()
@@ -512,12 +513,28 @@ async def _update_parent(rt: Runtime, notifier: Notifier, parent_id: int) -> Non
         log.warning("could not update the parent of alert %s: %s", parent_id, result.error)
 
 
+async def stranded(rt: Runtime) -> dict[str, int]:
+    """Pending alerts per sink that is not configured now (Slack credentials removed or
+    switched from a webhook to a bot token): they wait, kept, until it is again."""
+    async with rt.sessions() as session:
+        rows = await session.exec(
+            select(AlertRow.sink, func.count())
+            .where(AlertRow.state == "pending")
+            .where(col(AlertRow.sink).not_in(list(rt.notifiers)))
+            .group_by(col(AlertRow.sink))
+        )
+        return {sink: int(n) for sink, n in rows.all()}
+
+
 async def next_due_in(rt: Runtime) -> float | None:
-    """Seconds until the next pending alert is due (None when nothing is pending)."""
+    """Seconds until the next pending alert of a configured sink is due (None when
+    nothing is pending there)."""
     async with rt.sessions() as session:
         when = (
             await session.exec(
-                select(func.min(AlertRow.next_attempt_at)).where(AlertRow.state == "pending")
+                select(func.min(AlertRow.next_attempt_at))
+                .where(AlertRow.state == "pending")
+                .where(col(AlertRow.sink).in_(list(rt.notifiers)))
             )
         ).one()
     if when is None:

@@ -34,7 +34,6 @@ from monitor.runtime import (
     EntryWatermark,
     Runtime,
     alert_channel,
-    dedupe_config,
     slack_sink,
 )
 from monitor.store.queries import (
@@ -1258,7 +1257,9 @@ async def load_index(rt: Runtime) -> int:
     """Rebuild the in-memory story index from the entries stored within the window."""
     import gc  # (here: only this function needs it)
 
-    index = rt.index = StoryIndex(dedupe_config(rt.config))
+    # (the index's settings are those it started with: dedupe settings need a restart,
+    # and a rebuild after a failed batch must not change them half-way)
+    index = rt.index = StoryIndex(rt.index.config)
     since = rt.clock() - timedelta(seconds=rt.config.settings.dedupe.window)
     count = 0
     # The cyclic garbage collector is paused while the index is built: the rows and the

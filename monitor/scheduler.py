@@ -27,7 +27,7 @@ from sqlmodel import col, select
 from monitor.config import AppConfig, ConfigError
 from monitor.health import feed_history, silence
 from monitor.intervals import FAILURE_CAP_S, JITTER, RETRY_AFTER_CAP_S
-from monitor.outbox import delivery_loop, reconcile
+from monitor.outbox import delivery_loop, reconcile, stranded
 from monitor.pipeline import CycleReport, Poller, PollReport, load_index
 from monitor.runtime import Runtime
 from monitor.store.queries import (
@@ -126,6 +126,14 @@ async def startup(rt: Runtime, *, lazy_index: bool = False) -> int:
         loaded = await load_index(rt)
         rt.index_loaded = True
     await reconcile(rt)
+    for sink, n in (await stranded(rt)).items():
+        log.warning(
+            "%d alert%s queued for %s, which is not configured now: kept until it is "
+            "again (`wirewatch outbox` lists them)",
+            n,
+            "" if n == 1 else "s",
+            sink,
+        )
     return loaded
 
 

@@ -336,6 +336,29 @@ def test_once_names_feeds_a_410_disabled(tmp_path: Path) -> None:
     assert "polled 2 feeds (0 failed, 1 disabled): " in res.stderr
 
 
+def test_alerts_queued_for_a_sink_no_longer_configured_are_kept_and_named(
+    tmp_path: Path,
+) -> None:
+    """Slack taken out of the environment with alerts still queued for it: they stay
+    queued (not lost, not re-sent elsewhere), the start says so, and once does not sit
+    out its delivery timeout waiting for a sink it does not have."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/api/"
+    with FeedServer() as server:
+        cfg = write_config(tmp_path, feeds=_serve(server))
+        slack = {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": dead}
+        res = wirewatch("once", "--config", str(cfg), "--deliver-timeout", "0", env=slack)
+        assert res.returncode == 0 and "some alerts still queued" in res.stderr, res.stderr
+        started = time.monotonic()
+        res = wirewatch("once", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert time.monotonic() - started < 20  # (the delivery timeout is 30 s)
+    assert re.search(r"\d alerts? queued for slack, which is not configured now", res.stderr)
+    listing = wirewatch("outbox", "--config", str(cfg)).stdout
+    assert " pending " in listing and " slack " in listing
+
+
 def test_once_dry_run_leaves_state_untouched(tmp_path: Path) -> None:
     with FeedServer() as server, FakeSlack() as slack:
         cfg = write_config(tmp_path, feeds=_serve(server))
