@@ -86,7 +86,9 @@ class MatchRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     story_id: int = Field(foreign_key="stories.id")
-    entry_id: int = Field(foreign_key="entries.id")
+    # (indexed: deleting an entry checks this foreign key; unindexed, the retention
+    # prune scanned the whole table once per entry it deleted)
+    entry_id: int = Field(foreign_key="entries.id", index=True)
     watchlist: str = Field(max_length=200)
     terms: str = Field(sa_column=Column(Text, nullable=False))  # JSON list
     words: str = Field(sa_column=Column(Text, nullable=False, default="[]"))  # JSON list
@@ -106,7 +108,7 @@ class AlertRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     story_id: int = Field(foreign_key="stories.id")
-    entry_id: int = Field(foreign_key="entries.id")
+    entry_id: int = Field(foreign_key="entries.id", index=True)  # (see MatchRow.entry_id)
     watchlist: str = Field(max_length=200)
     sink: str = Field(default="console", max_length=40)
     channel: str = Field(default="", max_length=200)
