@@ -18,10 +18,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from monitor.config import AppConfig, ConfigError
@@ -39,7 +40,7 @@ from monitor.store.queries import (
     shift_schedule,
     sync_feeds,
 )
-from monitor.store.tables import FeedRow
+from monitor.store.tables import FeedRow, StoryRow
 
 log = logging.getLogger("wirewatch.daemon")
 
@@ -64,6 +65,10 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime_ns / 1e9
     except OSError:
         return -1.0
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 CLOCK_CHECK_S = 5.0  # how often the wall clock is compared with the monotonic one
@@ -91,7 +96,14 @@ async def retain(rt: Runtime) -> Pruned:
         return Pruned()
     before = rt.clock() - timedelta(seconds=keep)
     async with rt.sessions() as session:
-        done = await prune(session, before=before)
+        newest = (await session.exec(select(func.max(StoryRow.updated_at)))).one()
+        if newest is not None:
+            # a clock far ahead (no RTC, NTP not there yet) must not prune the stories
+            # the story window still folds copies into: never newer than its newest
+            # story's window, plus a day
+            window = rt.config.settings.dedupe.window + 86400
+            before = min(before, _aware(newest) - timedelta(seconds=window))
+        done = await prune(session, before=before, lock=rt.ingest_lock)
     if done.stories:
         log.info(
             "retention: pruned %d stories (%d entries, %d alerts) untouched for %s; "
@@ -252,7 +264,10 @@ class Daemon:
         while not self.stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), CLOCK_CHECK_S)
-            offset = await self.clock_stepped(scheduler, offset)
+            try:
+                offset = await self.clock_stepped(scheduler, offset)
+            except Exception:  # (the database away for a moment: the next check retries)
+                log.exception("clock check failed; checking again in %.0f s", CLOCK_CHECK_S)
 
     async def clock_stepped(self, scheduler: AsyncIOScheduler, offset: float) -> float:
         """After the wall clock stepped back (a VM resumed, a clock set by hand, NTP

@@ -26,6 +26,7 @@ from monitor.outbox import deliver_pending
 from monitor.pipeline import CycleReport, Poller, PollReport, poll_cycle
 from monitor.runtime import open_runtime
 from monitor.scheduler import Daemon, retain, startup
+from monitor.store import queries
 from monitor.store.queries import claim_due_feeds, sync_feeds
 from monitor.store.tables import AlertRow, EntryRow, FeedRow
 from tests.feedserver import FeedServer, raw_handler, redirect_handler, rss
@@ -129,15 +130,18 @@ def test_a_feed_renamed_in_the_config_keeps_its_history(
 
 
 def test_retention_prunes_old_stories_but_keeps_what_is_still_needed(
-    tmp_path: Path, feed_server: FeedServer, db_url: str
+    tmp_path: Path, feed_server: FeedServer, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """31 days on, with `retention: 30d`: a delivered story is gone with its entries and
-    alerts; a story whose alert is still queued stays; an undated item stays known, so
-    the feed still listing it does not make it new; a dated one comes back too old to
-    alert."""
+    alerts; a story whose alert is still queued stays; the story holding the newest ids
+    stays (SQLite would hand its ids out again, and a receiver deduping on alert ids
+    would drop the next alert); an undated item stays known, emptied, so the feed still
+    listing it does not make it new; a dated one comes back too old to alert."""
+    monkeypatch.setattr(queries, "KEEP_PER_FEED", 1)  # (each feed's newest entry only)
     items = [
         {"title": "Kim Jong Un visits Wonsan shipyard", "guid": "a1", "pubDate": pubdate(1)},
         {"title": "Kim Jong Un opens Pyongyang hospital", "guid": "a2", "pubDate": pubdate(1)},
+        {"title": "Kim Jong Un inspects Nampo dam works", "guid": "u2"},
         {"title": "Kim Jong Un tours a farm in Sinpo", "guid": "u1"},
     ]
     for item in items:
@@ -151,7 +155,11 @@ def test_retention_prunes_old_stories_but_keeps_what_is_still_needed(
     later = datetime.now(UTC) + timedelta(days=31)
     out = io.StringIO()
 
-    async def run() -> tuple[Any, PollReport, list[tuple[str, int | None, str]], list[str]]:
+    async def ids(rt: Any, table: Any) -> list[int]:
+        async with rt.sessions() as s:
+            return list((await s.exec(select(table.id).order_by(table.id))).all())
+
+    async def run() -> tuple[Any, PollReport, list[tuple[str, bool, str]], list[str], int]:
         config = load_config(cfg, env={})
         console = {"console": ConsoleNotifier(out)}
         async with open_runtime(config, notifiers=console) as rt:
@@ -164,30 +172,43 @@ def test_retention_prunes_old_stories_but_keeps_what_is_still_needed(
                     update(AlertRow).where(col(AlertRow.entry_id) == a2.id).values(state="pending")
                 )
                 await s.commit()
-        feed_server.set("/k.xml", rss("K", items), etag='"k2"')  # a full body again
+            top_alert = max(await ids(rt, AlertRow))
+        recent = format_datetime(later - timedelta(hours=1), usegmt=True)
+        # a month of other news (the watchlist quiet): stories newer than the window
+        libya = {"title": "Floods in Libya leave thousands missing", "guid": "l1"}
+        fresh = {"title": "Kim Jong Un meets Putin", "guid": "n1"}
+        libya["pubDate"] = fresh["pubDate"] = recent
+        feed_server.set("/k.xml", rss("K", [*items, libya]), etag='"k2"')
         async with open_runtime(config, notifiers=console, clock=lambda: later) as rt:
+            await startup(rt)
+            await poll_cycle(rt, all_feeds=True)
             done = await retain(rt)
             async with rt.sessions() as s:
                 entries = [
-                    (e.guid, e.story_id, e.summary)
+                    (e.guid, e.story_id is not None, e.summary)
                     for e in (await s.exec(select(EntryRow).order_by(EntryRow.guid))).all()
                 ]
                 alerts = [
                     a.state
                     for a in (await s.exec(select(AlertRow).order_by(col(AlertRow.id)))).all()
                 ]
-            await startup(rt)
+            feed_server.set("/k.xml", rss("K", [*items, libya, fresh]), etag='"k3"')
             again = (await poll_cycle(rt, all_feeds=True)).polls[0]
-        return done, again, entries, alerts
+            new_alert = max(await ids(rt, AlertRow))
+        assert new_alert > top_alert, (new_alert, top_alert)  # not an id given out before
+        return done, again, entries, alerts, new_alert
 
-    done, again, entries, alerts = asyncio.run(run())
+    done, again, entries, alerts, _ = asyncio.run(run())
     assert (done.stories, done.entries, done.kept, done.alerts) == (2, 1, 1, 2)
-    assert [(guid, sid is not None, summary) for guid, sid, summary in entries] == [
-        ("a2", True, "Report a2."),
-        ("u1", False, ""),  # emptied, out of its story, its guid still known
+    assert entries == [
+        ("a2", True, "Report a2."),  # its alert is still queued
+        ("l1", True, ""),
+        ("u1", True, "Report u1."),  # the story of the newest alert
+        ("u2", False, ""),  # emptied, out of its story, its guid still known
     ]
-    assert alerts == ["pending"]
-    assert (again.new, again.alerts) == (1, 0)  # a1 again, published a month ago
+    assert alerts == ["pending", "sent"]
+    # a1 again (a month old: no alert), and the fresh story alerts
+    assert (again.new, again.alerts) == (2, 1)
 
 
 def test_a_wall_clock_step_does_not_stall_polling_or_delivery(

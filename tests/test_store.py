@@ -148,3 +148,60 @@ def test_sync_feeds_disables_removed_feeds_and_resets_validators_on_url_change(
     rows = asyncio.run(go())
     assert rows["f0"].url.endswith("/new.xml") and rows["f0"].etag is None
     assert rows["f1"].enabled is False and rows["f1"].etag == '"x"'
+
+
+def test_a_feed_silent_longer_than_retention_stays_silent_after_a_prune(db_url: str) -> None:
+    """A prune keeps each feed's newest entries (emptied): a feed that published nothing
+    for 40 days is still reported silent, not "recovered" because its history was
+    deleted."""
+    from sqlalchemy import insert
+
+    from monitor.health import feed_history, silence
+    from monitor.store.queries import prune
+    from monitor.store.tables import StoryRow
+
+    async def go() -> tuple[object, object, int]:
+        engine = create_engine(db_url)
+        try:
+            await migrate(engine)
+            sm = sessionmaker(engine)
+            async with sm() as s:
+                await sync_feeds(s, _feeds(1), NOW)
+                await s.commit()
+                feed = (await s.exec(select(FeedRow))).one()
+                feed.entries_seen = 10
+                s.add(feed)
+                await s.commit()
+                for i in range(10):
+                    t = NOW - timedelta(days=40, hours=6 * i)
+                    story = {
+                        "id": i + 1,
+                        "title": "t",
+                        "link": "",
+                        "created_at": t,
+                        "updated_at": t,
+                    }
+                    await s.exec(insert(StoryRow).values(story))
+                    entry = {
+                        "feed_id": feed.id, "guid": f"g{i}", "title": f"t{i}", "source": "s",
+                        "published": t, "seen_at": t, "story_id": i + 1,
+                    }  # fmt: skip
+                    await s.exec(insert(EntryRow).values(entry))
+                await s.commit()
+
+            async def silent() -> object:
+                async with sm() as s:
+                    feeds = list((await s.exec(select(FeedRow))).all())
+                    history = await feed_history(s, feeds, NOW)
+                return silence(history[feeds[0].id or 0], NOW)
+
+            before = await silent()
+            async with sm() as s:
+                done = await prune(s, before=NOW - timedelta(days=30))
+            return before, await silent(), done.stories
+        finally:
+            await engine.dispose()
+
+    before, after, pruned = asyncio.run(go())
+    assert pruned == 9  # (the newest story holds the newest ids: kept)
+    assert before is not None and after == before

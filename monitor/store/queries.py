@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,79 +170,146 @@ class Pruned:
     alerts: int = 0
 
 
-async def prune(session: AsyncSession, *, before: datetime, batch: int = 500) -> Pruned:
-    """Delete the stories untouched since ``before`` with their alerts, matches and
-    entries, a batch at a time (each its own short transaction, so storing and delivery
-    go on meanwhile). A story with an alert still pending or being sent is kept.
+KEEP_PER_FEED = 50  # newest entries of a feed kept (emptied): health.CADENCE_ENTRIES
 
-    An entry dated before ``before`` goes: if its feed still lists it, it comes back as
-    new but too old to alert (``max_age``; with ``max_age: none`` it would alert again).
-    An undated entry is kept, emptied and out of its story, so that its guid is still
-    known: stored again, it would look new and alert."""
+
+async def prune(
+    session: AsyncSession,
+    *,
+    before: datetime,
+    batch: int = 500,
+    lock: asyncio.Lock | None = None,
+) -> Pruned:
+    """Delete the stories untouched since ``before`` with their alerts, matches and
+    entries, a batch at a time (each its own short transaction, under ``lock`` if given:
+    the ingest lock, so no batch being stored touches a story being deleted). Kept:
+
+    * a story with an alert still pending or being sent;
+    * the stories holding the highest story, alert and entry ids: SQLite gives out
+      ``max(id) + 1``, and a reused alert id would look like an alert already delivered
+      to a webhook receiver (which dedupes on it) and to Slack reconciliation;
+    * emptied and out of their story, so their guids are still known and a feed still
+      listing them does not make them new: undated entries (stored again, they would
+      alert), and each feed's newest ``KEEP_PER_FEED`` (its history for ``wirewatch
+      feeds``' silent check, and the items it most likely still lists).
+
+    Other entries dated before ``before`` go: if a feed still lists one, it comes back
+    as new but too old to alert (``max_age``; with ``max_age: none`` it would alert)."""
     done = Pruned()
     busy = (
         select(AlertRow.id)
         .where(col(AlertRow.story_id) == col(StoryRow.id))
         .where(col(AlertRow.state).in_(["pending", "sending"]))
     )
+    newest: dict[int, set[int]] = {}  # feed id -> its newest entries' ids
     while True:
-        ids = list(
-            (
+        async with lock or contextlib.nullcontext():
+            keep = await _newest_stories(session)
+            ids = list(
+                (
+                    await session.exec(
+                        select(StoryRow.id)
+                        .where(col(StoryRow.updated_at) < before)
+                        .where(col(StoryRow.id).not_in(keep))
+                        .where(~busy.exists())
+                        .limit(batch)
+                    )
+                ).all()
+            )
+            if not ids:
+                await session.commit()
+                return done
+            entries = (
                 await session.exec(
-                    select(StoryRow.id)
-                    .where(col(StoryRow.updated_at) < before)
-                    .where(~busy.exists())
-                    .limit(batch)
+                    select(EntryRow.id, EntryRow.feed_id, EntryRow.published).where(
+                        col(EntryRow.story_id).in_(ids)
+                    )
                 )
             ).all()
-        )
-        if not ids:
-            return done
-        in_batch = col(EntryRow.story_id).in_(ids)
-        res = await session.exec(delete(AlertRow).where(col(AlertRow.story_id).in_(ids)))
-        done.alerts += res.rowcount or 0
-        await session.exec(delete(MatchRow).where(col(MatchRow.story_id).in_(ids)))
-        res = await session.exec(
-            delete(EntryRow)
-            .where(in_batch)
-            .where(col(EntryRow.published).is_not(None))
-            .where(col(EntryRow.published) < before)
-        )
-        done.entries += res.rowcount or 0
-        res = await session.exec(
-            update(EntryRow).where(in_batch).values(story_id=None, summary="", content="")
-        )
-        done.kept += res.rowcount or 0
-        await session.exec(delete(StoryRow).where(col(StoryRow.id).in_(ids)))
-        await session.commit()
-        done.stories += len(ids)
+            for feed_id in {f for _, f, _ in entries} - set(newest):
+                rows = await session.exec(
+                    select(EntryRow.id)
+                    .where(col(EntryRow.feed_id) == feed_id)
+                    .order_by(col(EntryRow.id).desc())
+                    .limit(KEEP_PER_FEED)
+                )
+                newest[feed_id] = {eid for eid in rows.all() if eid is not None}
+            gone = [
+                eid
+                for eid, feed_id, published in entries
+                if published is not None and published < before and eid not in newest[feed_id]
+            ]
+            res = await session.exec(delete(AlertRow).where(col(AlertRow.story_id).in_(ids)))
+            done.alerts += res.rowcount or 0
+            await session.exec(delete(MatchRow).where(col(MatchRow.story_id).in_(ids)))
+            for start in range(0, len(gone), 500):
+                await session.exec(
+                    delete(EntryRow).where(col(EntryRow.id).in_(gone[start : start + 500]))
+                )
+            done.entries += len(gone)
+            res = await session.exec(
+                update(EntryRow)
+                .where(col(EntryRow.story_id).in_(ids))
+                .values(story_id=None, summary="", content="")
+            )
+            done.kept += res.rowcount or 0
+            await session.exec(delete(StoryRow).where(col(StoryRow.id).in_(ids)))
+            await session.commit()
+            done.stories += len(ids)
+
+
+async def _newest_stories(session: AsyncSession) -> list[int]:
+    """The stories holding the highest story, alert and entry ids (see ``prune``)."""
+    keep = []
+    for query in (
+        select(func.max(StoryRow.id)),
+        select(AlertRow.story_id).order_by(col(AlertRow.id).desc()).limit(1),
+        select(EntryRow.story_id).order_by(col(EntryRow.id).desc()).limit(1),
+    ):
+        sid = (await session.exec(query)).first()
+        if sid is not None:
+            keep.append(int(sid))
+    return keep
 
 
 async def shift_schedule(session: AsyncSession, *, by: timedelta, now: datetime) -> int:
     """Move every due time still ahead of ``now`` (feeds' next polls and leases, alerts'
     next attempts) by ``by``: after the wall clock stepped back, times written before
     the step would otherwise wait out the step on top of their own delay. Returns how
-    many rows moved. (Row by row, in Python: SQLite has no datetime arithmetic that
-    SQLAlchemy renders portably; there are as many rows as feeds and queued alerts.)"""
+    many moved. Row by row (SQLite has no datetime arithmetic that SQLAlchemy renders
+    portably; there are as many rows as feeds and queued alerts), each update only
+    while the row still holds the time read, so a poll writing its feed back meanwhile
+    (a lease let go, a new due time) is not overwritten."""
     moved = 0
-    for feed in (await session.exec(select(FeedRow))).all():
-        changed = False
-        if feed.next_due is not None and feed.next_due > now:
-            feed.next_due, changed = feed.next_due + by, True
-        if feed.lease_until is not None and feed.lease_until > now:
-            feed.lease_until, changed = feed.lease_until + by, True
-        if changed:
-            session.add(feed)
-            moved += 1
+    feeds = await session.exec(
+        select(FeedRow.id, FeedRow.next_due, FeedRow.lease_until).where(
+            or_(col(FeedRow.next_due) > now, col(FeedRow.lease_until) > now)
+        )
+    )
+    for fid, due, lease in feeds.all():
+        for name, value in (("next_due", due), ("lease_until", lease)):
+            if value is None or value <= now:
+                continue
+            column = getattr(FeedRow, name)
+            res = await session.exec(
+                update(FeedRow)
+                .where(col(FeedRow.id) == fid, column == value)
+                .values({name: value + by})
+            )
+            moved += res.rowcount or 0
     pending = await session.exec(
-        select(AlertRow)
+        select(AlertRow.id, AlertRow.next_attempt_at)
         .where(col(AlertRow.state) == "pending")
         .where(col(AlertRow.next_attempt_at) > now)
     )
-    for alert in pending.all():
-        alert.next_attempt_at += by
-        session.add(alert)
-        moved += 1
+    for aid, when in pending.all():
+        res = await session.exec(
+            update(AlertRow)
+            .where(col(AlertRow.id) == aid, col(AlertRow.next_attempt_at) == when)
+            .where(col(AlertRow.state) == "pending")
+            .values(next_attempt_at=when + by)
+        )
+        moved += res.rowcount or 0
     await session.commit()
     return moved
 
