@@ -207,7 +207,7 @@ def main() -> None:
                 "CPU s",
                 "stories deleted",
                 "entries deleted",
-                "undated kept",
+                "entries kept emptied",
                 "alerts deleted",
             ],
             rows,
