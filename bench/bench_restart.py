@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
-from common import machine, news_items, news_pool, rss_mb, self_cpu, table
+from common import feed_rows, machine, news_items, news_pool, rss_mb, self_cpu, table
 
 TARGET = 5.0
 N_FEEDS = 200
@@ -69,22 +69,7 @@ async def build(cfg_dir: Path, n: int) -> float:
     t0 = time.perf_counter()
     engine = create_engine(cfg.settings.database_url)
     await migrate(engine)
-    feeds = [
-        {
-            "id": i + 1,
-            "name": f"outlet-{i}",
-            "url": f"http://127.0.0.1:9/{i}.xml",
-            "source": f"Outlet {i}",
-            "tags": "",
-            "enabled": True,
-            "next_due": now,
-            "consecutive_failures": 0,
-            "title": "",
-            "entries_seen": 0,
-            "created_at": now - timedelta(days=3),
-        }
-        for i in range(N_FEEDS)
-    ]
+    feeds = feed_rows(N_FEEDS, now, name="outlet-{}", source="Outlet {}", age=timedelta(days=3))
     stories: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
     story_of_title: dict[str, int] = {}

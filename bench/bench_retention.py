@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
-from common import machine, self_cpu, table
+from common import feed_rows, machine, self_cpu, table
 
 N_FEEDS = 200
 DAYS = 60
@@ -66,22 +66,7 @@ async def build(url: str, n: int, now: datetime) -> None:
                 )
             )
     await migrate(engine)
-    feeds = [
-        {
-            "id": i + 1,
-            "name": f"f{i}",
-            "url": f"http://127.0.0.1:9/{i}.xml",
-            "source": f"F{i}",
-            "tags": "",
-            "enabled": True,
-            "next_due": now,
-            "consecutive_failures": 0,
-            "title": "",
-            "entries_seen": 0,
-            "created_at": now - timedelta(days=DAYS),
-        }
-        for i in range(N_FEEDS)
-    ]
+    feeds = feed_rows(N_FEEDS, now, name="f{}", source="F{}", age=timedelta(days=DAYS))
     stories: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
     alerts: list[dict[str, Any]] = []

@@ -385,3 +385,25 @@ def news_items(n: int, *, seed: int = 1, wire_share: float = 0.2) -> list[NewsIt
         else:
             out.append(_splice(rng.choice(pool), rng.choice(pool), rng))
     return out
+
+
+def feed_rows(n: int, now: datetime, *, name: str, source: str, age: timedelta) -> list[dict]:
+    """``n`` rows for the feeds table (ids 1..n, named ``name.format(i)``, outlet
+    ``source.format(i)``, due now, created ``age`` ago), for benchmarks that build a
+    database directly."""
+    return [
+        {
+            "id": i + 1,
+            "name": name.format(i),
+            "url": f"http://127.0.0.1:9/{i}.xml",
+            "source": source.format(i),
+            "tags": "",
+            "enabled": True,
+            "next_due": now,
+            "consecutive_failures": 0,
+            "title": "",
+            "entries_seen": 0,
+            "created_at": now - age,
+        }
+        for i in range(n)
+    ]

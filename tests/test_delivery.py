@@ -90,6 +90,28 @@ def _setup(tmp: Path, server: FeedServer, n: int = 4, **settings: Any) -> Path:
     )
 
 
+def _outbox(cfg: Path, slack: FakeSlack, *args: str) -> str:
+    """``wirewatch outbox ARGS`` (the operator's command, in its own process): stdout."""
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "outbox", *args, "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_env(slack)},
+        cwd=ROOT,
+        check=True,
+    ).stdout
+
+
+def _drain_now(cfg: Path, slack: FakeSlack) -> None:
+    """The daemon's next delivery pass, run to the end of the queue."""
+
+    async def again() -> None:
+        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
+            await _drain(rt)
+
+    asyncio.run(again())
+
+
 def _order_ok(slack: FakeSlack, channel: str, n: int) -> None:
     msgs = [m for m in slack.messages if m["channel"] == channel and not m.get("thread_ts")]
     ids = [m["metadata"]["event_payload"]["alert_id"] for m in msgs]
@@ -135,40 +157,23 @@ def test_permanent_error_on_one_channel_while_the_other_keeps_receiving(
 
     # the operator fixes the channel and re-queues: all four arrive
     slack.channel_error("#desk-a", None)
-    env = {**os.environ, **_env(slack)}
-
-    def outbox(*args: str) -> str:
-        return subprocess.run(
-            [sys.executable, "-m", "monitor", "outbox", *args, "--config", str(cfg)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            check=True,
-        ).stdout
-
-    out = outbox()
+    out = _outbox(cfg, slack)
     failed_lines = [line for line in out.splitlines() if " failed " in line]
     assert len(failed_lines) == 4
     for line in failed_lines:  # a story's own alert, with what to do about its error
         assert " failed   new " in line
         assert "channel_not_found: fix SLACK_CHANNEL or the watchlist's, then retry" in line
     first_failed = failed_lines[0].split()[0]
-    outbox("retry", first_failed)
-    outbox("retry", first_failed)  # (one of them re-queued by id, twice)
-    outbox("retry", "--failed")
-    out = outbox()
+    _outbox(cfg, slack, "retry", first_failed)
+    _outbox(cfg, slack, "retry", first_failed)  # (one of them re-queued by id, twice)
+    _outbox(cfg, slack, "retry", "--failed")
+    out = _outbox(cfg, slack)
     # re-queued: pending, and the old reason is marked as the one from before (once,
     # however often it is re-queued), still with what to do about it
     assert out.count(" pending  new ") == 4
     assert out.count("re-queued by hand; before: channel_not_found: fix SLACK_CHANNEL") == 4
     assert "before: re-queued" not in out
-
-    async def again() -> None:
-        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
-            await _drain(rt)
-
-    asyncio.run(again())
+    _drain_now(cfg, slack)
     _order_ok(slack, "#desk-a", 4)
 
 
@@ -185,21 +190,9 @@ def test_a_mistyped_channel_fixed_in_the_config_gets_the_retried_alerts(
     rows = _poll_and_deliver(cfg, _env(slack))
     assert [r.state for r in rows if r.channel == "#desk-aa"] == ["failed"] * 4
     wl.write_text(wl.read_text().replace("#desk-aa", "#desk-a"))
-    res = subprocess.run(
-        [sys.executable, "-m", "monitor", "outbox", "retry", "--failed", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **_env(slack)},
-        cwd=ROOT,
-        check=True,
-    )
-    assert res.stdout == "re-queued 4 alert(s)\n  4 now to #desk-a (was #desk-aa)\n"
-
-    async def again() -> None:
-        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
-            await _drain(rt)
-
-    asyncio.run(again())
+    out = _outbox(cfg, slack, "retry", "--failed")
+    assert out == "re-queued 4 alert(s)\n  4 now to #desk-a (was #desk-aa)\n"
+    _drain_now(cfg, slack)
     _order_ok(slack, "#desk-a", 4)
 
 
