@@ -41,6 +41,7 @@ from monitor.store.queries import (
     deferred_feeds,
     entries_since_id,
     gone_feeds,
+    hold_ingest_lock,
     renew_leases,
     window_entries,
 )
@@ -1292,7 +1293,6 @@ async def load_index(rt: Runtime) -> int:
     return count
 
 
-INGEST_LOCK_KEY = 0x77697265_77617463  # PostgreSQL advisory lock: "wirewatc"
 HOLE_TTL_S = 900.0  # an id missed this long was used up by a rolled-back insert
 MAX_HOLES = 5000
 
@@ -1326,8 +1326,8 @@ async def catch_up(rt: Runtime, session: AsyncSession) -> int:
     # one process stores at a time (fetching and parsing stay parallel): held until this
     # transaction ends, so what catch-up reads and what this transaction then stores
     # cannot miss a story another process is storing at the same moment
+    await hold_ingest_lock(session)
     conn = await session.connection()
-    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK_KEY})
     now = time.monotonic()
     for i in [i for i, t in wm.holes.items() if now - t > HOLE_TTL_S]:
         del wm.holes[i]

@@ -40,7 +40,7 @@ from monitor.store.queries import (
     shift_schedule,
     sync_feeds,
 )
-from monitor.store.tables import FeedRow, StoryRow
+from monitor.store.tables import EntryRow, FeedRow
 
 log = logging.getLogger("wirewatch.daemon")
 
@@ -94,15 +94,23 @@ async def retain(rt: Runtime) -> Pruned:
     keep = rt.config.settings.retention
     if keep is None:
         return Pruned()
-    before = rt.clock() - timedelta(seconds=keep)
+    now = rt.clock()
+    before = now - timedelta(seconds=keep)
+    window = timedelta(seconds=rt.config.settings.dedupe.window)
     async with rt.sessions() as session:
-        newest = (await session.exec(select(func.max(StoryRow.updated_at)))).one()
-        if newest is not None:
-            # a clock far ahead (no RTC, NTP not there yet) must not prune the stories
-            # the story window still folds copies into: never newer than its newest
-            # story's window, plus a day
-            window = rt.config.settings.dedupe.window + 86400
-            before = min(before, _aware(newest) - timedelta(seconds=window))
+        # A clock far ahead (no RTC and NTP not there yet, a clock set by hand) must not
+        # prune the stories the story window still folds copies into. What this host
+        # wrote is dated by that clock too, so the reference is the publishers' clocks:
+        # the newest publication date among the entries stored lately.
+        published = (
+            await session.exec(
+                select(func.max(EntryRow.published))
+                .where(col(EntryRow.seen_at) >= now - 2 * window)
+                .where(col(EntryRow.published) <= now)
+            )
+        ).one()
+        if published is not None:
+            before = min(before, _aware(published) - window - timedelta(days=1))
         done = await prune(session, before=before, lock=rt.ingest_lock)
     if done.stories:
         log.info(

@@ -211,6 +211,46 @@ def test_retention_prunes_old_stories_but_keeps_what_is_still_needed(
     assert (again.new, again.alerts) == (2, 1)
 
 
+def test_a_clock_far_ahead_does_not_prune_the_story_window(
+    tmp_path: Path, feed_server: FeedServer, db_url: str
+) -> None:
+    """Stories stored an hour ago, then a run with the clock 60 days ahead (stories it
+    stores are dated by that clock too): the publishers' dates say it is not two months
+    later, so nothing the story window needs is pruned."""
+    items = [
+        {"title": "Kim Jong Un visits Wonsan shipyard", "guid": "a1", "pubDate": pubdate(1)},
+        {"title": "Floods in Libya leave thousands missing", "guid": "a2", "pubDate": pubdate(1)},
+    ]
+    feed_server.set("/k.xml", rss("K", items), etag='"k1"')
+    cfg = write_config(
+        tmp_path,
+        settings=_db(db_url, retention="30d"),
+        feeds=[{"name": "k", "url": feed_server.url("/k.xml")}],
+    )
+    ahead = datetime.now(UTC) + timedelta(days=60)
+    fresh = {"title": "Kim Jong Un meets Putin", "guid": "n1", "pubDate": pubdate(0.5)}
+
+    async def run() -> tuple[int, int]:
+        config = load_config(cfg, env={})
+        async with open_runtime(config, notifiers={}) as rt:
+            await startup(rt)
+            await poll_cycle(rt, all_feeds=True)
+        feed_server.set("/k.xml", rss("K", [*items, fresh]), etag='"k2"')
+        async with open_runtime(config, notifiers={}, clock=lambda: ahead) as rt:
+            await startup(rt)
+            await poll_cycle(rt, all_feeds=True)
+            done = await retain(rt)
+            async with rt.sessions() as s:
+                left = len(
+                    (
+                        await s.exec(select(EntryRow).where(col(EntryRow.story_id).is_not(None)))
+                    ).all()
+                )
+        return done.stories, left
+
+    assert asyncio.run(run()) == (0, 3)
+
+
 def test_a_wall_clock_step_does_not_stall_polling_or_delivery(
     tmp_path: Path, feed_server: FeedServer, db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:

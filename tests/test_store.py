@@ -205,3 +205,52 @@ def test_a_feed_silent_longer_than_retention_stays_silent_after_a_prune(db_url: 
     before, after, pruned = asyncio.run(go())
     assert pruned == 9  # (the newest story holds the newest ids: kept)
     assert before is not None and after == before
+
+
+def test_entries_kept_emptied_go_once_their_feed_has_newer_ones(db_url: str) -> None:
+    """The entries a prune keeps (emptied) as its feed's newest are deleted by a later
+    prune once 50 newer entries have come: the table stays bounded for slow feeds too."""
+    from sqlalchemy import func, insert
+
+    from monitor.store.queries import prune
+    from monitor.store.tables import StoryRow
+
+    async def go() -> tuple[int, int, int]:
+        engine = create_engine(db_url)
+        try:
+            await migrate(engine)
+            sm = sessionmaker(engine)
+            async with sm() as s:
+                await sync_feeds(s, _feeds(1), NOW)
+                await s.commit()
+                feed_id = (await s.exec(select(FeedRow.id))).one()
+
+                async def store(n: int, days_ago: float, first: int) -> None:
+                    for i in range(first, first + n):
+                        t = NOW - timedelta(days=days_ago, minutes=i)
+                        story = {"id": i, "title": "t", "created_at": t, "updated_at": t}
+                        await s.exec(insert(StoryRow).values(story))
+                        entry = {
+                            "feed_id": feed_id, "guid": f"g{i}", "title": f"t{i}",
+                            "source": "s", "published": t, "seen_at": t, "story_id": i,
+                        }  # fmt: skip
+                        await s.exec(insert(EntryRow).values(entry))
+                    await s.commit()
+
+                async def entries() -> int:
+                    return int((await s.exec(select(func.count()).select_from(EntryRow))).one())
+
+                await store(10, 40, 1)  # a slow feed: ten items, forty days ago
+                await prune(s, before=NOW - timedelta(days=30))
+                kept = await entries()
+                await store(60, 35, 100)  # later: sixty more, pruned in turn
+                await prune(s, before=NOW - timedelta(days=30))
+                after = await entries()
+                await prune(s, before=NOW - timedelta(days=30))
+                return kept, after, await entries()
+        finally:
+            await engine.dispose()
+
+    kept, after, again = asyncio.run(go())
+    assert kept == 10  # all among the feed's newest 50: kept, emptied
+    assert after == again == 50  # the first ten and ten of the sixty are gone now

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Select, String, delete, func, or_, type_coerce, update
+from sqlalchemy import Integer, Select, String, delete, func, or_, text, type_coerce, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -171,6 +171,17 @@ class Pruned:
 
 
 KEEP_PER_FEED = 50  # newest entries of a feed kept (emptied): health.CADENCE_ENTRIES
+INGEST_LOCK_KEY = 0x77697265_77617463  # PostgreSQL advisory lock: "wirewatc"
+
+
+async def hold_ingest_lock(session: AsyncSession) -> None:
+    """On PostgreSQL, take the lock that makes storing one process at a time, until
+    ``session``'s transaction ends (pipeline.catch_up, and each prune batch, which must
+    not delete a story another process is storing into). SQLite: one process, no-op."""
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        conn = await session.connection()
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK_KEY})
 
 
 async def prune(
@@ -201,9 +212,23 @@ async def prune(
         .where(col(AlertRow.story_id) == col(StoryRow.id))
         .where(col(AlertRow.state).in_(["pending", "sending"]))
     )
-    newest: dict[int, set[int]] = {}  # feed id -> its newest entries' ids
+    # feed id -> its newest entries' ids (read once a run: later entries only make it
+    # keep more than it must, never less)
+    newest: dict[int, set[int]] = {}
+
+    async def newest_of(feed_ids: set[int]) -> None:
+        for feed_id in feed_ids - set(newest):
+            rows = await session.exec(
+                select(EntryRow.id)
+                .where(col(EntryRow.feed_id) == feed_id)
+                .order_by(col(EntryRow.id).desc())
+                .limit(KEEP_PER_FEED)
+            )
+            newest[feed_id] = {eid for eid in rows.all() if eid is not None}
+
     while True:
         async with lock or contextlib.nullcontext():
+            await hold_ingest_lock(session)
             keep = await _newest_stories(session)
             ids = list(
                 (
@@ -217,6 +242,22 @@ async def prune(
                 ).all()
             )
             if not ids:
+                # entries kept emptied earlier that have since left their feed's newest
+                # (dated ones: undated entries stay known for good)
+                old = (
+                    await session.exec(
+                        select(EntryRow.id, EntryRow.feed_id)
+                        .where(col(EntryRow.story_id).is_(None))
+                        .where(col(EntryRow.published) < before)
+                    )
+                ).all()
+                await newest_of({f for _, f in old})
+                stale = [eid for eid, f in old if eid is not None and eid not in newest[f]]
+                for start in range(0, len(stale), 500):
+                    await session.exec(
+                        delete(EntryRow).where(col(EntryRow.id).in_(stale[start : start + 500]))
+                    )
+                done.entries += len(stale)
                 await session.commit()
                 return done
             entries = (
@@ -226,14 +267,7 @@ async def prune(
                     )
                 )
             ).all()
-            for feed_id in {f for _, f, _ in entries} - set(newest):
-                rows = await session.exec(
-                    select(EntryRow.id)
-                    .where(col(EntryRow.feed_id) == feed_id)
-                    .order_by(col(EntryRow.id).desc())
-                    .limit(KEEP_PER_FEED)
-                )
-                newest[feed_id] = {eid for eid in rows.all() if eid is not None}
+            await newest_of({f for _, f, _ in entries})
             gone = [
                 eid
                 for eid, feed_id, published in entries
@@ -287,6 +321,7 @@ async def shift_schedule(session: AsyncSession, *, by: timedelta, now: datetime)
         )
     )
     for fid, due, lease in feeds.all():
+        changed = 0
         for name, value in (("next_due", due), ("lease_until", lease)):
             if value is None or value <= now:
                 continue
@@ -296,7 +331,8 @@ async def shift_schedule(session: AsyncSession, *, by: timedelta, now: datetime)
                 .where(col(FeedRow.id) == fid, column == value)
                 .values({name: value + by})
             )
-            moved += res.rowcount or 0
+            changed += res.rowcount or 0
+        moved += 1 if changed else 0
     pending = await session.exec(
         select(AlertRow.id, AlertRow.next_attempt_at)
         .where(col(AlertRow.state) == "pending")
