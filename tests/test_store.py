@@ -4,9 +4,12 @@ WIREWATCH_TEST_POSTGRES_DSN is set)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -16,6 +19,7 @@ from monitor.store.queries import claim_due_feeds, release_leases, sync_feeds
 from monitor.store.tables import EntryRow, FeedRow
 
 NOW = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
+T = TypeVar("T")
 
 
 def _feeds(n: int) -> list[FeedConfig]:
@@ -150,72 +154,27 @@ def test_sync_feeds_disables_removed_feeds_and_resets_validators_on_url_change(
     assert rows["f1"].enabled is False and rows["f1"].etag == '"x"'
 
 
-def test_a_feed_silent_longer_than_retention_stays_silent_after_a_prune(db_url: str) -> None:
-    """A prune keeps each feed's newest entries (emptied): a feed that published nothing
-    for 40 days is still reported silent, not "recovered" because its history was
-    deleted."""
+async def _store_stories(s: Any, feed_id: int, first: int, times: list[datetime]) -> None:
+    """One story and its one entry per time in ``times``, ids from ``first`` on."""
     from sqlalchemy import insert
 
-    from monitor.health import feed_history, silence
-    from monitor.store.queries import prune
     from monitor.store.tables import StoryRow
 
-    async def go() -> tuple[object, object, int]:
-        engine = create_engine(db_url)
-        try:
-            await migrate(engine)
-            sm = sessionmaker(engine)
-            async with sm() as s:
-                await sync_feeds(s, _feeds(1), NOW)
-                await s.commit()
-                feed = (await s.exec(select(FeedRow))).one()
-                feed.entries_seen = 10
-                s.add(feed)
-                await s.commit()
-                for i in range(10):
-                    t = NOW - timedelta(days=40, hours=6 * i)
-                    story = {
-                        "id": i + 1,
-                        "title": "t",
-                        "link": "",
-                        "created_at": t,
-                        "updated_at": t,
-                    }
-                    await s.exec(insert(StoryRow).values(story))
-                    entry = {
-                        "feed_id": feed.id, "guid": f"g{i}", "title": f"t{i}", "source": "s",
-                        "published": t, "seen_at": t, "story_id": i + 1,
-                    }  # fmt: skip
-                    await s.exec(insert(EntryRow).values(entry))
-                await s.commit()
-
-            async def silent() -> object:
-                async with sm() as s:
-                    feeds = list((await s.exec(select(FeedRow))).all())
-                    history = await feed_history(s, feeds, NOW)
-                return silence(history[feeds[0].id or 0], NOW)
-
-            before = await silent()
-            async with sm() as s:
-                done = await prune(s, before=NOW - timedelta(days=30))
-            return before, await silent(), done.stories
-        finally:
-            await engine.dispose()
-
-    before, after, pruned = asyncio.run(go())
-    assert pruned == 9  # (the newest story holds the newest ids: kept)
-    assert before is not None and after == before
+    for i, t in enumerate(times, start=first):
+        story = {"id": i, "title": "t", "created_at": t, "updated_at": t}
+        await s.exec(insert(StoryRow).values(story))
+        entry = {
+            "feed_id": feed_id, "guid": f"g{i}", "title": f"t{i}", "source": "s",
+            "published": t, "seen_at": t, "story_id": i,
+        }  # fmt: skip
+        await s.exec(insert(EntryRow).values(entry))
+    await s.commit()
 
 
-def test_entries_kept_emptied_go_once_their_feed_has_newer_ones(db_url: str) -> None:
-    """The entries a prune keeps (emptied) as its feed's newest are deleted by a later
-    prune once 50 newer entries have come: the table stays bounded for slow feeds too."""
-    from sqlalchemy import func, insert
+def _with_one_feed(db_url: str, body: Callable[[Any, int], Awaitable[T]]) -> T:
+    """Run ``body(sessionmaker, feed id)`` on a migrated database with one feed."""
 
-    from monitor.store.queries import prune
-    from monitor.store.tables import StoryRow
-
-    async def go() -> tuple[int, int, int]:
+    async def go() -> T:
         engine = create_engine(db_url)
         try:
             await migrate(engine)
@@ -224,33 +183,62 @@ def test_entries_kept_emptied_go_once_their_feed_has_newer_ones(db_url: str) -> 
                 await sync_feeds(s, _feeds(1), NOW)
                 await s.commit()
                 feed_id = (await s.exec(select(FeedRow.id))).one()
-
-                async def store(n: int, days_ago: float, first: int) -> None:
-                    for i in range(first, first + n):
-                        t = NOW - timedelta(days=days_ago, minutes=i)
-                        story = {"id": i, "title": "t", "created_at": t, "updated_at": t}
-                        await s.exec(insert(StoryRow).values(story))
-                        entry = {
-                            "feed_id": feed_id, "guid": f"g{i}", "title": f"t{i}",
-                            "source": "s", "published": t, "seen_at": t, "story_id": i,
-                        }  # fmt: skip
-                        await s.exec(insert(EntryRow).values(entry))
-                    await s.commit()
-
-                async def entries() -> int:
-                    return int((await s.exec(select(func.count()).select_from(EntryRow))).one())
-
-                await store(10, 40, 1)  # a slow feed: ten items, forty days ago
-                await prune(s, before=NOW - timedelta(days=30))
-                kept = await entries()
-                await store(60, 35, 100)  # later: sixty more, pruned in turn
-                await prune(s, before=NOW - timedelta(days=30))
-                after = await entries()
-                await prune(s, before=NOW - timedelta(days=30))
-                return kept, after, await entries()
+            return await body(sm, feed_id or 0)
         finally:
             await engine.dispose()
 
-    kept, after, again = asyncio.run(go())
+    return asyncio.run(go())
+
+
+def test_a_feed_silent_longer_than_retention_stays_silent_after_a_prune(db_url: str) -> None:
+    """A prune keeps each feed's newest entries (emptied): a feed that published nothing
+    for 40 days is still reported silent, not "recovered" because its history was
+    deleted."""
+    from monitor.health import feed_history, silence
+    from monitor.store.queries import prune
+
+    async def body(sm: Any, feed_id: int) -> tuple[object, object, int]:
+        async with sm() as s:
+            await s.exec(update(FeedRow).values(entries_seen=10))
+            times = [NOW - timedelta(days=40, hours=6 * i) for i in range(10)]
+            await _store_stories(s, feed_id, 1, times)
+
+        async def silent() -> object:
+            async with sm() as s:
+                feeds = list((await s.exec(select(FeedRow))).all())
+                history = await feed_history(s, feeds, NOW)
+            return silence(history[feed_id], NOW)
+
+        before = await silent()
+        async with sm() as s:
+            done = await prune(s, before=NOW - timedelta(days=30))
+        return before, await silent(), done.stories
+
+    before, after, pruned = _with_one_feed(db_url, body)
+    assert pruned == 9  # (the newest story holds the newest ids: kept)
+    assert before is not None and after == before
+
+
+def test_entries_kept_emptied_go_once_their_feed_has_newer_ones(db_url: str) -> None:
+    """The entries a prune keeps (emptied) as its feed's newest are deleted by a later
+    prune once 50 newer entries have come: the table stays bounded for slow feeds too."""
+    from sqlalchemy import func
+
+    from monitor.store.queries import prune
+
+    async def body(sm: Any, feed_id: int) -> tuple[int, int, int]:
+        async with sm() as s:
+
+            async def pruned() -> int:
+                await prune(s, before=NOW - timedelta(days=30))
+                return int((await s.exec(select(func.count()).select_from(EntryRow))).one())
+
+            # a slow feed: ten items forty days ago; later sixty more, pruned in turn
+            await _store_stories(s, feed_id, 1, [NOW - timedelta(days=40)] * 10)
+            kept = await pruned()
+            await _store_stories(s, feed_id, 100, [NOW - timedelta(days=35)] * 60)
+            return kept, await pruned(), await pruned()
+
+    kept, after, again = _with_one_feed(db_url, body)
     assert kept == 10  # all among the feed's newest 50: kept, emptied
     assert after == again == 50  # the first ten and ten of the sixty are gone now
