@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -30,12 +29,7 @@ from monitor.intervals import learned_cadence, next_interval, parse_cache_header
 from monitor.match import Hit
 from monitor.models import Entry
 from monitor.parse import ParseResult
-from monitor.runtime import (
-    EntryWatermark,
-    Runtime,
-    alert_channel,
-    slack_sink,
-)
+from monitor.runtime import Runtime, alert_channel, slack_sink
 from monitor.store.queries import (
     claim_due_feeds,
     deferred_feeds,
@@ -814,7 +808,10 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
                 seen,
             )
         await session.commit()
-    _stored_own(rt, stored)
+    if rt.seen_entry_id is not None and stored:
+        # stored under the ingest lock, taken by catch_up: no other process stored an
+        # entry since, so every id up to this batch's highest is in the index
+        rt.seen_entry_id = max(rt.seen_entry_id, *stored)
     if any(j.report.alerts for j in jobs):
         rt.outbox_wakeup.set()
 
@@ -1261,7 +1258,7 @@ async def load_index(rt: Runtime) -> int:
     # (the index's settings are those it started with: dedupe settings need a restart,
     # and a rebuild after a failed batch must not change them half-way)
     index = rt.index = StoryIndex(rt.index.config)
-    since = rt.clock() - timedelta(seconds=rt.config.settings.dedupe.window)
+    since = rt.clock() - timedelta(hours=index.config.window_hours)
     count = 0
     # The cyclic garbage collector is paused while the index is built: the rows and the
     # index's tuples form no cycles, but its full collections, triggered again and again by
@@ -1271,14 +1268,13 @@ async def load_index(rt: Runtime) -> int:
     try:
         async with rt.sessions() as session:
             upto = None
-            if _shared_database(rt):
-                # processes share this database: read the window up to a watermark, in
-                # the same snapshot (so an id is either read now or a hole that catch_up
-                # reads once it is committed), and learn what the others store after it
-                # before each ingest (catch_up)
-                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-                rt.watermark = await _watermark(session)
-                upto = rt.watermark.high
+            if session.bind is not None and session.bind.dialect.name == "postgresql":
+                # processes share this database: under the ingest lock (no other process
+                # is storing meanwhile) read the window up to the highest entry id, and
+                # learn what the others store after it before each ingest (catch_up)
+                await hold_ingest_lock(session)
+                top = (await session.exec(select(func.max(EntryRow.id)))).one()
+                upto = rt.seen_entry_id = int(top or 0)
             # only the summary prefix the index keeps (StoryIndex.add_stored)
             query = window_entries(since, summary_chars=3 * index.config.summary_chars, upto=upto)
             result = await session.stream(query)
@@ -1293,81 +1289,23 @@ async def load_index(rt: Runtime) -> int:
     return count
 
 
-HOLE_TTL_S = 900.0  # an id missed this long was used up by a rolled-back insert
-MAX_HOLES = 5000
-
-
-def _shared_database(rt: Runtime) -> bool:
-    """Whether other processes may be storing entries too (PostgreSQL; SQLite is for
-    one process)."""
-    return rt.engine.dialect.name == "postgresql"
-
-
-async def _watermark(session: AsyncSession) -> EntryWatermark:
-    """The entries table's highest id now, with the ids below it (among the last
-    ``MAX_HOLES``) not visible yet: another process's batch still being written."""
-    top = int((await session.exec(select(func.max(EntryRow.id)))).one() or 0)
-    low = max(0, top - MAX_HOLES)
-    present = set((await session.exec(select(EntryRow.id).where(col(EntryRow.id) > low))).all())
-    now = time.monotonic()
-    holes = {i: now for i in range(low + 1, top + 1) if i not in present}
-    return EntryWatermark(high=top, holes=holes)
-
-
 async def catch_up(rt: Runtime, session: AsyncSession) -> int:
     """Teach the story index the entries other processes stored since it last looked,
     so a copy this process polls joins their story instead of starting a second one
     (and alerting twice). On PostgreSQL it first takes the ingest lock for the rest of
-    ``session``'s transaction. A no-op on SQLite (one process). Returns how many entries
+    ``session``'s transaction: one process stores at a time (fetching and parsing stay
+    parallel), so nothing another process is storing can be missed, and every id up to
+    the highest read is read. A no-op on SQLite (one process). Returns how many entries
     it added."""
-    wm = rt.watermark
-    if wm is None:
+    if rt.seen_entry_id is None:
         return 0
-    # one process stores at a time (fetching and parsing stay parallel): held until this
-    # transaction ends, so what catch-up reads and what this transaction then stores
-    # cannot miss a story another process is storing at the same moment
     await hold_ingest_lock(session)
     conn = await session.connection()
-    now = time.monotonic()
-    for i in [i for i, t in wm.holes.items() if now - t > HOLE_TTL_S]:
-        del wm.holes[i]
-    index = rt.index
-    chars = 3 * index.config.summary_chars
-    seen: set[int] = set()
+    query = entries_since_id(rt.seen_entry_id, summary_chars=3 * rt.index.config.summary_chars)
     added = 0
-    holes = sorted(wm.holes)
-    for start in range(0, max(len(holes), 1), 1000):
-        query = entries_since_id(wm.high, holes[start : start + 1000], summary_chars=chars)
-        for eid, title, summary, when, source, link, sid in (await conn.execute(query)).all():
-            if eid in seen:
-                continue
-            seen.add(eid)
-            if eid in wm.own or sid is None:
-                continue
-            index.add_stored(title, summary, when, source, link, sid)
+    for eid, title, summary, when, source, link, sid in (await conn.execute(query)).all():
+        rt.seen_entry_id = max(rt.seen_entry_id, eid)
+        if sid is not None:
+            rt.index.add_stored(title, summary, when, source, link, sid)
             added += 1
-    top = max([wm.high, *seen, *wm.own])
-    for i in seen:
-        wm.holes.pop(i, None)
-    for i in range(wm.high + 1, top + 1):
-        if i not in seen and i not in wm.own:
-            wm.holes[i] = now
-    for i in sorted(wm.holes)[: max(0, len(wm.holes) - MAX_HOLES)]:  # the oldest go
-        del wm.holes[i]
-    wm.high = top
-    wm.own.clear()
     return added
-
-
-def _stored_own(rt: Runtime, ids: Sequence[int]) -> None:
-    """Entry ids this process committed (already in its index). Ids that follow the
-    watermark with no gap move it on at once; a gap (another process's ids in between)
-    leaves them for catch_up to sort out."""
-    wm = rt.watermark
-    if wm is None or not ids:
-        return
-    ordered = sorted(ids)
-    if ordered[0] == wm.high + 1 and ordered[-1] - ordered[0] == len(ordered) - 1:
-        wm.high = ordered[-1]
-    else:
-        wm.own.update(ordered)

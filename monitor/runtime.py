@@ -97,20 +97,6 @@ def build_notifiers(config: AppConfig, *, console: TextIO | None = None) -> dict
 
 
 @dataclass
-class EntryWatermark:
-    """What a process sharing PostgreSQL with others has read of the entries table, so
-    its story index can learn the entries the other processes store (pipeline.catch_up):
-    every id up to ``high`` is in the index or was looked for, except ``holes`` (ids not
-    yet visible when looked for: another process's batch still uncommitted, or an id a
-    rolled-back insert used up), each with when it was first missed; ``own`` holds this
-    process's committed ids above ``high``, already in the index."""
-
-    high: int = 0
-    holes: dict[int, float] = field(default_factory=dict)
-    own: set[int] = field(default_factory=set)
-
-
-@dataclass
 class Runtime:
     config: AppConfig
     engine: AsyncEngine
@@ -136,8 +122,9 @@ class Runtime:
     next_story_id: int | None = None  # SQLite story id counter (see pipeline)
     # whether ``index`` holds the stored window yet (ingest loads it first if not)
     index_loaded: bool = False
-    # PostgreSQL (shared by processes): what the index has read of the entries table
-    watermark: EntryWatermark | None = None
+    # PostgreSQL (shared by processes): the highest entry id the story index has read
+    # (pipeline.catch_up); None on SQLite, which is for one process
+    seen_entry_id: int | None = None
 
     @property
     def limits(self) -> FetchLimits:

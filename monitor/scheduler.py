@@ -96,7 +96,7 @@ async def retain(rt: Runtime) -> Pruned:
         return Pruned()
     now = rt.clock()
     before = now - timedelta(seconds=keep)
-    window = timedelta(seconds=rt.config.settings.dedupe.window)
+    window = timedelta(hours=rt.index.config.window_hours)  # (the window it runs with)
     async with rt.sessions() as session:
         # A clock far ahead (no RTC and NTP not there yet, a clock set by hand) must not
         # prune the stories the story window still folds copies into. What this host

@@ -19,6 +19,7 @@ from monitor.outbox import deliver_pending
 from monitor.pipeline import CycleReport, catch_up, poll_cycle, poll_feed
 from monitor.runtime import open_runtime
 from monitor.scheduler import startup
+from monitor.store.queries import hold_ingest_lock
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, StoryRow
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer, rss
@@ -119,9 +120,10 @@ def test_processes_sharing_postgresql_fold_each_others_copies(
             await startup(a)
             await startup(b)  # both indexes loaded now, before anything is stored
             first = await poll_cycle(a, all_feeds=True)
-            # alone so far: its own ids move its watermark on, nothing is read back
-            assert a.watermark is not None and not a.watermark.own
-            assert a.watermark.high == await _one(a, select(func.max(EntryRow.id)))
+            # alone so far: its own ids move its mark on, nothing is read back
+            assert a.seen_entry_id == await _one(a, select(func.max(EntryRow.id)))
+            async with a.sessions() as s:
+                assert await catch_up(a, s) == 0
             await deliver_pending(a)
             feed_server.set("/aj.xml", bodies["/aj.xml"], etag='"aj-v2"')
             second = await poll_cycle(b, all_feeds=True)
@@ -161,50 +163,53 @@ def test_processes_storing_copies_at_the_same_moment_make_one_story(
     assert len(kim) == 1, stories
 
 
-def test_story_index_learns_entries_committed_out_of_id_order(tmp_path: Path, pg_url: str) -> None:
-    """Another process's batch that commits after a later id was already seen (its ids
-    were a gap then) still reaches this process's story index, once."""
+def test_a_catch_up_waits_for_a_batch_another_process_is_storing(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Another process storing a batch holds the ingest lock, as every store does: a
+    catch-up waits for it to commit, then learns the whole batch, once."""
     cfg = write_config(
         tmp_path,
         feeds=[{"name": "f", "url": "http://127.0.0.1:9/f.xml"}],
         settings={"database_url": pg_url},
     )
 
-    async def go() -> list[int]:
+    async def go() -> tuple[bool, list[int], bool]:
         async with open_runtime(load_config(cfg, env={})) as rt:
             await startup(rt)
             feed_id = (await _one(rt, select(FeedRow.id))) or 0
             now = rt.clock()
 
-            def row(n: int, story: int) -> EntryRow:
-                return EntryRow(
-                    feed_id=feed_id,
-                    guid=f"g{n}",
-                    title=f"Harbour works story {n} begins",
-                    source="Other",
-                    seen_at=now,
-                    story_id=story,
-                )
+            async def caught_up() -> int:
+                async with rt.sessions() as s:
+                    return await catch_up(rt, s)
 
-            added = []
-            async with rt.sessions() as slow, rt.sessions() as fast:
-                for s, n in ((slow, 1), (fast, 2)):
+            async with rt.sessions() as other:  # the other process's storing transaction
+                await hold_ingest_lock(other)
+                for n in (1, 2):
                     story = StoryRow(title=f"s{n}", created_at=now, updated_at=now)
-                    s.add(story)
-                    await s.flush()
-                    s.add(row(n, story.id or 0))
-                    await s.flush()  # the slow one's entry id is taken, not committed
-                await fast.commit()
-                async with rt.sessions() as s:
-                    added.append(await catch_up(rt, s))  # sees entry 2; 1 is a gap
-                await slow.commit()
-            for _ in range(2):
-                async with rt.sessions() as s:
-                    added.append(await catch_up(rt, s))
-            assert rt.watermark is not None and not rt.watermark.holes
-            return added
+                    other.add(story)
+                    await other.flush()
+                    other.add(
+                        EntryRow(
+                            feed_id=feed_id,
+                            guid=f"g{n}",
+                            title=f"Harbour works story {n} begins",
+                            source="Other",
+                            seen_at=now,
+                            story_id=story.id,
+                        )
+                    )
+                    await other.flush()
+                waiting = asyncio.create_task(caught_up())
+                await asyncio.sleep(0.3)
+                blocked = not waiting.done()
+                await other.commit()
+            added = [await waiting, await caught_up()]
+            top = await _one(rt, select(func.max(EntryRow.id)))
+            return blocked, added, rt.seen_entry_id == top
 
-    assert asyncio.run(go()) == [1, 1, 0]
+    assert asyncio.run(go()) == (True, [2, 0], True)
 
 
 async def _one(rt: Any, query: Any) -> Any:

@@ -469,13 +469,10 @@ def _index_columns(summary_chars: int) -> tuple[Any, ...]:
 
 
 def entries_since_id(
-    after: int, also: Sequence[int], summary_chars: int = 900
+    after: int, summary_chars: int = 900
 ) -> Select[int, str, str, datetime | str, str, str, int | None]:
-    """``window_entries``' columns, after the entry id, for entries with an id above
-    ``after`` or in ``also``: what other processes stored since the story index last
-    looked (``pipeline.catch_up``)."""
+    """``window_entries``' columns, after the entry id, for the entries with an id above
+    ``after``: what other processes stored since the story index last looked
+    (``pipeline.catch_up``)."""
     ids = col(EntryRow.id)
-    found = ids > after
-    if also:
-        found = or_(found, ids.in_(list(also)))
-    return sa_select(ids, *_index_columns(summary_chars)).where(found).order_by(ids)
+    return sa_select(ids, *_index_columns(summary_chars)).where(ids > after).order_by(ids)
