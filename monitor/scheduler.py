@@ -115,7 +115,8 @@ async def retain(rt: Runtime) -> Pruned:
     if done.stories:
         log.info(
             "retention: pruned %d stories (%d entries, %d alerts) untouched for %s; "
-            "%d undated entries kept, emptied, so their items are still recognised",
+            "%d entries kept emptied (undated, or their feed's newest) so their items "
+            "are still recognised",
             done.stories,
             done.entries,
             done.alerts,

@@ -166,7 +166,7 @@ async def gone_feeds(session: AsyncSession, configured: Sequence[str]) -> list[t
 class Pruned:
     stories: int = 0
     entries: int = 0  # deleted
-    kept: int = 0  # undated entries kept, emptied, so their guids are still known
+    kept: int = 0  # entries kept emptied, out of their story (see prune)
     alerts: int = 0
 
 
@@ -253,11 +253,7 @@ async def prune(
                 ).all()
                 await newest_of({f for _, f in old})
                 stale = [eid for eid, f in old if eid is not None and eid not in newest[f]]
-                for start in range(0, len(stale), 500):
-                    await session.exec(
-                        delete(EntryRow).where(col(EntryRow.id).in_(stale[start : start + 500]))
-                    )
-                done.entries += len(stale)
+                done.entries += await _delete_entries(session, stale)
                 await session.commit()
                 return done
             entries = (
@@ -271,16 +267,15 @@ async def prune(
             gone = [
                 eid
                 for eid, feed_id, published in entries
-                if published is not None and published < before and eid not in newest[feed_id]
+                if eid is not None
+                and published is not None
+                and published < before
+                and eid not in newest[feed_id]
             ]
             res = await session.exec(delete(AlertRow).where(col(AlertRow.story_id).in_(ids)))
             done.alerts += res.rowcount or 0
             await session.exec(delete(MatchRow).where(col(MatchRow.story_id).in_(ids)))
-            for start in range(0, len(gone), 500):
-                await session.exec(
-                    delete(EntryRow).where(col(EntryRow.id).in_(gone[start : start + 500]))
-                )
-            done.entries += len(gone)
+            done.entries += await _delete_entries(session, gone)
             res = await session.exec(
                 update(EntryRow)
                 .where(col(EntryRow.story_id).in_(ids))
@@ -290,6 +285,12 @@ async def prune(
             await session.exec(delete(StoryRow).where(col(StoryRow.id).in_(ids)))
             await session.commit()
             done.stories += len(ids)
+
+
+async def _delete_entries(session: AsyncSession, ids: list[int]) -> int:
+    for start in range(0, len(ids), 500):
+        await session.exec(delete(EntryRow).where(col(EntryRow.id).in_(ids[start : start + 500])))
+    return len(ids)
 
 
 async def _newest_stories(session: AsyncSession) -> list[int]:
