@@ -334,12 +334,12 @@ def _name_from_url(url: str) -> str:
 
 
 def load_feeds_file(
-    path: Path, errors: list[str], *, invalid_scope: tuple[set[str], set[str]] | None = None
+    path: Path, errors: list[str], *, named: tuple[set[str], set[str]] | None = None
 ) -> list[FeedConfig]:
     """The feeds of one file (YAML, OPML or a newsboat-style URL list); its problems,
-    each with file and line, go to ``errors``. ``invalid_scope``: (names, tags) to which
-    the names and tags of YAML feeds that are invalid are added, so that a watchlist
-    naming one is not also told the feed does not exist."""
+    each with file and line, go to ``errors``. ``named``: (names, tags) to which the
+    names and tags of every YAML feed are added, invalid ones included, so that a
+    watchlist naming an invalid feed is not also told the feed does not exist."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -383,10 +383,10 @@ def load_feeds_file(
                 f"{name!r} (first at line {doc.line_for(('feeds', seen[name], 'name'))})"
             )
         seen.setdefault(name, i)
-        if invalid_scope is not None:
-            invalid_scope[0].add(name)
+        if named is not None:
+            named[0].add(name)
             if isinstance(tags, list):
-                invalid_scope[1].update(t for t in tags if isinstance(t, str))
+                named[1].update(t for t in tags if isinstance(t, str))
     # one feed under two names would be fetched twice and count as two outlets
     urls: dict[str, tuple[int, str]] = {}
     for i, f in valid:
@@ -615,11 +615,11 @@ def load_config(
     )
     feeds: list[FeedConfig] = []
     watchlists: list[Watchlist] = []
-    scope: tuple[set[str], set[str]] = (set(), set())  # names and tags of invalid feeds too
+    scope: tuple[set[str], set[str]] = (set(), set())  # names and tags, invalid feeds' too
     if feeds_path is None:
         errors.append(f"{directory}/feeds.yaml: no feeds file (use --feeds FILE)")
     else:
-        feeds = load_feeds_file(feeds_path, errors, invalid_scope=scope)
+        feeds = load_feeds_file(feeds_path, errors, named=scope)
     if watch_path is None:
         errors.append(f"{directory}/watchlists.yaml: no watchlists file (use --watchlists FILE)")
     else:

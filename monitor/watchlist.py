@@ -106,7 +106,7 @@ def _err(kind: str, msg: str) -> PydanticCustomError:
 
 def yaml_text(value: object) -> str | None:
     """A YAML scalar as a watchlist reads a name or a word: numbers as text, stripped;
-    None for what it refuses (booleans, empty text, lists...)."""
+    None for what it refuses (booleans, empty text, lists...). ``_text`` says why."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -124,14 +124,10 @@ def _text(what: str) -> Callable[[Any], Any]:
                 f"{what} is the YAML boolean {str(value).lower()}: unquoted yes/no/on/off/"
                 "true/false are booleans in YAML; put the word in quotes",
             )
-        if isinstance(value, int | float):
-            value = str(value)
-        if isinstance(value, str):
-            stripped = value.strip()
-            if not stripped:
-                raise _err("empty", f"empty {what} {_q(value)}")
-            return stripped
-        return value
+        text = yaml_text(value)
+        if text is None and isinstance(value, str):
+            raise _err("empty", f"empty {what} {_q(value)}")
+        return value if text is None else text  # (not a scalar: the schema says so)
 
     return check
 
