@@ -129,6 +129,18 @@ def test_a_feed_renamed_in_the_config_keeps_its_history(
     assert list(rows) == ["new"] and rows["new"].entries_seen == 3
 
 
+def _one_feed_kept_30d(
+    tmp_path: Path, feed_server: FeedServer, db_url: str, items: list[dict[str, str]]
+) -> Path:
+    """A config with `retention: 30d` and one feed, k, serving ``items`` (etag k1)."""
+    feed_server.set("/k.xml", rss("K", items), etag='"k1"')
+    return write_config(
+        tmp_path,
+        settings=_db(db_url, retention="30d"),
+        feeds=[{"name": "k", "url": feed_server.url("/k.xml")}],
+    )
+
+
 def test_retention_prunes_old_stories_but_keeps_what_is_still_needed(
     tmp_path: Path, feed_server: FeedServer, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,12 +158,7 @@ def test_retention_prunes_old_stories_but_keeps_what_is_still_needed(
     ]
     for item in items:
         item["description"] = f"Report {item['guid']}."
-    feed_server.set("/k.xml", rss("K", items), etag='"k1"')
-    cfg = write_config(
-        tmp_path,
-        settings=_db(db_url, retention="30d"),
-        feeds=[{"name": "k", "url": feed_server.url("/k.xml")}],
-    )
+    cfg = _one_feed_kept_30d(tmp_path, feed_server, db_url, items)
     later = datetime.now(UTC) + timedelta(days=31)
     out = io.StringIO()
 
@@ -221,12 +228,7 @@ def test_a_clock_far_ahead_does_not_prune_the_story_window(
         {"title": "Kim Jong Un visits Wonsan shipyard", "guid": "a1", "pubDate": pubdate(1)},
         {"title": "Floods in Libya leave thousands missing", "guid": "a2", "pubDate": pubdate(1)},
     ]
-    feed_server.set("/k.xml", rss("K", items), etag='"k1"')
-    cfg = write_config(
-        tmp_path,
-        settings=_db(db_url, retention="30d"),
-        feeds=[{"name": "k", "url": feed_server.url("/k.xml")}],
-    )
+    cfg = _one_feed_kept_30d(tmp_path, feed_server, db_url, items)
     ahead = datetime.now(UTC) + timedelta(days=60)
     fresh = {"title": "Kim Jong Un meets Putin", "guid": "n1", "pubDate": pubdate(0.5)}
 
@@ -588,6 +590,24 @@ def test_a_feed_still_being_polled_keeps_its_lease(
     assert report.new == 3
 
 
+def _reload_while_polling(tmp_path: Path, db_url: str, feeds: list[dict[str, Any]]) -> CycleReport:
+    """Poll every feed of the config in ``tmp_path``; half a second in, while the
+    (slow) polls are in flight, reload the config with ``feeds`` as a reload does."""
+
+    async def main() -> CycleReport:
+        async with open_runtime(load_config(tmp_path / "config", env={})) as rt:
+            await startup(rt)
+            cycle = asyncio.create_task(poll_cycle(rt, all_feeds=True))
+            await asyncio.sleep(0.5)
+            edited = load_config(write_config(tmp_path, settings=_db(db_url), feeds=feeds), env={})
+            async with rt.sessions() as session:  # what a config reload does
+                await sync_feeds(session, edited.feeds, rt.clock())
+                await session.commit()
+            return await cycle
+
+    return asyncio.run(main())
+
+
 def test_a_url_edited_while_its_feed_is_polled_is_kept(
     tmp_path: Path, feed_server: FeedServer, db_url: str
 ) -> None:
@@ -605,20 +625,7 @@ def test_a_url_edited_while_its_feed_is_polled_is_kept(
         tmp_path, settings=_db(db_url), feeds=[{"name": "f", "url": feed_server.url("/slow.xml")}]
     )
 
-    async def main() -> None:
-        cfg = load_config(cfg_dir, env={})
-        async with open_runtime(cfg) as rt:
-            await startup(rt)
-            cycle = asyncio.create_task(poll_cycle(rt, all_feeds=True))
-            await asyncio.sleep(0.5)
-            feeds = [{"name": "f", "url": feed_server.url("/new.xml")}]
-            edited = load_config(write_config(tmp_path, settings=_db(db_url), feeds=feeds), env={})
-            async with rt.sessions() as session:  # what a config reload does
-                await sync_feeds(session, edited.feeds, rt.clock())
-                await session.commit()
-            await cycle
-
-    asyncio.run(main())
+    _reload_while_polling(tmp_path, db_url, [{"name": "f", "url": feed_server.url("/new.xml")}])
     row = asyncio.run(_feeds(cfg_dir))["f"]
     assert (row.url, row.config_url, row.etag) == (feed_server.url("/new.xml"),) * 2 + (None,)
     assert row.lease_owner is None  # released all the same
@@ -641,20 +648,8 @@ def test_a_feed_disabled_while_it_is_polled_stays_disabled(
     url = feed_server.url("/slow.xml")
     cfg_dir = write_config(tmp_path, settings=_db(db_url), feeds=[{"name": "f", "url": url}])
 
-    async def main() -> None:
-        cfg = load_config(cfg_dir, env={})
-        async with open_runtime(cfg) as rt:
-            await startup(rt)
-            cycle = asyncio.create_task(poll_cycle(rt, all_feeds=True))
-            await asyncio.sleep(0.5)
-            feeds = [{"name": "f", "url": url, "enabled": False}]
-            edited = load_config(write_config(tmp_path, settings=_db(db_url), feeds=feeds), env={})
-            async with rt.sessions() as session:  # what a config reload does
-                await sync_feeds(session, edited.feeds, rt.clock())
-                await session.commit()
-            assert (await cycle).new == 3
-
-    asyncio.run(main())
+    edited = [{"name": "f", "url": url, "enabled": False}]
+    assert _reload_while_polling(tmp_path, db_url, edited).new == 3
     row = asyncio.run(_feeds(cfg_dir))["f"]
     assert not row.enabled and row.last_success is not None and row.lease_owner is None
 
