@@ -1,135 +1,143 @@
-"""Dedupe quality on hand-labelled cross-outlet pairs from real RSS captures.
+"""Dedup quality on real captures, tune split beside held-out split.
 
-``bench/captures_pairs.tsv`` holds pairs of titles from the gesab001 captures (same
-capture day, different outlets), labelled by hand: ``same_report`` (the same news
-item), ``same_event`` (the same event, another angle or a follow-up) or ``different``.
-Each pair goes through ``cluster_lines`` (the `wirewatch cluster` code path) as two lines;
-summaries are looked up in the captures when they are present (``--no-summaries`` to
-score titles alone). Reported two ways:
+Runs each stream of ``bench/dedup_corpus.py`` through ``cluster_lines`` (the
+`wirewatch cluster` code path, the daemon's decisions) and scores the merges against the
+labelled pairs of ``bench/dedup_labels.tsv`` (protocol: ``bench/DEDUP_LABELLING.md``):
 
-* strict: ``same_report`` must merge, ``different`` must not, ``same_event`` ignored;
-* lenient: ``same_report`` + ``same_event`` positive, ``different`` negative.
+* precision = merged near / (merged near + merged different); event pairs count neither way;
+* near recall = merged near / near; event recall = merged event / event.
 
-    .venv/bin/python bench/bench_dedup_captures.py [--no-summaries] [--errors]
+Baselines on the same pairs: ``identical title`` (FreshRSS's rule: the same title after
+case and whitespace folding) and ``embedding only`` (one cosine threshold on the titles'
+static embeddings, the threshold chosen on the tune split for precision >= 0.97... or the
+best it reaches). A merged pair that is not labelled is counted and listed: label it
+(``bench/dedup_candidates.py``) before reporting a figure.
+
+    .venv/bin/python bench/bench_dedup_captures.py [--errors heldout|tune] [--baselines]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import dataclasses
-import json
 import sys
+from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from dedup_candidates import Pair, exact_pairs, load_labels, norm_pair
+from dedup_corpus import SPLITS, Item, available, streams
 
 from monitor.cluster import cluster_lines
 from monitor.dedupe import DedupeConfig
-from monitor.normalize import html_to_text
-
-HERE = Path(__file__).resolve().parent
-PAIRS = HERE / "captures_pairs.tsv"
-CAPTURES = HERE.parents[1] / "shared" / "data" / "captures" / "gesab001"
-
-Pair = tuple[str, str, str, str, str, str]  # label, day, title_a, source_a, title_b, source_b
 
 
-def load_pairs() -> list[Pair]:
-    with PAIRS.open(encoding="utf-8") as fh:
-        reader = csv.reader(fh, delimiter="\t")
-        next(reader)
-        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in reader]
-
-
-def load_summaries() -> dict[tuple[str, str, str], str]:
-    """(day, outlet, title) -> summary, from the raw captures (empty when absent)."""
-    out: dict[tuple[str, str, str], str] = {}
-    if not CAPTURES.is_dir():
-        return out
-    import feedparser
-
-    for capture in sorted(CAPTURES.iterdir()):
-        day = capture.name[:10]
-        for xml in sorted(capture.glob("*.xml")):
-            parsed = feedparser.parse(xml.read_bytes())
-            for entry in parsed.entries:
-                title = html_to_text(entry.get("title", "")).strip()
-                if title:
-                    out.setdefault((day, xml.stem, title), html_to_text(entry.get("summary", "")))
+def merged_pairs(items: list[Item], config: DedupeConfig) -> set[Pair]:
+    stories: dict[str, list[str]] = defaultdict(list)
+    for key, story in cluster_lines((it.jsonl() for it in items), config):
+        stories[story].append(key)
+    out: set[Pair] = set()
+    for members in stories.values():
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                out.add(norm_pair(a, b))
     return out
 
 
-def merged(config: DedupeConfig, pair: Pair, summaries: dict[tuple[str, str, str], str]) -> bool:
-    _label, day, ta, sa, tb, sb = pair
-    lines = [
-        json.dumps(
-            {
-                "id": i,
-                "title": t,
-                "summary": summaries.get((day, s, t), ""),
-                "source": s,
-                "published": f"{day}T12:0{i}:00Z",
-                "url": f"https://{s}.example/{i}",
-            }
-        )
-        for i, (t, s) in enumerate(((ta, sa), (tb, sb)))
-    ]
-    out = dict(cluster_lines(lines, config))
-    return out["0"] == out["1"]
+Counts = Counter[str]
 
 
-def score(results: list[tuple[str, bool]], positives: set[str]) -> tuple[float, float, int, int]:
-    tp = sum(1 for label, m in results if m and label in positives)
-    fp = sum(1 for label, m in results if m and label == "different")
-    pos = sum(1 for label, _m in results if label in positives)
-    return tp / max(1, tp + fp), tp / max(1, pos), tp, fp
+def score(merged: set[Pair], labels: dict[Pair, str], pairs_in: set[Pair]) -> Counts:
+    c: Counts = Counter()
+    for pair in pairs_in:
+        lab = labels[pair]
+        c[lab] += 1
+        if pair in merged:
+            c["merged_" + lab] += 1
+    c["unlabelled"] = len(merged - pairs_in)
+    return c
 
 
-def evaluate(config: DedupeConfig, pairs: list[Pair], summaries: dict) -> list[tuple[str, bool]]:
-    return [(p[0], merged(config, p, summaries)) for p in pairs]
+def figures(c: Counts) -> tuple[float, float, float]:
+    mn, md, me = c["merged_near"], c["merged_different"], c["merged_event"]
+    p = mn / (mn + md) if mn + md else 1.0
+    r = mn / c["near"] if c["near"] else 0.0
+    e = me / c["event"] if c["event"] else 0.0
+    return p, r, e
+
+
+def split_data(split: str) -> list[tuple[str, list[Item], set[Pair]]]:
+    labels = load_labels()
+    out = []
+    for stream, items in streams(split):
+        keys = {it.key for it in items}
+        pairs_in = {p for p in labels if p[0] in keys and p[1] in keys}
+        out.append((stream, items, pairs_in))
+    return out
+
+
+def embed_merges(items: list[Item], threshold: float) -> set[Pair]:
+    from dedup_candidates import embed_pairs
+
+    return embed_pairs(items, threshold)
+
+
+def run(split: str, config: DedupeConfig, errors: bool) -> Counts:
+    labels = load_labels()
+    total: Counts = Counter()
+    by_key: dict[str, Item] = {}
+    wrong: list[tuple[str, Item, Item]] = []
+    for _stream, items, pairs_in in split_data(split):
+        by_key.update({it.key: it for it in items})
+        merged = merged_pairs(items, config)
+        total += score(merged, labels, pairs_in)
+        if errors:
+            for pair in sorted(merged - pairs_in):
+                wrong.append(("UNLABELLED", by_key[pair[0]], by_key[pair[1]]))
+            for pair in sorted(pairs_in):
+                lab = labels[pair]
+                if lab == "different" and pair in merged:
+                    wrong.append(("FALSE MERGE", by_key[pair[0]], by_key[pair[1]]))
+                elif lab == "near" and pair not in merged:
+                    wrong.append(("MISS", by_key[pair[0]], by_key[pair[1]]))
+    for kind, a, b in wrong:
+        print(f"{kind}\t{a.source}\t{a.title}\t{b.source}\t{b.title}")
+    return total
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--no-summaries", action="store_true")
-    parser.add_argument("--errors", action="store_true")
-    args = parser.parse_args()
-    pairs = load_pairs()
-    summaries = {} if args.no_summaries else load_summaries()
-    have = sum(
-        1 for p in pairs if summaries.get((p[1], p[3], p[2])) and summaries.get((p[1], p[5], p[4]))
-    )
-    counts = {
-        k: sum(1 for p in pairs if p[0] == k) for k in ("same_report", "same_event", "different")
-    }
-    print(f"{len(pairs)} pairs {counts}; both summaries present for {have}")
-    base = DedupeConfig()
-    print("\n| title_threshold | strict P | strict R | lenient P | lenient R |")
-    print("|---:|---:|---:|---:|---:|")
-    for th in (50, 60, 65, 70, 72, 74, 76, 78, 80, 85):
-        cfg = dataclasses.replace(base, title_threshold=float(th))
-        res = evaluate(cfg, pairs, summaries)
-        sp, sr, _, _ = score([r for r in res if r[0] != "same_event"], {"same_report"})
-        lp, lr, _, _ = score(res, {"same_report", "same_event"})
-        mark = " (default)" if th == base.title_threshold else ""
-        print(f"| {th}{mark} | {sp:.3f} | {sr:.3f} | {lp:.3f} | {lr:.3f} |")
-    if not args.no_summaries and have:
-        print("\nsummary_threshold sweep at the default title threshold:")
-        print("| summary_threshold | strict P | strict R | lenient P | lenient R |")
-        print("|---:|---:|---:|---:|---:|")
-        for sth in (30, 35, 40, 45, 50, 55, 60, 101):
-            cfg = dataclasses.replace(base, summary_threshold=float(sth))
-            res = evaluate(cfg, pairs, summaries)
-            sp, sr, _, _ = score([r for r in res if r[0] != "same_event"], {"same_report"})
-            lp, lr, _, _ = score(res, {"same_report", "same_event"})
-            label = "off" if sth > 100 else str(sth)
-            print(f"| {label} | {sp:.3f} | {sr:.3f} | {lp:.3f} | {lr:.3f} |")
-    if args.errors:
-        res = evaluate(base, pairs, summaries)
-        for p, (label, m) in zip(pairs, res, strict=True):
-            if (label == "different" and m) or (label == "same_report" and not m):
-                print(f"{'FALSE MERGE' if m else 'missed':12} {p[2]} [{p[3]}] || {p[4]} [{p[5]}]")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--errors", choices=SPLITS, help="list the false merges and misses")
+    ap.add_argument("--baselines", action="store_true")
+    args = ap.parse_args()
+    if not available():
+        sys.exit("../shared/data/captures is not there")
+    config = DedupeConfig()
+    rows = []
+    for split in SPLITS:
+        c = run(split, config, args.errors == split)
+        p, r, e = figures(c)
+        rows.append((split, "wirewatch", c, p, r, e))
+        if args.baselines:
+            labels = load_labels()
+            for name, fn in (("identical title", exact_pairs),):
+                bc: Counts = Counter()
+                for _s, items, pairs_in in split_data(split):
+                    bc += score(fn(items), labels, pairs_in)
+                rows.append((split, name, bc, *figures(bc)))
+            for t in (0.80, 0.85, 0.90):
+                bc = Counter()
+                for _s, items, pairs_in in split_data(split):
+                    bc += score(embed_merges(items, t), labels, pairs_in)
+                rows.append((split, f"embedding cosine >= {t:.2f}", bc, *figures(bc)))
+    print("| split | method | pairs (near/event/different) | P | near R | event R | unlabelled |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for split, name, c, p, r, e in rows:
+        print(
+            f"| {split} | {name} | {c['near']}/{c['event']}/{c['different']} | "
+            f"{p:.3f} | {r:.3f} | {e:.3f} | {c['unlabelled']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.cluster import cluster_lines
 from monitor.dedupe import DedupeConfig
-from monitor.storykey import features
+from monitor.dedupe.textkey import features
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dedup"
 STS = DATA / "sts-headlines-dev.tsv"

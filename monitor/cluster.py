@@ -61,13 +61,17 @@ def parse_line(line: str, lineno: int) -> StoryItem:
     )
 
 
-def cluster_lines(lines: Iterable[str], config: DedupeConfig) -> Iterator[tuple[str, str]]:
+def cluster_lines(
+    lines: Iterable[str], config: DedupeConfig, index: StoryIndex | None = None
+) -> Iterator[tuple[str, str]]:
     """Cluster JSONL entries in file order; yields ``(id, story_id)`` per non-blank line.
 
-    Entries without ``published`` are placed at the time of the previous entry (the file
-    is in time order), or at the first dated entry's time when none came before.
+    Entries without ``published`` take the stream's time, the latest ``published`` seen so
+    far in file order (in the daemon an undated entry takes the time it was first seen),
+    or the first dated entry's time when none came before.
     """
-    index = StoryIndex(config)
+    if index is None:
+        index = StoryIndex(config)
     story_keys: list[str] = []  # story number -> id of its first item
     last: datetime | None = None
     pending: list[tuple[int, str]] = []
@@ -84,8 +88,10 @@ def cluster_lines(lines: Iterable[str], config: DedupeConfig) -> Iterator[tuple[
         items.append(item)
     fallback = first_dated or datetime(2000, 1, 1, tzinfo=UTC)
     for item in items:
+        # an undated item takes the stream's time: the latest time seen so far
+        if item.published is not None and (last is None or item.published > last):
+            last = item.published
         now = item.published or last or fallback
-        last = now
         decision = index.find(item, now=now)
         if decision.story_id is None:
             story = len(story_keys)

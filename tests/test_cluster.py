@@ -26,7 +26,8 @@ ROWS: list[dict[str, object]] = [
      "source": "BBC"},
     {"id": 4, "title": "UPDATE 2-Kim Jong Un meets Xi in Beijing - Reuters",
      "published": "2023-09-13T09:30:00Z", "source": "Reuters"},
-    {"id": 5, "title": "Storm batters coast", "url": "https://www.channelnewsasia.com/asia/kim-putin"},
+    {"id": 5, "title": "Putin hosts Kim at Russian spaceport",
+     "url": "https://www.channelnewsasia.com/asia/kim-putin"},
     {"id": 6},
 ]  # fmt: skip
 

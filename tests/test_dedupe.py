@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rapidfuzz import fuzz
 
-from monitor.dedupe import (
+from monitor.dedupe.index import (
     SIGNALS,
     DedupeConfig,
     StoryIndex,
@@ -19,7 +19,7 @@ from monitor.dedupe import (
     similarity_signals,
     soft_dice,
 )
-from monitor.storykey import TitleFeatures, features, strip_wire
+from monitor.dedupe.textkey import TitleFeatures, features, strip_wire
 
 T0 = datetime(2023, 9, 13, 8, 0, tzinfo=UTC)
 
@@ -171,10 +171,11 @@ def test_guards_and_wire_copies(a: str, b: str, expected: bool) -> None:
     [
         ("UPDATE 2-Quake hits Japan", "", "Quake hits Japan"),
         ("EXCLUSIVE-Firm to sell unit", "", "Firm to sell unit"),
-        ("Stocks slide - Reuters", "", "Stocks slide"),
-        ("Stocks slide | AP News", "", "Stocks slide"),
         ("Stocks slide (AFP)", "", "Stocks slide"),
-        ("Stocks slide - BBC News", "", "Stocks slide"),
+        ("Stocks slide [AP]", "", "Stocks slide"),
+        # no outlet is listed in code: a feed's recurring tail is learned per feed
+        # (test_dedupe_boilerplate.py); a title alone keeps its tail
+        ("Stocks slide - Reuters", "", "Stocks slide - Reuters"),
         ("Stocks slide | The Daily Planet", "The Daily Planet", "Stocks slide"),
         ("Kim meets Putin - state media", "", "Kim meets Putin - state media"),
     ],
@@ -213,18 +214,30 @@ def test_summaries_rescue_differently_worded_titles_but_not_different_stories() 
 
 def test_same_canonical_url_is_the_same_story() -> None:
     a = item("Storm batters coast", "a", url="https://example.com/a")
-    b = item("Completely rewritten headline about something", "b", url="https://example.com/a")
+    b = item("Ferries halted as storm batters northern coast", "b", url="https://example.com/a")
     index = StoryIndex(DedupeConfig())
     index.add(a, 3)
     assert index.find(b).story_id == 3
     assert index.find(b).reason == "url"
 
 
+def test_a_link_given_to_unrelated_titles_is_a_section_page_not_one_story() -> None:
+    """Feeds that give several stories one collection or section link: titles that share
+    no word are not folded by the link."""
+    index = StoryIndex(DedupeConfig())
+    index.add(item("Oil falls below $11 a barrel", "a", url="https://example.com/business"), 3)
+    b = item("Car factory reopens after shutdown", "b", url="https://example.com/business")
+    assert index.find(b).story_id is None
+
+
 def test_same_normalised_title_across_feeds() -> None:
     index = StoryIndex(DedupeConfig())
     index.add(item("UPDATE 1-Storm Ellen batters Irish coast", "a", url="https://a.com/1"), 4)
-    d = index.find(item("Storm Ellen Batters Irish Coast - Reuters", "b", url="https://b.com/2"))
+    d = index.find(item("Storm Ellen Batters Irish Coast", "b", url="https://b.com/2"))
     assert (d.story_id, d.reason) == (4, "title")
+    # a tail the index has not learned as the feed's boilerplate still leaves a merge
+    d = index.find(item("Storm Ellen Batters Irish Coast - Wire", "c", url="https://b.com/3"))
+    assert d.story_id == 4
 
 
 @pytest.mark.parametrize(
@@ -479,7 +492,7 @@ def test_negation_in_titles(title: str, negated: bool) -> None:
 def test_synonym_targets_fold_to_themselves() -> None:
     """ "votes" and "vote" (and every other synonym target and its variants) reduce to
     one stem, so they are the same word to the scorer."""
-    from monitor.storykey import canon, stem
+    from monitor.dedupe.textkey import canon, stem
 
     assert canon("vote") == canon("votes")
     assert canon("strike") == canon("strikes")

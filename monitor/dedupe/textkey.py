@@ -12,6 +12,8 @@ from itertools import chain
 from operator import itemgetter
 from typing import NamedTuple, TypeVar, cast
 
+from monitor.dedupe import lexicon
+from monitor.dedupe.boilerplate import heads, tails
 from monitor.normalize import fold_keep_case, html_to_text
 
 # --- folding ---------------------------------------------------------------------------
@@ -19,53 +21,36 @@ from monitor.normalize import fold_keep_case, html_to_text
 
 # --- wire prefixes and outlet suffixes -------------------------------------------------
 
-_PREFIX_WORDS = (
-    r"UPDATE|UPDATED|REFILE|CORRECTED|CORRECTION|CORRECTS|EXCLUSIVE|WRAPUP|WRAP|ANALYSIS|"
-    r"FACTBOX|INSTANT VIEW|BREAKING(?: NEWS)?|RPT|REPEAT|URGENT|FLASH|ALERT|WATCH|VIDEO|"
-    r"PHOTOS?|EXPLAINER|BRIEF|BRIEFLY|GRAPHIC|INSIGHT|FOCUS|PREVIEW|REFILE-UPDATE"
+_PREFIX_LINES = lexicon.lines("wire-prefixes.txt")
+_PREFIX_WORDS = "|".join(
+    re.escape(line.removesuffix("*").strip()).replace(r"\ ", " ") for line in _PREFIX_LINES
+)
+_BARE_WORDS = "|".join(
+    line.removesuffix("*").strip() for line in _PREFIX_LINES if line.endswith("*")
 )
 # "UPDATE 2-", "EXCLUSIVE-", "WRAPUP 1-", "Breaking News:", "WATCH |" (repeated)
 _PREFIX = re.compile(rf"^\s*(?:(?:{_PREFIX_WORDS})(?:\s*\d+)?\s*(?:-|:|\||/)\s*)+", re.IGNORECASE)
 _UPDATE_NO = re.compile(r"^\s*(?:REFILE-)?UPDATE\s*(\d+)?\s*[-:]", re.IGNORECASE)
 # bare "WRAPUP " without punctuation, e.g. "WRAPUP Stocks slide ..."
-_PREFIX_BARE = re.compile(r"^\s*(?:WRAPUP|FACTBOX|EXCLUSIVE)\s+(?=[A-Z])")
+_PREFIX_BARE = re.compile(rf"^\s*(?:{_BARE_WORDS})\s+(?=[A-Z])")
 
-_OUTLETS = (
-    r"Reuters|AP|AP News|Associated Press|AFP|Agence France-Presse|BBC|BBC News|"
-    r"BBC World Service|CNN|CNN\.com|Al Jazeera|Al Jazeera English|The Guardian|Guardian|"
-    r"The New York Times|NYT|New York Times|Washington Post|The Washington Post|WSJ|"
-    r"Wall Street Journal|Fox News|Daily Mail|Mail Online|Sky News|NBC News|CBS News|"
-    r"ABC News|NPR|Bloomberg|CNA|Channel NewsAsia|The Straits Times|Straits Times|"
-    r"NZ Herald|The New Zealand Herald|RNZ|1 NEWS|1News|SMH|The Sydney Morning Herald|"
-    r"Sydney Morning Herald|GMA News|GMA News Online|ABS-CBN News|ABS-CBN|Philstar\.com|"
-    r"Philstar|The Daily Telegraph|Daily Telegraph|The Telegraph|LA Times|Los Angeles Times|"
-    r"DW|Deutsche Welle|France 24|FRANCE 24|NHK|NHK World|NHK WORLD-JAPAN|Euronews|"
-    r"The Independent|Independent|Yonhap|Kyodo|Xinhua|TASS|The Korea Times|Korea Times|"
-    r"The Hindu|Times of India|UPI|Axios|Politico|The Hill|Newsweek|Forbes"
-)
-_SUFFIX = re.compile(rf"\s*(?:[-|:]|\u2022)\s*(?:{_OUTLETS})(?:\s*\.com)?\s*$", re.IGNORECASE)
-_PAREN_OUTLET = re.compile(rf"\s*\((?:{_OUTLETS})\)\s*", re.IGNORECASE)
+# An agency tag in brackets: "(AFP)", "(Reuters)", "[AP]" — one to three capitalised
+# words, the form every wire uses; no outlet is named here (a feed's own recurring tags
+# are learned per feed: monitor/dedupe/boilerplate.py).
+_TAG = r"[A-Z][A-Za-z.&'-]{1,20}(?: [A-Z][A-Za-z.&'-]{1,20}){0,2}"
+_PAREN_OUTLET = re.compile(rf"\s*[(\[](?:{_TAG})[)\]]\s*$|\s*\((?:{_TAG})\)\s*(?=-|:)")
 # summary datelines: "LONDON (Reuters) - ", "SEOUL, Sept 13 (AFP) -", "MOSCOW: "
 _DATELINE = re.compile(
     rf"^\s*[A-Z][A-Z .,'/-]{{1,40}}(?:,\s*[A-Za-z]{{3,9}}\.?\s+\d{{1,2}})?\s*"
-    rf"(?:\((?:{_OUTLETS})\)\s*)?(?:-|:)\s+"
+    rf"(?:\((?:{_TAG})\)\s*)?(?:-|:)\s+"
 )
 _WS = re.compile(r"\s+")
 
 
-# Cheap necessary conditions for _PREFIX and _SUFFIX on ASCII text, where IGNORECASE is
-# plain lower-casing: the text starts with a prefix word ("PHOTOS?" -> "photo") or ends
-# with an outlet name or ".com". Non-ASCII text always goes to the regex ("ı" matches "I"
-# under IGNORECASE).
-_PREFIX_STARTS = tuple(
-    re.sub(r"\(\?:[^)]*\)\?|\w\?", "", w).lower() for w in _PREFIX_WORDS.split("|")
-)
-_OUTLET_ENDS = (*(o.replace("\\.", ".").lower() for o in _OUTLETS.split("|")), ".com")
-_OUTLET_END2 = frozenset(o[-2:] for o in _OUTLET_ENDS)  # a set look-up before endswith
-
-
-def _outlet_end(low: str) -> bool:
-    return low[-2:] in _OUTLET_END2 and low.endswith(_OUTLET_ENDS)
+# Cheap necessary condition for _PREFIX on ASCII text, where IGNORECASE is plain
+# lower-casing: the text starts with a prefix word. Non-ASCII text always goes to the
+# regex ("ı" matches "I" under IGNORECASE).
+_PREFIX_STARTS = tuple(line.removesuffix("*").strip().lower() for line in _PREFIX_LINES)
 
 
 def _strip_once(text: str, source: str) -> str:
@@ -77,12 +62,7 @@ def _strip_once(text: str, source: str) -> str:
             text = _PREFIX.sub("", text)
     if text[:1] in "WFEwfe":
         text = _PREFIX_BARE.sub("", text)
-    tail = text[-48:]
-    if ("-" in tail or "|" in tail or ":" in tail or "\u2022" in tail) and (
-        not tail.isascii() or _outlet_end(tail.rstrip().lower())
-    ):
-        text = text[: len(text) - len(tail)] + _SUFFIX.sub("", tail)
-    if "(" in text:
+    if "(" in text or "[" in text:
         text = _PAREN_OUTLET.sub(" ", text)
     text = text.strip()
     if source:
@@ -141,283 +121,15 @@ def update_number(title: str) -> int:
 
 # --- tokens ----------------------------------------------------------------------------
 
-STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "but",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "for",
-        "from",
-        "with",
-        "as",
-        "into",
-        "onto",
-        "over",
-        "under",
-        "up",
-        "down",
-        "out",
-        "off",
-        "about",
-        "after",
-        "before",
-        "amid",
-        "among",
-        "between",
-        "during",
-        "since",
-        "until",
-        "via",
-        "vs",
-        "v",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "am",
-        "has",
-        "have",
-        "had",
-        "having",
-        "do",
-        "does",
-        "did",
-        "will",
-        "would",
-        "shall",
-        "should",
-        "can",
-        "could",
-        "may",
-        "might",
-        "must",
-        "it",
-        "its",
-        "it's",
-        "this",
-        "that",
-        "these",
-        "those",
-        "there",
-        "here",
-        "he",
-        "she",
-        "they",
-        "we",
-        "you",
-        "i",
-        "his",
-        "her",
-        "their",
-        "our",
-        "your",
-        "my",
-        "him",
-        "them",
-        "us",
-        "who",
-        "whom",
-        "whose",
-        "which",
-        "what",
-        "when",
-        "where",
-        "why",
-        "how",
-        "than",
-        "then",
-        "so",
-        "if",
-        "not",
-        "no",
-        "nor",
-        "too",
-        "very",
-        "just",
-        "also",
-        "still",
-        "yet",
-        "again",
-        "more",
-        "most",
-        "less",
-        "least",
-        "much",
-        "many",
-        "some",
-        "any",
-        "all",
-        "each",
-        "every",
-        "both",
-        "few",
-        "other",
-        "such",
-        "own",
-        "same",
-        "s",
-        "t",
-        "says",
-        "said",
-        "say",
-        "tells",
-        "told",
-        "report",
-        "reports",
-        "reported",
-        "new",
-        "news",
-        "latest",
-        "update",
-        "live",
-        "video",
-        "watch",
-        "photos",
-        "amid",
-        "against",
-        "through",
-        "per",
-        "while",
-        "upon",
-        "within",
-        "without",
-        "across",
-        "behind",
-        "near",
-        "like",
-        "says'",
-        "ahead",
-        "set",
-        "gets",
-        "get",
-        "got",
-        "make",
-        "makes",
-        "himself",
-        "herself",
-        "itself",
-        "themselves",
-        "inside",
-        "outside",
-        "toward",
-        "towards",
-        "despite",
-        "around",
-    ]
-)
+STOPWORDS = lexicon.words("stopwords-en.txt")
+_NEGATION_LINES = lexicon.lines("negations-en.txt")
+NEGATIONS = frozenset(line for line in _NEGATION_LINES if " " not in line)
 
-NEGATIONS = frozenset(
-    [
-        "not",
-        "no",
-        "never",
-        "nobody",
-        "nothing",
-        "none",
-        "neither",
-        "nor",
-        "cannot",
-        "can't",
-        "won't",
-        "don't",
-        "doesn't",
-        "didn't",
-        "isn't",
-        "aren't",
-        "wasn't",
-        "weren't",
-        "hasn't",
-        "haven't",
-        "hadn't",
-        "shouldn't",
-        "wouldn't",
-        "couldn't",
-        "without",
-        "rejects",
-        "rejected",
-        "denies",
-        "denied",
-        "refuses",
-        "refused",
-        "fails",
-        "failed",
-        "scraps",
-        "scrapped",
-        "halts",
-        "halted",
-        "cancels",
-        "cancelled",
-        "canceled",
-        "calls-off",
-    ]
-)
-
-# Phrasal verbs that negate like "rejects"/"cancels": (stem of the verb, particle)
-_PHRASAL_NEGATIONS = frozenset({("turn", "down"), ("rul", "out"), ("call", "off")})
-_PARTICLES = frozenset(p for _, p in _PHRASAL_NEGATIONS)
 # "no" opening a compound ("no-fly zone", "no-confidence vote") negates nothing
 _NO_COMPOUND = re.compile(r"\bno-(?=[a-z])", re.IGNORECASE)
 
-_NUMBER_WORDS = {
-    "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
-    "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
-    "thirteen": "13", "fourteen": "14", "fifteen": "15", "sixteen": "16",
-    "seventeen": "17", "eighteen": "18", "nineteen": "19", "twenty": "20", "thirty": "30",
-    "forty": "40", "fifty": "50", "hundred": "100", "dozen": "12", "dozens": "dozens",
-    "hundreds": "hundreds", "thousands": "thousands", "millions": "millions",
-    "first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th",
-}  # fmt: skip
-_MONTHS_DAYS = frozenset(
-    [
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-        "jan",
-        "feb",
-        "mar",
-        "apr",
-        "jun",
-        "jul",
-        "aug",
-        "sep",
-        "sept",
-        "oct",
-        "nov",
-        "dec",
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-        "today",
-        "tonight",
-        "yesterday",
-        "tomorrow",
-    ]
-)
+_NUMBER_WORDS = dict(lexicon.pairs("numbers-en.txt"))
+_MONTHS_DAYS = lexicon.words("calendar-en.txt")
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:\.[0-9]+)?(?:'[A-Za-z]+)?")
@@ -447,6 +159,14 @@ def stem(token: str) -> str:
     if token.endswith("e") and len(token) > 3:
         token = token[:-1]
     return token
+
+
+# Phrasal verbs that negate like "rejects"/"cancels": (stem of the verb, particle)
+_PHRASAL_NEGATIONS = frozenset(
+    (stem(verb), particle)
+    for verb, particle in (line.split() for line in _NEGATION_LINES if " " in line)
+)
+_PARTICLES = frozenset(p for _, p in _PHRASAL_NEGATIONS)
 
 
 def raw_tokens(text: str) -> list[str]:
@@ -481,91 +201,12 @@ def _number_token(tok: str) -> str | None:
     return None  # "g7", "covid19", "f35" are names, handled as words
 
 
-# Headline vocabulary that outlets use interchangeably; folded to one key for matching.
-SYNONYMS = {
-    "u.s.": "us", "usa": "us", "america": "us", "american": "us", "americans": "us",
-    "u.k.": "uk", "britain": "uk", "british": "uk", "brit": "uk", "u.n.": "un",
-    "greek": "greece", "spanish": "spain", "turkish": "turkey", "french": "france",
-    "german": "germany", "dutch": "netherlands", "swiss": "switzerland", "thai": "thailand",
-    "chinese": "china", "japanese": "japan", "philippine": "philippines",
-    "filipino": "philippines", "filipinos": "philippines", "pakistani": "pakistan",
-    "afghan": "afghanistan", "iraqi": "iraq", "iranian": "iran", "israeli": "israel",
-    "saudi": "saudi", "yemeni": "yemen", "egyptian": "egypt", "egyptians": "egypt",
-    "kiwi": "nz", "aussie": "australia", "australian": "australia", "aust": "australia",
-    "n.korea": "north korea", "s.korea": "south korea", "korean": "korea",
-    "pm": "prime minister", "gop": "republican", "republicans": "republican",
-    "premier": "prime minister", "defence": "defense",
-    "ex": "former", "quake": "earthquake", "blast": "explosion", "explosions": "explosion",
-    "bail-out": "bailout", "polls": "vote", "election": "vote", "elections": "vote",
-    "votes": "vote", "voting": "vote", "voters": "vote", "dies": "dead", "die": "dead",
-    "died": "dead", "death": "dead", "deaths": "dead", "killed": "dead", "kills": "dead",
-    "kill": "dead", "killing": "dead", "slain": "dead", "jail": "prison", "jailed": "prison",
-    "prisoners": "inmate", "prisoner": "inmate", "inmates": "inmate", "centre": "center",
-    "facility": "center", "unveils": "launch", "unveil": "launch", "launches": "launch",
-    "attempt": "bid", "try": "bid", "seizes": "seize", "captures": "seize",
-    "biggest": "largest", "huge": "large", "giant": "large", "quits": "resign",
-    "resigns": "resign", "steps": "step", "airstrike": "strike", "airstrikes": "strike",
-    "strikes": "strike", "troops": "soldier", "soldiers": "soldier", "forces": "soldier",
-    "militants": "militant", "rebels": "rebel", "coronavirus": "covid", "covid-19": "covid",
-    "covid19": "covid", "virus": "covid", "sars-cov-2": "covid", "pandemic": "covid",
-    "football": "soccer", "kid": "child", "kids": "child", "children": "child",
-    "teen": "teenager", "teenage": "teenager", "teens": "teenager", "cop": "police",
-    "cops": "police", "policeman": "police", "officers": "police", "vows": "vow",
-    "pledges": "vow", "pledge": "vow", "promises": "vow", "meets": "meet", "meeting": "meet",
-    "talks": "meet", "summit": "meet", "nuke": "nuclear", "nukes": "nuclear",
-}  # fmt: skip
+# Headline vocabulary that outlets use interchangeably; folded to one key for matching
+# (lexicon/synonyms-en.txt). Each word and its stem fold to the group's head.
+SYNONYMS: dict[str, str] = {}
 _ACRONYM_DOTS = re.compile(r"\b((?:[A-Za-z]\.){2,})")
-
-# Headline verbs and nouns that wire rewrites swap for each other ("escapes assassination
-# try" / "survives assassination attempt"). Each group folds to its first word; every
-# inflection listed is folded, and so is its stem.
-_GROUPS = (
-    "survive survives survived escape escapes escaped",
-    "release releases released free frees freed",
-    "arrest arrests arrested detain detains detained nab nabs nabbed",
-    "injure injures injured wound wounds wounded hurt",
-    "approve approves approved endorse endorses endorsed back backs backed ok oks okd",
-    "fall falls fell drop drops dropped slide slides slid slip slips slipped tumble "
-    "tumbles tumbled sink sinks sank plunge plunges plunged dip dips dipped",
-    "rise rises rose climb climbs climbed jump jumps jumped surge surges surged soar soars soared",
-    "raise raises raised hike hikes hiked increase increases increased boost boosts boosted",
-    "explosion bomb bombs bombing bombings blast blasts",
-    "deal deals pact pacts accord accords agreement agreements treaty",
-    "plane planes jet jets aircraft airliner airliners",
-    "company companies firm firms",
-    "stock stocks share shares equities",
-    "urge urges urged",
-    "large massive huge",
-    "strong powerful",
-    "unemployment jobless",
-    "visit visits visited travel travels travelled traveled",
-    "rescue rescues rescued save saves saved",
-    "fire fires blaze blazes",
-    "sack sacks sacked dismiss dismisses dismissed oust ousts ousted fired",
-    "probe probes investigate investigates investigation inquiry",
-    "pakistan pak",
-    "new york nyc",
-    "reach reaches reached clinch clinches clinched seal seals sealed arrive arrives arrived",
-    "praise praises praised hail hails hailed laud lauds lauded",
-    "condemn condemns condemned denounce denounces denounced slam slams slammed "
-    "criticise criticises criticised criticize criticizes criticized",
-    "impose imposes imposed slap slaps slapped",
-    "resign resigns resigned quit quits abdicate abdicates abdicated",
-    "dead murder murders murdered",
-    "steal steals stole stolen snatch snatches snatched",
-    "kidnap kidnaps kidnapped abduct abducts abducted",
-    "marry marries married wed weds",
-    "sick ill",
-    "soldier army military",
-    "government govt regime",
-    "authorise authorises authorised authorize authorizes authorized",
-    "ceasefire truce",
-    "envoy envoys ambassador ambassadors diplomat diplomats",
-)
-for _group in _GROUPS:
-    _words = _group.split()
-    _head = _words[0] if not _group.startswith("new york") else "new york"
-    for _w in _words if _head != "new york" else ["nyc"]:
+for _head, _words in lexicon.groups("synonyms-en.txt"):
+    for _w in _words:
         SYNONYMS.setdefault(_w, _head)
         _st = stem(_w)
         if _st != _w:
@@ -577,26 +218,9 @@ for _target in sorted(set(SYNONYMS.values())):
     for _w in _target.split():
         SYNONYMS.setdefault(stem(_w), _w)
 
-# A merge is vetoed when one title has one side of a pair and the other the other side.
-_CONTRASTS = (
-    ("open", "close"), ("rise", "fall"), ("rises", "falls"), ("up", "down"),
-    ("higher", "lower"), ("gain", "loss"), ("gains", "losses"), ("win", "lose"),
-    ("wins", "loses"), ("win", "defeat"), ("beat", "lose"), ("lifts", "continues"),
-    ("lifts", "extends"), ("lifts", "imposes"), ("acquitted", "convicted"),
-    ("arrested", "released"), ("admitted", "released"), ("taken", "released"),
-    ("approves", "rejects"), ("agrees", "rejects"), ("agrees", "quit"),
-    ("agrees", "threatens"), ("accepts", "rejects"), ("appointed", "resigns"),
-    ("appointed", "fired"), ("hired", "fired"), ("confirms", "denies"), ("starts", "ends"),
-    ("begins", "ends"), ("surges", "plunges"), ("jumps", "drops"), ("jumps", "slides"),
-    ("rallies", "slides"), ("rallies", "drops"), ("increases", "cuts"), ("raises", "cuts"),
-    ("hikes", "cuts"), ("boosts", "cuts"), ("leads", "trails"), ("guilty", "innocent"),
-    ("buys", "sells"), ("north", "south"), ("east", "west"), ("men", "women"),
-    ("bans", "allows"), ("bans", "lifts"), ("suspends", "resumes"), ("enters", "leaves"),
-    ("joins", "leaves"), ("joins", "quits"), ("arrives", "leaves"), ("arrives", "departs"),
-    ("signs", "rejects"), ("before", "after"), ("weakens", "strengthens"),
-    ("ends", "signs"), ("ends", "extends"), ("dies", "survives"), ("wins", "concedes"),
-    ("first", "last"), ("wins", "trails"), ("acquits", "convicts"),
-)  # fmt: skip
+# A merge is vetoed when one title has one side of a pair and the other the other side
+# (lexicon/contrasts-en.txt).
+_CONTRASTS = lexicon.pairs("contrasts-en.txt")
 _CONTRAST_MAP: dict[str, set[str]] = {}
 
 
@@ -634,21 +258,35 @@ class TitleFeatures:
     series: bool
 
 
-_SERIES = re.compile(
-    r"\b(?:live(?: updates?| blog| coverage| news| results)?|as it happened|"
-    r"(?:morning|evening|daily|weekly|midday|afternoon|news|press) (?:briefing|brief|digest|"
-    r"update|wrap|roundup|newsletter)|briefing|latest headlines|top (?:stories|headlines)|"
-    r"headlines|news in brief|the latest|podcast|newsletter|quiz|crossword|horoscopes?|"
-    r"weather forecast|in pictures|photos of the day|pictures of the day|"
-    r"week in pictures|what we know|letters|cartoon|editorial|things to know)\b"
-)
+_SERIES_PHRASES = lexicon.lines("series-en.txt")
+_SERIES = re.compile(r"\b(?:" + "|".join(map(re.escape, _SERIES_PHRASES)) + r")\b")
 WEEKDAYS = frozenset(["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"])
 
 
-def is_series_title(folded: str) -> bool:
-    """Recurring titles (live blogs, briefings, "Latest headlines") that name a slot,
-    not a story."""
-    return bool(_SERIES.search(folded))
+SERIES_MAX_WORDS = 4  # a slot's name is short: "Live updates", "The latest headlines"
+_ALNUM = re.compile(r"[^\W_]+")
+
+
+def is_series_title(stripped: str) -> bool:
+    """Recurring titles (live blogs, briefings, "Latest headlines") that name a slot, not
+    a story: the whole title, or the part before or after its first separator, is a short
+    phrase (at most ``SERIES_MAX_WORDS`` words) holding a series phrase. "Live updates:
+    Ukraine war" is one; "Quiz show whistle-blower dies at 93" is a story."""
+    parts = [stripped]
+    for seg, rest in heads(stripped)[:1]:
+        parts += [seg, rest]
+    for seg, rest in tails(stripped)[:1]:
+        parts += [seg, rest]
+    for part in parts:
+        words = _ALNUM.findall(part.casefold())
+        if (
+            words
+            and len(words) <= SERIES_MAX_WORDS
+            and not _SERIES_WORDS.isdisjoint(words)
+            and _SERIES.search(" ".join(words))
+        ):
+            return True
+    return False
 
 
 def canon(low: str) -> str:
@@ -656,7 +294,7 @@ def canon(low: str) -> str:
     return _canon_word(low)
 
 
-_NON_NAMES = frozenset({"pm", "ceo", "mp", "mps", "tv", "dj", "ii", "iii", "jr", "sr"})
+_NON_NAMES = lexicon.words("not-names-en.txt")
 
 
 _WordInfo = tuple[
@@ -707,14 +345,7 @@ class TitleKey(NamedTuple):
 
 
 # Every alternative of _SERIES contains one of these words: the regex runs only then.
-_SERIES_WORDS = frozenset(
-    {
-        "live", "happened", "briefing", "brief", "digest", "update", "updates", "wrap",
-        "roundup", "newsletter", "headlines", "latest", "stories", "podcast", "quiz",
-        "crossword", "horoscope", "horoscopes", "forecast", "pictures", "photos", "know",
-        "letters", "cartoon", "editorial", "things",
-    }
-)  # fmt: skip
+_SERIES_WORDS = frozenset(w for phrase in _SERIES_PHRASES for w in phrase.split())
 _TOKEN_CACHE_MAX = 1 << 17
 _token_cache: dict[str, _WordInfo] = {}
 
@@ -793,7 +424,7 @@ def _title_parts(stripped: str) -> tuple[str, tuple[str, ...], bool]:
     infos = _word_infos(stripped)
     folded = list(map(_FOLDED, infos))
     stems = dict.fromkeys(chain.from_iterable(map(_INDEX_STEMS, infos)))
-    series = not _SERIES_WORDS.isdisjoint(folded) and is_series_title(" ".join(folded))
+    series = not _SERIES_WORDS.isdisjoint(folded) and is_series_title(stripped)
     return " ".join(folded), tuple(stems), series
 
 
@@ -809,6 +440,26 @@ _Runs = tuple[tuple[str, ...], ...]
 FeatureFields = tuple[
     str, tuple[str, ...], frozenset[str], frozenset[str], _Runs, _Runs, _Runs, str, bool, bool
 ]
+
+
+_NO_BREAKS: frozenset[int] = frozenset()
+_CLAUSE = re.compile(r"[,;]\s")
+
+
+def _comma_breaks(stripped: str) -> frozenset[int]:
+    """Indices (in ``_word_infos(stripped)``) of the tokens that open a comma- or
+    semicolon-separated part: a name run does not cross one."""
+    text = stripped
+    if "." in text:
+        text = _ACRONYM_DOTS.sub(lambda m: m.group(1).replace(".", ""), text)
+    text = _THOUSANDS.sub("", text)
+    out = set()
+    n = 0
+    for part in _CLAUSE.split(text):
+        if n:
+            out.add(n)
+        n += len(_tokens(part))
+    return frozenset(out)
 
 
 def feature_fields(title: str, source: str = "") -> FeatureFields:
@@ -827,6 +478,7 @@ def feature_fields(title: str, source: str = "") -> FeatureFields:
             upper = upper and info[10]
     titlecase = n_content >= 2 and n_caps >= 0.95 * n_content
     all_caps = n_letters >= 3 and upper
+    breaks = _comma_breaks(stripped) if ", " in stripped or "; " in stripped else _NO_BREAKS
     stems: list[str] = []
     numbers: set[str] = set()
     names: list[tuple[str, ...]] = []
@@ -854,13 +506,13 @@ def feature_fields(title: str, source: str = "") -> FeatureFields:
                 stems.append(num)
             elif not stop:
                 stems.extend(parts)
-                if capital:  # a capitalised word: the run goes on
+                if capital and not (run and i in breaks):  # a capitalised word: the run goes on
                     if not run:
                         run_start = i
                     run.extend(parts)
                     run_acronym = run_acronym or (acronym and not all_caps)
                     continue
-        if run:  # the run ends here
+        if run:  # the run ends here (at a lower-case word, or at a comma: "Ridgecrest, Calif")
             if all_caps:
                 pass
             elif run_acronym or (not titlecase and (run_start > 0 or len(run) > 1)):
@@ -870,6 +522,12 @@ def feature_fields(title: str, source: str = "") -> FeatureFields:
             else:
                 maybe.append(tuple(run))
             run.clear()
+            if i < len(infos) and i in breaks and infos[i][5] and not infos[i][3]:
+                # the capitalised word after the comma opens the next run
+                run_start = i
+                run.extend(infos[i][2])
+                run_acronym = infos[i][4] and not all_caps
+                continue
         run_acronym = False
     # "no-fly zone", "no-frills": a "no" that opens a compound negates nothing
     if n_no > (len(_NO_COMPOUND.findall(stripped)) if "-" in stripped else 0):
@@ -885,15 +543,8 @@ def feature_fields(title: str, source: str = "") -> FeatureFields:
         tuple(maybe),
         "".join(initials),
         negated,
-        _SERIES_HINT.search(key) is not None and is_series_title(key),
+        not _SERIES_WORDS.isdisjoint(key.split()) and is_series_title(stripped),
     )
-
-
-# Every alternative of _SERIES contains one of these strings: the regex runs only then.
-_SERIES_HINT = re.compile(
-    "live|happened|brief|digest|update|wrap|roundup|newsletter|latest|stories|headlines|"
-    "podcast|quiz|crossword|horoscope|forecast|pictures|photos|know|letters|cartoon|editorial"
-)
 
 
 _SUMMARY_CACHE_MAX = 1 << 17

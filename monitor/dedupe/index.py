@@ -55,8 +55,10 @@ from typing import Final
 
 from rapidfuzz import fuzz
 
-from monitor.storykey import WEEKDAYS as _WEEKDAYS
-from monitor.storykey import (
+from monitor.dedupe.boilerplate import Boilerplate, tails
+from monitor.dedupe.embed import cosine, embed, quantize
+from monitor.dedupe.textkey import WEEKDAYS as _WEEKDAYS
+from monitor.dedupe.textkey import (
     FeatureFields,
     TitleFeatures,
     TitleKey,
@@ -92,18 +94,21 @@ class DedupeConfig:
 
     window_hours: float = 48.0
     # merge on the title alone at or above this score (STS train: lowest with P >= 0.97)
-    title_threshold: float = 74.0
+    title_threshold: float = 78.0
     # with both summaries present: merge when the title reaches summary_title_floor and
     # the summaries reach summary_threshold
     summary_title_floor: float = 40.0
     summary_threshold: float = 40.0
     min_title_words: int = 3  # exact-title key needs this many content words
-    probe_tokens: int = 4  # rarest title stems looked up in the inverted index
+    probe_tokens: int = 8  # rarest title stems looked up in the inverted index
     posting_cap: int = 64  # newest items read per posting list
-    max_candidates: int = 8  # candidates scored in full per item
+    max_candidates: int = 16  # candidates scored in full per item
     # candidates whose exact-stem Dice is below this are not scored in full
-    prefilter_dice: float = 20.0
+    prefilter_dice: float = 10.0
     summary_chars: int = 300  # summary prefix kept per item for scoring
+    # candidates whose lexical title score (the title model alone) is below this are not
+    # weighed further; above it the merge model (MERGE_MODEL) decides
+    lexical_floor: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -569,6 +574,22 @@ def _model_score(signals: tuple[float, ...]) -> float:
     return 100.0 / (1.0 + math.exp(-z))
 
 
+# The merge model: a logistic model over (the title model's score / 100, the titles'
+# embedding cosine, the share of word rarity the titles share, the rarest shared word's
+# rarity). Fitted by bench/tune_dedup.py --fit on the tune split only.
+MERGE_FEATURES = ("lexical", "cosine", "rare_cover", "rarest")
+MERGE_MODEL = (-8.318, 3.538, 3.132, 1.880, 3.491)
+_RARITY_PRIOR = 1000  # titles a window counts as at least, for word rarity
+
+
+def merge_score(features: tuple[float, ...], model: tuple[float, ...] = MERGE_MODEL) -> float:
+    """0-100: the merge model's probability that two titles report the same story."""
+    z = model[0] + sum(w * x for w, x in zip(model[1:], features, strict=True))
+    if z < -30.0:
+        return 0.0
+    return 100.0 / (1.0 + math.exp(-z))
+
+
 def pair_score(a: TitleFeatures, b: TitleFeatures) -> float:
     """Title similarity 0-100 (guards not applied): the title model's probability."""
     return model_score(similarity_signals(a, b))
@@ -636,6 +657,10 @@ _BLANK: tuple[str, ...] = ()
 _NO_STEMS: tuple[str, ...] = ("",)
 
 
+def _vector(title: str) -> bytes:
+    return quantize(embed(title))
+
+
 def _stem_tuple(clean: str) -> tuple[str, ...]:
     if not clean:
         return _BLANK
@@ -648,7 +673,16 @@ def _stem_tuple(clean: str) -> tuple[str, ...]:
 # no longer tracked by the garbage collector once it has been seen once, so the window
 # adds nothing to each full collection. A field changes by replacing the tuple.
 _Rec = tuple[
-    int, float, str, tuple[str, ...], "str | tuple[str, ...]", bool, int, int, "str | None"
+    int,
+    float,
+    str,
+    tuple[str, ...],
+    "str | tuple[str, ...]",
+    bool,
+    int,
+    int,
+    "str | None",
+    "bytes | None",
 ]
 _STORY: Final = 0
 _TS: Final = 1  # POSIX seconds
@@ -659,6 +693,7 @@ _RAW: Final = 5  # summary not cleaned yet (done on first use: most never are)
 _TKEY: Final = 6  # hash of exact-title key (0 = none)
 _UKEY: Final = 7  # hash of canonical url (0 = none)
 _FEAT: Final = 8  # compact guard features (_Profile.encode) once scored, or None
+_VEC: Final = 9  # the title's quantized embedding (embed.quantize) once compared, or None
 
 
 def _ts(value: datetime | None, now: datetime | None) -> float:
@@ -747,7 +782,7 @@ class _Fresh:
     """The item last passed to ``find``: its key and cleaned summary, the summary's stems
     once a candidate needs them; ``add`` reuses them."""
 
-    __slots__ = ("feat", "item", "stem_set", "stems", "summary", "tk")
+    __slots__ = ("feat", "item", "stem_set", "stems", "summary", "tk", "vec")
 
     def __init__(self, item: StoryItem, tk: TitleKey, summary: str, feat: str) -> None:
         self.item = item
@@ -756,6 +791,12 @@ class _Fresh:
         self.feat = feat  # compact guard features when prepared elsewhere, else ""
         self.stems: tuple[str, ...] | None = None
         self.stem_set: frozenset[str] = frozenset()
+        self.vec: bytes | None = None  # the title's quantized embedding, once needed
+
+    def vector(self) -> bytes:
+        if self.vec is None:
+            self.vec = _vector(self.tk.stripped)
+        return self.vec
 
     def summary_set(self) -> frozenset[str]:
         if self.stems is None:
@@ -770,6 +811,7 @@ class StoryIndex:
 
     def __init__(self, config: DedupeConfig) -> None:
         self.config = config
+        self._boiler = Boilerplate()
         self._recs: dict[int, _Rec] = {}
         self._next = 0
         self._postings: dict[str, list[int]] = {}
@@ -783,24 +825,40 @@ class StoryIndex:
         self._old: dict[str, _Profile] = {}
         self._trim_at = 2 * config.posting_cap
         self._window_s = config.window_hours * 3600.0
+        # (new item key, candidate slot, merge features) of every candidate weighed, when
+        # a list is set here (bench/tune_dedup.py fits MERGE_MODEL from it)
+        self.trace: list[tuple[str, int, tuple[float, ...]]] | None = None
+        self.trace_keys: dict[int, str] = {}  # slot -> item key, while tracing
 
     def __len__(self) -> int:
         return len(self._recs)
+
+    def _learn(self, source: str, title: str) -> str:
+        """Count ``title`` in its feed's boilerplate; the title with that boilerplate out
+        (a series title, "Live updates: ...", stays whole: it names a slot)."""
+        self._boiler.observe(source, title)
+        stripped = self._boiler.strip(source, title)
+        if stripped != title.strip() and title_key(title, source).series:
+            return title
+        return stripped
 
     # key of the item last passed to find(), reused by add()
     def _prepare(self, item: StoryItem, prepared: Prepared | None = None) -> _Fresh:
         fresh = self._fresh
         if fresh is not None and fresh.item is item:
             return fresh
+        title = self._learn(item.source, item.title)
+        if title != item.title.strip():
+            # the feed's boilerplate changes the title: what was prepared elsewhere (from
+            # the whole title) does not apply
+            prepared = prepare(title, item.summary, item.source, self.config.summary_chars)
         if prepared is not None:
             # computed in another process: intern the stems, as title_key does, so every
             # window entry holding a word shares one string
             tk, summary, feat = prepared
             tk = tk._replace(stems=tuple(map(sys.intern, tk.stems)))
         else:
-            tk, summary, feat = prepare(
-                item.title, item.summary, item.source, self.config.summary_chars
-            )
+            tk, summary, feat = prepare(title, item.summary, item.source, self.config.summary_chars)
         fresh = self._fresh = _Fresh(item, tk, summary, feat)
         return fresh
 
@@ -825,7 +883,11 @@ class StoryIndex:
         if url:
             slot = self._by_url.get(hash(url))
             rec = self._live(slot, ts) if slot is not None else None
-            if rec is not None:
+            # one link, one article: unless the titles share no word at all (a section or
+            # collection page that a feed gives to several stories is no article's link)
+            if rec is not None and (
+                not tk.stems or not rec[_STEMS] or not set(tk.stems).isdisjoint(rec[_STEMS])
+            ):
                 return Decision(rec[_STORY], "url", 100.0)
         tkey = _title_key(url, tk, ts, cfg.min_title_words)
         if tkey:
@@ -887,20 +949,20 @@ class StoryIndex:
         cfg = self.config
         tk = fresh.tk
         best: Decision = Decision(None, "new", 0.0)
-        low_floor = min(cfg.summary_title_floor, cfg.title_threshold)
+        low_floor = min(cfg.summary_title_floor, cfg.lexical_floor)
         mine = set(tk.stems)
         mine_p: _Profile | None = None
         for slot, rec in self._candidates(tk.stems, ts):
             # exact-stem Dice first: soft matching rarely adds more than a third
             stems = rec[_STEMS]
-            shared = len(mine.intersection(stems))  # the stems are unique
-            if 200.0 * shared / (len(mine) + len(stems)) < cfg.prefilter_dice:
+            shared = mine.intersection(stems)  # the stems are unique
+            if 200.0 * len(shared) / (len(mine) + len(stems)) < cfg.prefilter_dice:
                 continue
             if mine_p is None:
                 mine_p = self._profile(tk.stripped, tk.stems, fresh.feat or None)
             other = self._profile(rec[_TITLE], stems, rec[_FEAT])
             if rec[_FEAT] is None:
-                rec = self._recs[slot] = (*rec[:_FEAT], other.feat)
+                rec = self._recs[slot] = (*rec[:_FEAT], other.feat, *rec[_VEC:])
             # a vetoed candidate is skipped whatever it scores: the cheap guards first
             if _quick_veto(mine_p, other):
                 continue
@@ -919,16 +981,59 @@ class StoryIndex:
             score = _model_score(signals)
             if score < low_floor or _late_veto(mine_p, other, ma, mb):
                 continue
-            if score >= cfg.title_threshold:
-                if score > best.score or best.reason != "fuzzy":
-                    best = Decision(rec[_STORY], "fuzzy", score)
-            elif fresh.summary and rec[_SUMMARY] and best.reason != "fuzzy":
+            cos = cosine(fresh.vector(), self._vector(slot, rec))
+            cover, rarest = self._rarity(mine, stems, shared)
+            features = (score / 100.0, cos, cover, rarest)
+            merge = merge_score(features)
+            if self.trace is not None:
+                self.trace.append((fresh.item.key, slot, features))
+            if merge >= cfg.title_threshold:
+                if best.reason != "fuzzy" or merge > best.score:
+                    best = Decision(rec[_STORY], "fuzzy", merge)
+            elif (
+                best.reason != "fuzzy"
+                and score >= cfg.summary_title_floor
+                and fresh.summary
+                and rec[_SUMMARY]
+            ):
                 sscore = _dice(fresh.summary_set(), self._summary_stems(slot, rec))
                 if sscore >= cfg.summary_threshold:
                     combined = (score + sscore) / 2.0
                     if combined > best.score:
                         best = Decision(rec[_STORY], "summary", combined)
         return best
+
+    def _rarity(
+        self, mine: set[str], theirs: tuple[str, ...], shared: set[str]
+    ) -> tuple[float, float]:
+        """(the share of the rarer title's word rarity that the two titles share, the
+        rarity of the rarest shared word). A word's rarity is how few window titles hold
+        it, on a log scale: 1.0 for a word no other title has, 0.0 for one every title
+        has. The window counts as at least ``_RARITY_PRIOR`` titles, so in a small
+        window (a `cluster` file of two lines) every word is rare."""
+        postings = self._postings
+        n = max(len(self._recs), _RARITY_PRIOR)
+        scale = 1.0 / math.log(n)
+
+        def rarity(stem: str) -> float:
+            df = len(postings.get(stem, ()))
+            return 1.0 - math.log(df) * scale if df > 1 else 1.0
+
+        if not shared:
+            return 0.0, 0.0
+        shared_r = [rarity(x) for x in shared]
+        mass_a = sum(rarity(x) for x in mine)
+        mass_b = sum(rarity(x) for x in theirs)
+        denom = min(mass_a, mass_b)
+        return (sum(shared_r) / denom if denom > 0 else 0.0), max(shared_r)
+
+    def _vector(self, slot: int, rec: _Rec) -> bytes:
+        """An entry's quantized title embedding, computed on first use (kept)."""
+        vec = rec[_VEC]
+        if vec is None:
+            vec = _vector(rec[_TITLE])
+            self._recs[slot] = (*rec[:_VEC], vec)
+        return vec
 
     def _summary_stems(self, slot: int, rec: _Rec) -> tuple[str, ...]:
         """The stems of an entry's summary, cleaned and stemmed on first use (kept)."""
@@ -957,9 +1062,11 @@ class StoryIndex:
             feat = prof.feat if prof is not None else fresh.feat or None
             self._insert(tk, summary, False, _ts(item.published, now), item.url, story_id, feat)
         else:
-            tk = title_key(item.title, item.source)
+            tk = title_key(self._learn(item.source, item.title), item.source)
             raw = _raw_summary(item.summary, self.config.summary_chars)
             self._insert(tk, raw, True, _ts(item.published, now), item.url, story_id, None)
+        if self.trace is not None:
+            self.trace_keys[self._next - 1] = item.key
 
     def add_stored(
         self, title: str, summary: str, when: datetime | str, source: str, url: str, story_id: int
@@ -972,7 +1079,7 @@ class StoryIndex:
             when = datetime.fromisoformat(when)
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        tk = title_key(title, source)
+        tk = title_key(self._learn(source, title), source)
         raw = _raw_summary(summary, self.config.summary_chars)
         self._insert(tk, raw, True, when.timestamp(), url, story_id, None)
 
@@ -993,7 +1100,7 @@ class StoryIndex:
         slot = self._next
         self._next = slot + 1
         stems = tk.stems
-        self._recs[slot] = (story_id, ts, tk.stripped, stems, summary, raw, tkey, ukey, feat)
+        self._recs[slot] = (story_id, ts, tk.stripped, stems, summary, raw, tkey, ukey, feat, None)
         if ukey:
             self._by_url[ukey] = slot
         if tkey:
@@ -1036,6 +1143,14 @@ class StoryIndex:
         return len(dead)
 
 
+def _only_tail_differs(a: str, b: str) -> bool:
+    """One title is the other with a separator-delimited tail added ("- Outlet", "| Section"):
+    a label, not news."""
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    key = features(short).key
+    return any(features(rest).key == key for _, rest in tails(long))
+
+
 def is_material_change(old_title: str, new_title: str) -> bool:
     """Whether a seen entry's retitling is news: a higher "UPDATE n", changed numbers
     (a new casualty figure), a negation or different names — not case, quotes or an
@@ -1043,7 +1158,7 @@ def is_material_change(old_title: str, new_title: str) -> bool:
     if update_number(new_title) > update_number(old_title):
         return True
     a, b = features(old_title), features(new_title)
-    if a.key == b.key:
+    if a.key == b.key or _only_tail_differs(old_title, new_title):
         return False
     if a.numbers != b.numbers or a.negated != b.negated or veto(a, b):
         return True

@@ -1,0 +1,126 @@
+"""The semantic signal: a title as one unit vector, so that paraphrases meet.
+
+Takes a title (plain text), returns a 256-dimension unit vector (float32), or its compact
+stored form (``quantize``: 256 signed bytes, what the story index keeps per entry).
+
+The model is WordLlama's ``l2_supercat_256``: static token embeddings (32,000 Llama-2
+tokens x 256, float16, 16 MB) distilled from large language models' input embeddings,
+shipped *inside* the ``wordllama`` wheel from the package registry, so it installs with
+``pip`` and loads offline; nothing is ever fetched from a model hub. A title's vector is
+the mean of its tokens' vectors, normalised: the computation ``WordLlamaInference.embed``
+does (average pooling, then L2 norm), written out here so that loading cannot reach for
+the network. Why this model and not another is measured in ``bench/RESULTS.md`` (story
+dedup, semantic signal).
+
+wordllama's own loader looks for the tokenizer under ``tokenizer/`` while the wheel ships
+it under ``tokenizers/``; the paths are resolved here from the installed package.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Vector = npt.NDArray[np.float32]
+
+DIM = 256
+WEIGHTS = "weights/l2_supercat_256.safetensors"
+TOKENIZER = "tokenizers/l2_supercat_tokenizer_config.json"
+
+_lock = threading.Lock()
+
+
+class ModelMissing(RuntimeError):
+    """The ``wordllama`` package (and so the model) is not installed."""
+
+
+def _package_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("wordllama")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelMissing("the wordllama package is not installed (pip install wordllama)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@lru_cache(maxsize=1)
+def _model() -> tuple[Any, Any]:
+    """(tokenizer, float32 token matrix), loaded once per process from the wheel's files."""
+    import numpy as np
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    # the tokenizers library may spawn a thread pool; the parse workers are forked
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    root = _package_dir()
+    tokenizer = Tokenizer.from_file(str(root / TOKENIZER))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    weights = load_file(str(root / WEIGHTS))["embedding.weight"].astype(np.float32)
+    return tokenizer, weights
+
+
+def embed(title: str) -> Vector:
+    """The unit vector of ``title`` (zeros for a title with no tokens)."""
+    import numpy as np
+
+    with _lock:
+        tokenizer, weights = _model()
+    ids = tokenizer.encode(title, add_special_tokens=False).ids
+    if not ids:
+        return np.zeros(DIM, dtype=np.float32)
+    vec = weights[ids].mean(axis=0)
+    norm = float(np.linalg.norm(vec))
+    return (vec / norm).astype(np.float32) if norm > 0.0 else vec
+
+
+def embed_many(titles: Sequence[str]) -> Vector:
+    """``embed`` of each title, as the rows of one matrix."""
+    import numpy as np
+
+    if not titles:
+        return np.zeros((0, DIM), dtype=np.float32)
+    return np.stack([embed(t) for t in titles])
+
+
+# Stored form: each component of a unit vector lies in [-1, 1]; scaled by 127 and rounded
+# it fits a signed byte with an error under 0.004 per component, so a cosine computed on
+# the bytes differs from the float one by well under 0.01 (tests/test_dedupe_embed.py).
+_SCALE = 127.0
+
+
+def quantize(vec: Vector) -> bytes:
+    import numpy as np
+
+    return bytes(np.clip(np.rint(vec * _SCALE), -127, 127).astype(np.int8).tobytes())
+
+
+def cosine(a: bytes, b: bytes) -> float:
+    """Cosine of two quantized unit vectors (0.0 when either is empty)."""
+    import numpy as np
+
+    if not a or not b:
+        return 0.0
+    va = np.frombuffer(a, dtype=np.int8).astype(np.float32)
+    vb = np.frombuffer(b, dtype=np.int8).astype(np.float32)
+    na = float(np.dot(va, va))
+    nb = float(np.dot(vb, vb))
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return float(np.dot(va, vb)) / ((na * nb) ** 0.5)
+
+
+def available() -> bool:
+    try:
+        _package_dir()
+    except ModelMissing:
+        return False
+    return True

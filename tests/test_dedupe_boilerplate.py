@@ -1,0 +1,202 @@
+"""Dedup behaviour from general rules (issue 12), through the `wirewatch cluster` code path.
+
+Titles here are generated from made-up words, so no rule can pass by knowing a
+particular headline: a feed's boilerplate is learned from its own titles, identical
+copies meet whatever their dates, templates with different numbers or dates stay apart,
+and titles in a language the code has no list for do not merge on their function words.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from monitor.cluster import cluster_lines
+from monitor.dedupe import DedupeConfig
+from monitor.dedupe.boilerplate import Boilerplate, heads, tails
+
+T0 = datetime(2024, 3, 12, 6, 0, tzinfo=UTC)
+
+
+def _word(rng: random.Random) -> str:
+    consonants, vowels = "bdfgklmnprstvz", "aeiou"
+    return "".join(rng.choice(consonants) + rng.choice(vowels) for _ in range(rng.randint(2, 4)))
+
+
+def _line(i: int, title: str, source: str, when: datetime | None, url: str = "") -> str:
+    obj: dict[str, object] = {"id": i, "title": title, "source": source, "url": url}
+    if when is not None:
+        obj["published"] = when.isoformat()
+    return json.dumps(obj)
+
+
+def _stories(lines: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for key, story in cluster_lines(lines, DedupeConfig()):
+        out[story].append(key)
+    return out
+
+
+def _merged(lines: list[str]) -> list[list[str]]:
+    return [m for m in _stories(lines).values() if len(m) > 1]
+
+
+# --- per-feed boilerplate ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{story} | {show} Weekend ({day} March 2024)",
+        "{show}: {story}",
+        "{story} - {show} {show2}",
+        "{story} [{show}]",
+        "{show} {show2} | {story} | {day}/03/2024",
+    ],
+)
+def test_a_feed_whose_every_title_carries_one_programme_affix_makes_no_merges(
+    template: str,
+) -> None:
+    rng = random.Random(template)
+    show, show2 = _word(rng).title(), _word(rng).title()
+    lines = []
+    for i in range(40):
+        story = " ".join(_word(rng) for _ in range(rng.randint(3, 6))).capitalize()
+        title = template.format(story=story, show=show, show2=show2, day=1 + i % 28)
+        lines.append(_line(i, title, "feed-a", T0 + timedelta(minutes=10 * i), f"https://a/{i}"))
+    assert _merged(lines) == []
+
+
+def test_a_feed_in_an_unlisted_language_does_not_merge_on_its_function_words() -> None:
+    """Most titles of the feed share a few short function words (as "ng", "sa", "mga"
+    or "de", "la", "el" do); the stories themselves share nothing."""
+    rng = random.Random(7)
+    function_words = [_word(rng)[:2] for _ in range(5)]
+    lines = []
+    for i in range(60):
+        content = [_word(rng) for _ in range(rng.randint(3, 5))]
+        words = content + rng.sample(function_words, 4)
+        rng.shuffle(words)
+        lines.append(
+            _line(i, " ".join(words).capitalize(), "feed-x", T0 + timedelta(minutes=5 * i))
+        )
+    assert _merged(lines) == []
+
+
+def test_a_feeds_recurring_tail_is_learned_and_its_copy_elsewhere_still_merges() -> None:
+    rng = random.Random(3)
+    tag = _word(rng).title()
+    b = Boilerplate()
+    for i in range(5):
+        b.observe("wire", f"{_word(rng).title()} {_word(rng)} {_word(rng)} - {tag}")
+    title = f"Nuvaso kelimo radatu tofe - {tag}"
+    b.observe("wire", title)
+    assert b.strip("wire", title) == "Nuvaso kelimo radatu tofe"
+    assert b.strip("other", title) == title  # learned for its own feed only
+    lines = [
+        _line(1, title, "wire", T0),
+        _line(2, "Nuvaso kelimo radatu tofe", "paper", T0 + timedelta(hours=1)),
+    ]
+    assert _merged(lines) == [["1", "2"]]
+
+
+def test_a_title_the_feed_repeats_whole_is_not_boilerplate() -> None:
+    b = Boilerplate()
+    for _ in range(4):
+        b.observe("f", "Dam bursts upstream: villages evacuated")
+    assert b.strip("f", "Dam bursts upstream: villages evacuated") == (
+        "Dam bursts upstream: villages evacuated"
+    )
+
+
+def test_affix_cuts() -> None:
+    assert heads("Topic: the rest | Show") == [("topic", "the rest | Show"), ("the rest", "Show")]
+    assert tails("A story here | Show (12 May 2024)")[0] == ("(0 may 0)", "A story here | Show")
+
+
+def test_boilerplate_state_is_bounded_per_feed() -> None:
+    rng = random.Random(1)
+    b = Boilerplate()
+    for i in range(5000):
+        b.observe("f", f"{_word(rng)} {_word(rng)} {_word(rng)} | {_word(rng)} {i}")
+    feed = b._feeds["f"]
+    assert len(feed.recent) <= 100
+    assert len(feed.pair_count) <= 3 * 100
+    assert len(feed.word_count) <= 31 * 100
+
+
+# --- dates ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (None, None),
+        (T0, None),
+        (None, T0),
+        (T0, T0 + timedelta(hours=20)),
+        (T0 + timedelta(hours=20), T0),
+    ],
+)
+def test_two_outlets_identical_titles_merge_whatever_their_dates(
+    first: datetime | None, second: datetime | None
+) -> None:
+    rng = random.Random(11)
+    # other items around them set the stream's time
+    lines = [_line(0, "Zokipa ruvemo bakaste lonu", "x", T0 - timedelta(days=400))]
+    lines += [_line(i, f"{_word(rng)} {_word(rng)} {_word(rng)}", "x", T0) for i in (1, 2)]
+    title = "Garuvi tomel sakobe nirava in Pelosta"
+    lines.append(_line(3, title, "outlet-a", first, "https://a/x"))
+    lines.append(_line(4, title, "outlet-b", second, "https://b/y"))
+    assert ["3", "4"] in _merged(lines)
+
+
+def test_an_undated_item_takes_the_streams_latest_time_not_the_previous_lines() -> None:
+    title = "Garuvi tomel sakobe nirava in Pelosta"
+    lines = [
+        _line(1, title, "outlet-a", T0, "https://a/x"),
+        # an old item listed next in the file does not move the stream's time back
+        _line(2, "Vekato lumira sonde", "outlet-c", T0 - timedelta(days=30)),
+        _line(3, title, "outlet-b", None, "https://b/y"),
+    ]
+    assert ["1", "3"] in _merged(lines)
+
+
+# --- guards -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Ministry reports 31 new cases", "Ministry reports 27 new cases"),
+        ("Crossword answers, Monday May 4", "Crossword answers, Tuesday May 5"),
+        ("Lottery results for 12 March 2024", "Lottery results for 13 March 2024"),
+        ("Port handles 4.2 million containers in May", "Port handles 3.9 million containers in May"),
+    ],
+)
+def test_one_template_with_different_numbers_or_dates_stays_apart(a: str, b: str) -> None:
+    lines = [_line(1, a, "x", T0, "https://x/1"), _line(2, b, "y", T0 + timedelta(hours=3))]
+    assert _merged(lines) == []
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Minister resigns over spending row", "Embattled minister quits after row over expenses"),
+        (
+            "Flooding forces thousands to flee homes in northern province",
+            "Thousands flee their homes as floods hit northern province",
+        ),
+        (
+            "Central bank raises interest rates to curb inflation",
+            "Central bank hikes rates in bid to tame inflation",
+        ),
+    ],
+)
+def test_a_retitle_that_keeps_the_reports_facts_merges(a: str, b: str) -> None:
+    lines = [_line(1, a, "x", T0, "https://x/1"), _line(2, b, "y", T0 + timedelta(hours=4))]
+    assert _merged(lines) == [["1", "2"]]
