@@ -8,8 +8,10 @@ timestamps are spread over 48 h so nothing is pruned.
 For each size: time to build the window with ``add`` (the restart path), mean, median and
 p99 time per new item (``find`` + ``add``) over 2,000 new items, and resident memory per
 window entry (RSS growth while building / entries). An entry that has been scored as a
-candidate also keeps the compact form of its title's features (``_Profile.encode``):
-its mean size over 2,000 sampled entries is added for the "all scored" figure.
+candidate also keeps the compact form of its title's features (``_Profile.encode``) and
+its title's quantized embedding (256 bytes): their mean sizes (over 2,000 sampled entries,
+and over the entries that hold a vector) are added for the "all scored" figure. The
+embedding model's own resident size is measured once (RSS before and after loading it).
 
     .venv/bin/python bench/bench_dedup_scale.py [--sizes 10000,100000,1000000]
 """
@@ -112,7 +114,10 @@ def run(size: int, probes: int = 2000) -> dict[str, float]:
         sys.getsizeof(index._profile(rec[2], rec[3], None).feat)
         for rec in (index._recs[slot] for slot in sample)
     )
+    vectors = [rec[9] for rec in index._recs.values() if rec[9] is not None]
+    vec_b = statistics.mean(map(sys.getsizeof, vectors)) if vectors else 0.0
     return {
+        "vector_b": vec_b,
         "size": size,
         "build_s": build,
         "build_per_100k_s": build / size * 100_000,
@@ -125,12 +130,22 @@ def run(size: int, probes: int = 2000) -> dict[str, float]:
     }
 
 
+def model_rss() -> float:
+    from monitor.dedupe.embed import embed
+
+    gc.collect()
+    before = rss_bytes()
+    embed("warm up the model")
+    return (rss_bytes() - before) / 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10000,100000,1000000")
     args = parser.parse_args()
     if not STS.exists():
         sys.exit(f"missing {STS}")
+    print(f"embedding model resident size: {model_rss():.1f} MB")
     rows = [run(int(s)) for s in args.sizes.split(",")]
     print(
         "| window entries | build (add) | per 100k | mean find+add | median | p99 | RSS/entry "
@@ -141,7 +156,8 @@ def main() -> None:
         print(
             f"| {r['size']:,} | {r['build_s']:.1f} s | {r['build_per_100k_s']:.2f} s "
             f"| {r['mean_ms']:.3f} ms | {r['median_ms']:.3f} ms | {r['p99_ms']:.3f} ms "
-            f"| {r['mem_per_entry_b']:.0f} B | {r['mem_per_entry_b'] + r['compact_b']:.0f} B |"
+            f"| {r['mem_per_entry_b']:.0f} B "
+            f"| {r['mem_per_entry_b'] + r['compact_b'] + r['vector_b']:.0f} B |"
         )
     if len(rows) > 1:
         print(

@@ -22,13 +22,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_dedup_captures import figures, merged_pairs, score, split_data  # noqa: E402
-from bench_dedup_sts import evaluate, load  # noqa: E402
-from dedup_candidates import load_labels  # noqa: E402
+from bench_dedup_captures import figures, merged_pairs, score, split_data
+from bench_dedup_sts import evaluate, load
+from dedup_candidates import load_labels
 
-from monitor.cluster import cluster_lines  # noqa: E402
-from monitor.dedupe import DedupeConfig, StoryIndex  # noqa: E402
-from monitor.dedupe.index import MERGE_FEATURES  # noqa: E402
+from monitor.cluster import cluster_lines
+from monitor.dedupe import DedupeConfig, StoryIndex
+from monitor.dedupe.index import MERGE_FEATURES
 
 
 def traced(lines: list[str], config: DedupeConfig) -> dict[tuple[str, str], tuple[float, ...]]:
@@ -83,8 +83,10 @@ def fit_main(config: DedupeConfig, sts_weight: int = 1) -> None:
         for f in traced(lines, config).values():
             xs.append(f)
             ys.append(1 if same else 0)
-    print(f"fitting on {n_cap} capture pairs and {len(xs) - n_cap} STS train pairs "
-          f"({sum(ys)} positive); features {MERGE_FEATURES}")
+    print(
+        f"fitting on {n_cap} capture pairs and {len(xs) - n_cap} STS train pairs "
+        f"({sum(ys)} positive); features {MERGE_FEATURES}"
+    )
     w = fit(xs, ys)
     print("MERGE_MODEL = (" + ", ".join(f"{v:.3f}" for v in w) + ")")
 
@@ -101,7 +103,7 @@ def main() -> None:
     grid = {}
     for spec in args.grid:
         name, _, values = spec.partition("=")
-        grid[name] = [float(v) for v in values.split(",")]
+        grid[name] = [int(v) if v.isdigit() else float(v) for v in values.split(",")]
     labels = load_labels()
     data = split_data("tune")
     sts = [r for r in load() if r[3] == "train"]

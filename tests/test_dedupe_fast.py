@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 
@@ -40,10 +39,6 @@ from monitor.dedupe.index import (
     summary_score,
     veto,
 )
-from monitor.normalize import fold_keep_case
-from monitor.store.db import create_engine, migrate, sessionmaker
-from monitor.store.queries import window_entries
-from monitor.store.tables import EntryRow, FeedRow, StoryRow
 from monitor.dedupe.textkey import (
     STOPWORDS,
     canon,
@@ -53,6 +48,10 @@ from monitor.dedupe.textkey import (
     summary_stems,
     title_key,
 )
+from monitor.normalize import fold_keep_case
+from monitor.store.db import create_engine, migrate, sessionmaker
+from monitor.store.queries import window_entries
+from monitor.store.tables import EntryRow, FeedRow, StoryRow
 
 _WORDS = [
     "Kim", "Jong", "Un", "meets", "Putin", "at", "Russian", "space", "centre", "Syria",

@@ -23,14 +23,17 @@ feed in a new language is handled the day it is added. The learned state is boun
 from __future__ import annotations
 
 import re
-from collections import Counter, deque
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+_K = TypeVar("_K")
 
 RECENT = 100  # titles per feed that the statistics cover
 AFFIX_MIN = 2  # recent titles that must share a head/tail segment for it to be boilerplate
 WORD_SHARE = 0.25  # share of recent titles a word must appear in to be boilerplate ...
 WORD_MIN_TITLES = 12  # ... once the feed has at least this many recent titles
-_REFRESH = 8  # titles between two recomputations of a feed's frequent words
 _MAX_STRIPS = 3  # affixes stripped per side ("X | Show | (date)")
 
 # separators between a title and its affix: spaced dashes and bars, a colon after the
@@ -47,38 +50,61 @@ _WORD = re.compile(r"(?<![\w'\u2019-])[^\W\d_]+(?![\w'\u2019-])")
 _PUNCT = "\"'\u2018\u2019\u201c\u201d.,;:!?()[]"
 
 
+def _inc(counts: dict[_K, int], key: _K) -> int:
+    n = counts.get(key, 0) + 1
+    counts[key] = n
+    return n
+
+
+def _dec(counts: dict[_K, int], key: _K) -> int:
+    """Count one less (a count that reaches 0 is deleted: the dicts stay bounded)."""
+    n = counts.get(key, 0) - 1
+    if n > 0:
+        counts[key] = n
+    else:
+        counts.pop(key, None)
+    return n
+
+
 def _norm(segment: str) -> str:
     return _DIGITS.sub("0", " ".join(segment.casefold().split()))
 
 
-def heads(title: str) -> list[tuple[str, str]]:
-    """(normalised head segment, rest) for each head cut of ``title``, outermost first."""
+def _head_cut(text: str) -> tuple[str, str] | None:
+    """(head segment, rest) at the first separator of ``text``, or None."""
+    m = _HEAD.match(text)
+    return (m.group(1), text[m.end() :]) if m else None
+
+
+def _tail_cut(text: str) -> tuple[str, str] | None:
+    """(tail segment, rest) at the last separator of ``text`` (or a bracketed tail)."""
+    m = _BRACKET_TAIL.search(text)
+    if m:
+        return m.group(1), text[: m.start()].rstrip()
+    m = _TAIL.match(text)
+    return (m.group(2), m.group(1).rstrip()) if m else None
+
+
+def _cuts(title: str, cut: Callable[[str], tuple[str, str] | None]) -> list[tuple[str, str]]:
     out = []
     rest = title.strip()
     for _ in range(_MAX_STRIPS):
-        m = _HEAD.match(rest)
-        if not m:
+        got = cut(rest)
+        if got is None:
             break
-        out.append((_norm(m.group(1)), rest[m.end() :]))
-        rest = rest[m.end() :]
+        seg, rest = got
+        out.append((_norm(seg), rest))
     return out
+
+
+def heads(title: str) -> list[tuple[str, str]]:
+    """(normalised head segment, rest) for each head cut of ``title``, outermost first."""
+    return _cuts(title, _head_cut)
 
 
 def tails(title: str) -> list[tuple[str, str]]:
     """(normalised tail segment, rest) for each tail cut of ``title``, outermost first."""
-    out = []
-    rest = title.strip()
-    for _ in range(_MAX_STRIPS):
-        m = _BRACKET_TAIL.search(rest)
-        if m:
-            seg, rest = m.group(1), rest[: m.start()].rstrip()
-        else:
-            m = _TAIL.match(rest)
-            if not m:
-                break
-            seg, rest = m.group(2), m.group(1).rstrip()
-        out.append((_norm(seg), rest))
-    return out
+    return _cuts(title, _tail_cut)
 
 
 def words(title: str) -> frozenset[str]:
@@ -97,12 +123,12 @@ class FeedBoilerplate:
 
     recent: deque[_Seen] = field(default_factory=lambda: deque(maxlen=RECENT))
     # (affix, rest) -> recent titles with both; affix -> distinct rests among them
-    pair_count: Counter[tuple[str, str]] = field(default_factory=Counter)
-    affix_rests: Counter[str] = field(default_factory=Counter)
-    word_count: Counter[str] = field(default_factory=Counter)
-    # frequent_words, recomputed every _REFRESH titles (a scan of the feed's vocabulary)
-    _frequent: frozenset[str] = frozenset()
-    _stale: int = 0
+    pair_count: dict[tuple[str, str], int] = field(default_factory=dict)
+    affix_rests: dict[str, int] = field(default_factory=dict)
+    word_count: dict[str, int] = field(default_factory=dict)
+    # the words at or above the share, kept current as counts change once the feed has
+    # RECENT titles (the bar is then fixed); recomputed while it has fewer
+    _frequent: set[str] = field(default_factory=set)
 
     def observe(self, title: str) -> None:
         """Count one more title of this feed (the oldest of ``RECENT`` is forgotten).
@@ -112,50 +138,56 @@ class FeedBoilerplate:
         affixes = [("h" + seg, _norm(rest)) for seg, rest in heads(title)]
         affixes += [("t" + seg, _norm(rest)) for seg, rest in tails(title)]
         seen = _Seen(frozenset(affixes), words(title))
-        if len(self.recent) == self.recent.maxlen:
+        full = len(self.recent) == RECENT
+        if full:
             old = self.recent[0]
             for pair in old.affixes:
-                self.pair_count[pair] -= 1
-                if self.pair_count[pair] <= 0:
-                    del self.pair_count[pair]
-                    self.affix_rests[pair[0]] -= 1
-                    if self.affix_rests[pair[0]] <= 0:
-                        del self.affix_rests[pair[0]]
-            self.word_count.subtract(old.words)
+                _dec(self.pair_count, pair)
+                if pair not in self.pair_count:
+                    _dec(self.affix_rests, pair[0])
+            bar = WORD_SHARE * RECENT
+            for w in old.words:
+                if _dec(self.word_count, w) < bar:
+                    self._frequent.discard(w)
         self.recent.append(seen)
         for pair in seen.affixes:
-            self.pair_count[pair] += 1
-            if self.pair_count[pair] == 1:
-                self.affix_rests[pair[0]] += 1
-        self.word_count.update(seen.words)
-        self._stale += 1
-        if len(self.word_count) > 30 * RECENT:  # drop the zero counts subtract leaves
-            self.word_count = +self.word_count
+            if _inc(self.pair_count, pair) == 1:
+                _inc(self.affix_rests, pair[0])
+        if full:
+            bar = WORD_SHARE * RECENT
+            for w in seen.words:
+                if _inc(self.word_count, w) >= bar:
+                    self._frequent.add(w)
+        else:
+            for w in seen.words:
+                _inc(self.word_count, w)
+            n = len(self.recent)
+            if n >= WORD_MIN_TITLES:
+                bar = WORD_SHARE * n
+                self._frequent = {w for w, c in self.word_count.items() if c >= bar}
 
-    def frequent_words(self) -> frozenset[str]:
-        n = len(self.recent)
-        if n < WORD_MIN_TITLES:
-            return frozenset()
-        if self._stale >= _REFRESH or n == WORD_MIN_TITLES:
-            bar = WORD_SHARE * n
-            self._frequent = frozenset(w for w, c in self.word_count.items() if c >= bar)
-            self._stale = 0
-        return self._frequent
+    def frequent_words(self) -> frozenset[str] | set[str]:
+        return self._frequent if len(self.recent) >= WORD_MIN_TITLES else frozenset()
 
-    def strip(self, title: str) -> str:
-        """``title`` without this feed's learned affixes and frequent words. Never empty:
-        when everything would go, the title is returned as it was."""
+    def strip(self, title: str) -> tuple[str, str]:
+        """``title`` without this feed's learned affixes and frequent words (never empty:
+        when everything would go, the title is returned as it was), and the digits the
+        stripped affixes held ("20 2020" for "(20 August 2020)"): a date or an episode
+        number in a programme's slot is the one fact that tells two episodes apart."""
         text = title.strip()
-        for _ in range(_MAX_STRIPS):
-            before = text
-            for seg, rest in heads(text)[:1]:
-                if self.affix_rests.get("h" + seg, 0) >= AFFIX_MIN and rest.strip():
-                    text = rest.strip()
-            for seg, rest in tails(text)[:1]:
-                if self.affix_rests.get("t" + seg, 0) >= AFFIX_MIN and rest.strip():
-                    text = rest.strip()
-            if text == before:
-                break
+        kept_heads: list[str] = []
+        kept_tails: list[str] = []
+        for side, cut, kept in (("h", _head_cut, kept_heads), ("t", _tail_cut, kept_tails)):
+            for _ in range(_MAX_STRIPS):
+                got = cut(text)
+                if got is None:
+                    break
+                seg, rest = got
+                if not rest.strip() or self.affix_rests.get(side + _norm(seg), 0) < AFFIX_MIN:
+                    break
+                kept.extend(_DIGITS.findall(seg))
+                text = rest.strip()
+        digits = " ".join([*kept_heads, *kept_tails])
         frequent = self.frequent_words()
         if frequent:
             kept = " ".join(
@@ -166,7 +198,7 @@ class FeedBoilerplate:
             )
             if _WORD.search(kept):
                 text = kept
-        return text
+        return text, digits
 
 
 class Boilerplate:
@@ -183,9 +215,10 @@ class Boilerplate:
             feed = self._feeds[source] = FeedBoilerplate()
         feed.observe(title)
 
-    def strip(self, source: str, title: str) -> str:
+    def strip(self, source: str, title: str) -> tuple[str, str]:
+        """``FeedBoilerplate.strip`` for ``source``'s feed."""
         feed = self._feeds.get(source)
-        return feed.strip(title) if feed is not None else title
+        return feed.strip(title) if feed is not None else (title, "")
 
     def __len__(self) -> int:
         return len(self._feeds)

@@ -2,45 +2,45 @@
 
 How a new item is matched (``StoryIndex.find``), cheapest first:
 
-1. **url** — same canonical link as an item in the window (a site's front page, which
-   lazy feeds give as every item's link, is no article's link).
-2. **title** — same normalised title (wire prefixes/outlet suffixes stripped, case, accents
-   and quotes folded). Recurring series titles ("Live updates", "Morning briefing",
-   "Latest headlines") only match when their link (or, without links, their day) is equal.
-3. **fuzzy** — candidates come from an inverted index of title word stems: only the
+1. **boilerplate** — the item's feed's learned affixes and frequent words are taken out
+   of its title first (``boilerplate``: programme names, section labels, dates, the
+   outlet's own tag, a feed language's function words), so two items of one programme do
+   not meet on the programme's name.
+2. **url** — same canonical link as an item in the window, when the titles share a word
+   (a site's front page, or a section page given to unrelated titles, is no article's link).
+3. **title** — same normalised title (wire prefixes stripped, case, accents and quotes
+   folded). Series titles ("Live updates: ...", "Morning briefing") only match when their
+   link (or, without links, their day) is equal.
+4. **fuzzy** — candidates come from an inverted index of title word stems: only the
    ``probe_tokens`` rarest stems of the new title are looked up and only the newest
    ``posting_cap`` items of each posting list are read, so the cost per item does not grow
-   with the window. Candidates are scored on their titles by a small logistic model over
-   lexical signals (soft Dice over stems with news synonyms and demonyms folded, the same
-   with names and numbers weighted double, how much of each title the other covers, shared
-   names, rapidfuzz token-set similarity, ...; ``MODEL``, fitted on the STS train split),
-   helped by the summaries when both have one. A merge is vetoed when the titles carry
-   different numbers, different weekdays, different names, opposite verbs
-   ("open"/"close"), or a negation in one only.
+   with the window. A candidate not vetoed by the guards (different numbers, weekdays,
+   names, opposite verbs, a negation in one title only) is weighed by the merge model
+   (``MERGE_MODEL``): a logistic model over four signals, each a one-sentence idea —
+   how alike the words are (the lexical title model ``MODEL``), how alike the meaning is
+   (cosine of static word embeddings, ``embed``), how much of the titles' rare-word mass
+   they share, and how rare the rarest shared word is (word rarity is counted in the
+   window itself, so it holds for any language). Summaries help when both items have one.
 
-The defaults were chosen by measurement: ``title_threshold`` is the lowest value that
-keeps pairwise precision >= 0.97 on the STS headlines *train* split
-(``bench/bench_dedup_sts.py``: 74 gives train P 0.970 / R 0.825, dev P 0.976 / R 0.820;
-72 gives train P 0.968), since a false merge hides a story; ``summary_threshold`` is the
-lowest value with no false merge on the hand-labelled capture pairs
-(``bench/bench_dedup_captures.py``).
+Both models were fitted, and ``title_threshold`` chosen, on the tune split only
+(``bench/tune_dedup.py``; ``bench/DEDUP_LABELLING.md`` names the splits); held-out
+figures are in ``bench/RESULTS.md``.
+
+Memory per window entry is bounded: a plain tuple of the title, its stems and keys, a
+summary prefix, and, once the entry has been weighed as a candidate, the compact form of
+its guard features (``_Profile.encode``) and its title's embedding quantized to 256 bytes
+(``embed.quantize``); per feed, the boilerplate statistics of its last 100 titles.
 
 ``add`` (and ``add_stored``, what ``load_index`` calls per stored row) is the restart
-path: it computes only the title key and index stems; summaries are cleaned, and guard
-features computed, only for the candidates ``find`` scores.
+path: it computes only the title key and index stems; summaries are cleaned, guard
+features and embeddings computed, only for the candidates ``find`` weighs.
 
-Cost (``bench/bench_dedup_cycle.py``, ``bench/bench_dedup_speed.py``,
-``bench/bench_dedup_scale.py``): a title's features and the pair-independent parts of its
-signals (``_Profile``) are computed once; a bounded cache keeps recent profiles and each
-window entry, once scored, keeps a compact form of them (``_Profile.encode``, about 150
-bytes), so a candidate scored again costs no re-tokenising. Candidates are scored first
-with the two string-similarity signals at their upper bounds (most stay below the floor
-even so); the cheap guards run before any scoring, the names guard reads the stems that
-scoring found covered. Soft stem matching compares each pair of stems once and rejects
-most pairs by length and character-set bounds before calling ``fuzz.ratio``. Summaries,
-once compared, are kept as their stems. Window entries are plain tuples, which the garbage
-collector stops tracking. None of this changes a result: ``similarity_signals`` equals the
-plain pairwise computation float for float (``tests/test_dedupe.py``) and each shortcut is
+Cost: a title's features and the pair-independent parts of its signals (``_Profile``) are
+computed once; a bounded cache keeps recent profiles and each window entry, once scored,
+keeps a compact form of them. Candidates are scored first with the two string-similarity
+signals at their upper bounds; the cheap guards run before any scoring, the names guard
+reads the stems that scoring found covered. Window entries are plain tuples, which the
+garbage collector stops tracking. None of these shortcuts changes a result: each is
 checked against the computation it replaces (``tests/test_dedupe_fast.py``).
 """
 
@@ -93,22 +93,23 @@ class DedupeConfig:
     """Dedupe settings. Scores are 0-100."""
 
     window_hours: float = 48.0
-    # merge on the title alone at or above this score (STS train: lowest with P >= 0.97)
+    # merge when the merge model's probability (0-100) reaches this: the lowest threshold
+    # with STS train precision >= 0.96 (bench/tune_dedup.py, tune split only)
     title_threshold: float = 78.0
     # with both summaries present: merge when the title reaches summary_title_floor and
     # the summaries reach summary_threshold
     summary_title_floor: float = 40.0
     summary_threshold: float = 40.0
     min_title_words: int = 3  # exact-title key needs this many content words
-    probe_tokens: int = 8  # rarest title stems looked up in the inverted index
+    probe_tokens: int = 4  # rarest title stems looked up in the inverted index
     posting_cap: int = 64  # newest items read per posting list
-    max_candidates: int = 16  # candidates scored in full per item
+    max_candidates: int = 8  # candidates scored in full per item
     # candidates whose exact-stem Dice is below this are not scored in full
-    prefilter_dice: float = 10.0
+    prefilter_dice: float = 20.0
     summary_chars: int = 300  # summary prefix kept per item for scoring
     # candidates whose lexical title score (the title model alone) is below this are not
     # weighed further; above it the merge model (MERGE_MODEL) decides
-    lexical_floor: float = 5.0
+    lexical_floor: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -683,6 +684,7 @@ _Rec = tuple[
     int,
     "str | None",
     "bytes | None",
+    int,
 ]
 _STORY: Final = 0
 _TS: Final = 1  # POSIX seconds
@@ -694,6 +696,7 @@ _TKEY: Final = 6  # hash of exact-title key (0 = none)
 _UKEY: Final = 7  # hash of canonical url (0 = none)
 _FEAT: Final = 8  # compact guard features (_Profile.encode) once scored, or None
 _VEC: Final = 9  # the title's quantized embedding (embed.quantize) once compared, or None
+_SIG: Final = 10  # hash of the digits of the feed affixes stripped from the title (0 = none)
 
 
 def _ts(value: datetime | None, now: datetime | None) -> float:
@@ -723,7 +726,10 @@ def article_url(url: str) -> str:
     return url if slash >= 0 and url[slash:] != "/" else ""
 
 
-def _title_key(url: str, tk: TitleKey, ts: float, min_words: int) -> int:
+def _title_key(url: str, tk: TitleKey, ts: float, min_words: int, sig: int = 0) -> int:
+    if sig:
+        # two episodes of one programme ("Show (20 August)", "Show (21 August)")
+        return hash(("episode", tk.key, sig))
     if tk.series:
         # recurring titles: the same story only on the same link, or the same day unlinked
         day = int(ts // 86400)
@@ -782,7 +788,7 @@ class _Fresh:
     """The item last passed to ``find``: its key and cleaned summary, the summary's stems
     once a candidate needs them; ``add`` reuses them."""
 
-    __slots__ = ("feat", "item", "stem_set", "stems", "summary", "tk", "vec")
+    __slots__ = ("feat", "item", "sig", "stem_set", "stems", "summary", "tk", "vec")
 
     def __init__(self, item: StoryItem, tk: TitleKey, summary: str, feat: str) -> None:
         self.item = item
@@ -792,6 +798,7 @@ class _Fresh:
         self.stems: tuple[str, ...] | None = None
         self.stem_set: frozenset[str] = frozenset()
         self.vec: bytes | None = None  # the title's quantized embedding, once needed
+        self.sig = 0  # hash of the digits of the stripped feed affixes (0 = none)
 
     def vector(self) -> bytes:
         if self.vec is None:
@@ -833,21 +840,23 @@ class StoryIndex:
     def __len__(self) -> int:
         return len(self._recs)
 
-    def _learn(self, source: str, title: str) -> str:
+    def _learn(self, source: str, title: str) -> tuple[str, int]:
         """Count ``title`` in its feed's boilerplate; the title with that boilerplate out
-        (a series title, "Live updates: ...", stays whole: it names a slot)."""
+        (a series title, "Live updates: ...", stays whole: it names a slot), and the hash
+        of the digits the stripped affixes held (0 for none): two episodes of one
+        programme differ only there, so entries whose digits differ never merge."""
         self._boiler.observe(source, title)
-        stripped = self._boiler.strip(source, title)
+        stripped, digits = self._boiler.strip(source, title)
         if stripped != title.strip() and title_key(title, source).series:
-            return title
-        return stripped
+            return title, 0
+        return stripped, hash(digits) if digits else 0
 
     # key of the item last passed to find(), reused by add()
     def _prepare(self, item: StoryItem, prepared: Prepared | None = None) -> _Fresh:
         fresh = self._fresh
         if fresh is not None and fresh.item is item:
             return fresh
-        title = self._learn(item.source, item.title)
+        title, sig = self._learn(item.source, item.title)
         if title != item.title.strip():
             # the feed's boilerplate changes the title: what was prepared elsewhere (from
             # the whole title) does not apply
@@ -860,6 +869,7 @@ class StoryIndex:
         else:
             tk, summary, feat = prepare(title, item.summary, item.source, self.config.summary_chars)
         fresh = self._fresh = _Fresh(item, tk, summary, feat)
+        fresh.sig = sig
         return fresh
 
     def _live(self, slot: int, ts: float) -> _Rec | None:
@@ -889,7 +899,7 @@ class StoryIndex:
                 not tk.stems or not rec[_STEMS] or not set(tk.stems).isdisjoint(rec[_STEMS])
             ):
                 return Decision(rec[_STORY], "url", 100.0)
-        tkey = _title_key(url, tk, ts, cfg.min_title_words)
+        tkey = _title_key(url, tk, ts, cfg.min_title_words, fresh.sig)
         if tkey:
             slot = self._by_title.get(tkey)
             rec = self._live(slot, ts) if slot is not None else None
@@ -954,6 +964,8 @@ class StoryIndex:
         mine_p: _Profile | None = None
         for slot, rec in self._candidates(tk.stems, ts):
             # exact-stem Dice first: soft matching rarely adds more than a third
+            if fresh.sig and rec[_SIG] and fresh.sig != rec[_SIG]:
+                continue  # two episodes: the digits of their feed's affixes differ
             stems = rec[_STEMS]
             shared = mine.intersection(stems)  # the stems are unique
             if 200.0 * len(shared) / (len(mine) + len(stems)) < cfg.prefilter_dice:
@@ -1032,7 +1044,7 @@ class StoryIndex:
         vec = rec[_VEC]
         if vec is None:
             vec = _vector(rec[_TITLE])
-            self._recs[slot] = (*rec[:_VEC], vec)
+            self._recs[slot] = (*rec[:_VEC], vec, *rec[_VEC + 1 :])
         return vec
 
     def _summary_stems(self, slot: int, rec: _Rec) -> tuple[str, ...]:
@@ -1060,11 +1072,13 @@ class StoryIndex:
             )
             prof = self._young.get(tk.stripped) or self._old.get(tk.stripped)
             feat = prof.feat if prof is not None else fresh.feat or None
-            self._insert(tk, summary, False, _ts(item.published, now), item.url, story_id, feat)
+            ts = _ts(item.published, now)
+            self._insert(tk, summary, False, ts, item.url, story_id, feat, fresh.sig)
         else:
-            tk = title_key(self._learn(item.source, item.title), item.source)
+            title, sig = self._learn(item.source, item.title)
+            tk = title_key(title, item.source)
             raw = _raw_summary(item.summary, self.config.summary_chars)
-            self._insert(tk, raw, True, _ts(item.published, now), item.url, story_id, None)
+            self._insert(tk, raw, True, _ts(item.published, now), item.url, story_id, None, sig)
         if self.trace is not None:
             self.trace_keys[self._next - 1] = item.key
 
@@ -1079,9 +1093,10 @@ class StoryIndex:
             when = datetime.fromisoformat(when)
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        tk = title_key(self._learn(source, title), source)
+        title, sig = self._learn(source, title)
+        tk = title_key(title, source)
         raw = _raw_summary(summary, self.config.summary_chars)
-        self._insert(tk, raw, True, when.timestamp(), url, story_id, None)
+        self._insert(tk, raw, True, when.timestamp(), url, story_id, None, sig)
 
     def _insert(
         self,
@@ -1092,15 +1107,18 @@ class StoryIndex:
         url: str,
         story_id: int,
         feat: str | None,
+        sig: int = 0,
     ) -> None:
         cfg = self.config
         url = article_url(url)
         ukey = hash(url) if url else 0
-        tkey = _title_key(url, tk, ts, cfg.min_title_words)
+        tkey = _title_key(url, tk, ts, cfg.min_title_words, sig)
         slot = self._next
         self._next = slot + 1
         stems = tk.stems
-        self._recs[slot] = (story_id, ts, tk.stripped, stems, summary, raw, tkey, ukey, feat, None)
+        self._recs[slot] = (
+            story_id, ts, tk.stripped, stems, summary, raw, tkey, ukey, feat, None, sig
+        )  # fmt: skip
         if ukey:
             self._by_url[ukey] = slot
         if tkey:
