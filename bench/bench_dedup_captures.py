@@ -83,6 +83,65 @@ def embed_merges(items: list[Item], threshold: float) -> set[Pair]:
     return embed_pairs(items, threshold)
 
 
+def _miss_kind(a: Item, b: Item, config: DedupeConfig, weighed: set[Pair]) -> str:
+    """Why a near pair was left apart, in the index's own terms."""
+    from datetime import datetime
+
+    from monitor.dedupe.index import veto
+    from monitor.dedupe.textkey import features
+
+    if a.published and b.published:
+        gap = abs(datetime.fromisoformat(a.published) - datetime.fromisoformat(b.published))
+        if gap.total_seconds() > config.window_hours * 3600:
+            return "outside the window (dates further apart)"
+    if norm_pair(a.key, b.key) in weighed:
+        return "weighed, below the merge threshold"
+    fa, fb = features(a.title, a.source), features(b.title, b.source)
+    if fa.series or fb.series:
+        return "series title (merges on the same link only)"
+    why = veto(fa, fb)
+    if why:
+        return f"vetoed: {why}"
+    return "never weighed (few shared words: not a candidate, or below the lexical floor)"
+
+
+def kinds(split: str, config: DedupeConfig) -> None:
+    """Held-out false merges by the decision that made them, misses by why."""
+    from tune_dedup import traced
+
+    labels = load_labels()
+    merges: Counter[str] = Counter()
+    misses: Counter[str] = Counter()
+    for _stream, items, pairs_in in split_data(split):
+        by_key = {it.key: it for it in items}
+        weighed = set(traced([it.jsonl() for it in items], config))
+        stories: dict[str, list[str]] = defaultdict(list)
+        story_of = {}
+        for key, story in cluster_lines((it.jsonl() for it in items), config):
+            stories[story].append(key)
+            story_of[key] = story
+        for pair in pairs_in:
+            lab = labels[pair]
+            a, b = by_key[pair[0]], by_key[pair[1]]
+            same = story_of[pair[0]] == story_of[pair[1]]
+            if lab == "different" and same:
+                direct = pair in weighed
+                if a.url and a.url == b.url:
+                    merges["same link"] += 1
+                elif direct:
+                    merges["merge model (titles weighed against each other)"] += 1
+                else:
+                    merges["through a third item (each merged with it)"] += 1
+            elif lab == "near" and not same:
+                misses[_miss_kind(a, b, config, weighed)] += 1
+    print(f"\n{split} false merges by cause (labelled pairs):")
+    for k, n in merges.most_common():
+        print(f"  {n:4d}  {k}")
+    print(f"{split} missed near pairs by cause:")
+    for k, n in misses.most_common():
+        print(f"  {n:4d}  {k}")
+
+
 def run(split: str, config: DedupeConfig, errors: bool) -> Counts:
     labels = load_labels()
     total: Counts = Counter()
@@ -110,6 +169,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--errors", choices=SPLITS, help="list the false merges and misses")
     ap.add_argument("--baselines", action="store_true")
+    ap.add_argument("--kinds", choices=SPLITS, help="false merges and misses by cause")
     args = ap.parse_args()
     if not available():
         sys.exit("../shared/data/captures is not there")
@@ -138,6 +198,8 @@ def main() -> None:
             f"| {split} | {name} | {c['near']}/{c['event']}/{c['different']} | "
             f"{p:.3f} | {r:.3f} | {e:.3f} | {c['unlabelled']} |"
         )
+    if args.kinds:
+        kinds(args.kinds, config)
 
 
 if __name__ == "__main__":

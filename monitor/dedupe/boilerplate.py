@@ -42,9 +42,7 @@ _HEAD = re.compile(r"^(.{1,80}?)(?:\s+[|\u2022\u2013\u2014-]\s+|:\s+|\s*\|\s*)(?
 _TAIL = re.compile(r"^(.*\S)(?:\s+[|\u2022\u2013\u2014-]\s+|\s*\|\s*)(.{1,80})$")
 _BRACKET_TAIL = re.compile(r"(?<=\S)\s*([(\[][^()\[\]]{1,60}[)\]])\s*$")
 _DIGITS = re.compile(r"\d+")
-# a word that may be a feed's frequent word: letters only ("COVID-19", "19,000" and
-# other tokens with digits are facts, never boilerplate)
-_WORD = re.compile(r"(?<![\w'\u2019-])[^\W\d_]+(?![\w'\u2019-])")
+_SEPARATORS = frozenset("|:-\u2013\u2014\u2022([")
 
 
 _PUNCT = "\"'\u2018\u2019\u201c\u201d.,;:!?()[]"
@@ -108,7 +106,9 @@ def tails(title: str) -> list[tuple[str, str]]:
 
 
 def words(title: str) -> frozenset[str]:
-    return frozenset(w.casefold() for w in _WORD.findall(title))
+    """The title's words that may be boilerplate: letters only, case folded ("COVID-19",
+    "19,000" and other tokens with digits are facts, never boilerplate)."""
+    return frozenset(w for w in (t.strip(_PUNCT) for t in title.casefold().split()) if w.isalpha())
 
 
 @dataclass(slots=True)
@@ -135,8 +135,10 @@ class FeedBoilerplate:
 
         An affix counts once per *different* rest: a title the feed repeats whole is
         one story, not boilerplate."""
-        affixes = [("h" + seg, _norm(rest)) for seg, rest in heads(title)]
-        affixes += [("t" + seg, _norm(rest)) for seg, rest in tails(title)]
+        affixes = []
+        if not _SEPARATORS.isdisjoint(title):
+            affixes = [("h" + seg, _norm(rest)) for seg, rest in heads(title)]
+            affixes += [("t" + seg, _norm(rest)) for seg, rest in tails(title)]
         seen = _Seen(frozenset(affixes), words(title))
         full = len(self.recent) == RECENT
         if full:
@@ -177,7 +179,10 @@ class FeedBoilerplate:
         text = title.strip()
         kept_heads: list[str] = []
         kept_tails: list[str] = []
-        for side, cut, kept in (("h", _head_cut, kept_heads), ("t", _tail_cut, kept_tails)):
+        sides = (("h", _head_cut, kept_heads), ("t", _tail_cut, kept_tails))
+        for side, cut, kept in (
+            sides if self.affix_rests and not _SEPARATORS.isdisjoint(text) else ()
+        ):
             for _ in range(_MAX_STRIPS):
                 got = cut(text)
                 if got is None:
@@ -190,14 +195,9 @@ class FeedBoilerplate:
         digits = " ".join([*kept_heads, *kept_tails])
         frequent = self.frequent_words()
         if frequent:
-            kept = " ".join(
-                tok
-                for tok in text.split()
-                if tok.strip(_PUNCT).casefold() not in frequent
-                or not _WORD.fullmatch(tok.strip(_PUNCT))
-            )
-            if _WORD.search(kept):
-                text = kept
+            kept = [tok for tok in text.split() if tok.strip(_PUNCT).casefold() not in frequent]
+            if any(tok.strip(_PUNCT).isalnum() for tok in kept):
+                text = " ".join(kept)
         return text, digits
 
 
