@@ -164,7 +164,8 @@ class FeedBoilerplate:
             for w in seen.words:
                 _inc(self.word_count, w)
             n = len(self.recent)
-            if n >= WORD_MIN_TITLES:
+            # (while the feed warms up, recomputed every few titles: a vocabulary scan)
+            if n >= WORD_MIN_TITLES and (n in (WORD_MIN_TITLES, RECENT) or n % 8 == 0):
                 bar = WORD_SHARE * n
                 self._frequent = {w for w, c in self.word_count.items() if c >= bar}
 

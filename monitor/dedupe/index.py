@@ -66,6 +66,7 @@ from monitor.dedupe.textkey import (
     contrast,
     feature_fields,
     features,
+    maybe_series,
     summary_stems,
     title_key,
     update_number,
@@ -109,7 +110,7 @@ class DedupeConfig:
     summary_chars: int = 300  # summary prefix kept per item for scoring
     # candidates whose lexical title score (the title model alone) is below this are not
     # weighed further; above it the merge model (MERGE_MODEL) decides
-    lexical_floor: float = 30.0
+    lexical_floor: float = 40.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -742,8 +743,9 @@ def _title_key(url: str, tk: TitleKey, ts: float, min_words: int, sig: int = 0) 
 _PROFILE_CACHE = 1 << 13  # titles whose profile is kept (at most 2 KB each: 16 MB at most)
 
 
-# (title key, cleaned summary prefix, compact guard features or "")
-Prepared = tuple[TitleKey, str, str]
+# (title key, cleaned summary prefix, compact guard features or "", quantized title
+# embedding or b"")
+Prepared = tuple[TitleKey, str, str, bytes]
 
 
 def prepare(
@@ -754,13 +756,16 @@ def prepare(
     (``_Profile.encode``), which scoring needs once a candidate is close enough. Pure, so
     it can run in another process: the ``monitor.parse`` workers compute all three, which
     takes the costliest per-title step off the process that dedupes. Without
-    ``features`` the index computes them only for titles that get that far."""
+    ``features`` the index computes them only for titles that get that far. With
+    ``features`` the title's embedding is computed too (``embed``), for the same reason."""
     cleaned = clean_summary(summary[: summary_chars * 3])[:summary_chars] if summary else ""
     tk = title_key(title, source)
     feat = ""
+    vec = b""
     if features and tk.stems and not tk.series:
         feat = _compact_features(tk)
-    return tk, cleaned, feat
+        vec = _vector(tk.stripped)
+    return tk, cleaned, feat, vec
 
 
 _FEAT_CACHE = 1 << 12  # stripped titles whose compact features are kept (per process)
@@ -847,7 +852,7 @@ class StoryIndex:
         programme differ only there, so entries whose digits differ never merge."""
         self._boiler.observe(source, title)
         stripped, digits = self._boiler.strip(source, title)
-        if stripped != title.strip() and title_key(title, source).series:
+        if stripped != title.strip() and maybe_series(title) and title_key(title, source).series:
             return title, 0
         return stripped, hash(digits) if digits else 0
 
@@ -864,12 +869,15 @@ class StoryIndex:
         if prepared is not None:
             # computed in another process: intern the stems, as title_key does, so every
             # window entry holding a word shares one string
-            tk, summary, feat = prepared
+            tk, summary, feat, vec = prepared
             tk = tk._replace(stems=tuple(map(sys.intern, tk.stems)))
         else:
-            tk, summary, feat = prepare(title, item.summary, item.source, self.config.summary_chars)
+            tk, summary, feat, vec = prepare(
+                title, item.summary, item.source, self.config.summary_chars
+            )
         fresh = self._fresh = _Fresh(item, tk, summary, feat)
         fresh.sig = sig
+        fresh.vec = vec or None
         return fresh
 
     def _live(self, slot: int, ts: float) -> _Rec | None:
@@ -1073,7 +1081,7 @@ class StoryIndex:
             prof = self._young.get(tk.stripped) or self._old.get(tk.stripped)
             feat = prof.feat if prof is not None else fresh.feat or None
             ts = _ts(item.published, now)
-            self._insert(tk, summary, False, ts, item.url, story_id, feat, fresh.sig)
+            self._insert(tk, summary, False, ts, item.url, story_id, feat, fresh.sig, fresh.vec)
         else:
             title, sig = self._learn(item.source, item.title)
             tk = title_key(title, item.source)
@@ -1108,6 +1116,7 @@ class StoryIndex:
         story_id: int,
         feat: str | None,
         sig: int = 0,
+        vec: bytes | None = None,
     ) -> None:
         cfg = self.config
         url = article_url(url)
@@ -1117,7 +1126,7 @@ class StoryIndex:
         self._next = slot + 1
         stems = tk.stems
         self._recs[slot] = (
-            story_id, ts, tk.stripped, stems, summary, raw, tkey, ukey, feat, None, sig
+            story_id, ts, tk.stripped, stems, summary, raw, tkey, ukey, feat, vec, sig
         )  # fmt: skip
         if ukey:
             self._by_url[ukey] = slot

@@ -267,6 +267,11 @@ SERIES_MAX_WORDS = 4  # a slot's name is short: "Live updates", "The latest head
 _ALNUM = re.compile(r"[^\W_]+")
 
 
+def maybe_series(title: str) -> bool:
+    """A cheap necessary condition for ``is_series_title``: a series word is in it."""
+    return not _SERIES_WORDS.isdisjoint(_ALNUM.findall(title.casefold()))
+
+
 def is_series_title(stripped: str) -> bool:
     """Recurring titles (live blogs, briefings, "Latest headlines") that name a slot, not
     a story: the whole title, or the part before or after its first separator, is a short
