@@ -18,6 +18,7 @@ it under ``tokenizers/``; the paths are resolved here from the installed package
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -78,9 +79,11 @@ def embed(title: str) -> Vector:
     ids = tokenizer.encode(title, add_special_tokens=False).ids
     if not ids:
         return np.zeros(DIM, dtype=np.float32)
-    vec = weights[ids].mean(axis=0)
+    vec: Vector = weights[ids].mean(axis=0).astype(np.float32)
     norm = float(np.linalg.norm(vec))
-    return (vec / norm).astype(np.float32) if norm > 0.0 else vec
+    if norm > 0.0:
+        vec = (vec / norm).astype(np.float32)
+    return vec
 
 
 def embed_many(titles: Sequence[str]) -> Vector:
@@ -116,7 +119,7 @@ def cosine(a: bytes, b: bytes) -> float:
     nb = float(np.dot(vb, vb))
     if na == 0.0 or nb == 0.0:
         return 0.0
-    return float(np.dot(va, vb)) / ((na * nb) ** 0.5)
+    return float(np.dot(va, vb)) / math.sqrt(na * nb)
 
 
 def available() -> bool:

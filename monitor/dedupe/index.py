@@ -1052,7 +1052,7 @@ class StoryIndex:
         vec = rec[_VEC]
         if vec is None:
             vec = _vector(rec[_TITLE])
-            self._recs[slot] = (*rec[:_VEC], vec, *rec[_VEC + 1 :])
+            self._recs[slot] = (*rec[:_VEC], vec, rec[_SIG])
         return vec
 
     def _summary_stems(self, slot: int, rec: _Rec) -> tuple[str, ...]:
