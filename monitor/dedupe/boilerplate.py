@@ -130,16 +130,35 @@ class FeedBoilerplate:
     # RECENT titles (the bar is then fixed); recomputed while it has fewer
     _frequent: set[str] = field(default_factory=set)
 
+    def learn(self, title: str) -> tuple[str, str]:
+        """``observe(title)`` then ``strip(title)``, sharing their work: what the index
+        calls once per new title."""
+        seen = self._seen(title)
+        self._count(seen)
+        if not self.affix_rests or not seen.affixes:
+            # nothing to cut: only the frequent words may go
+            text = title.strip()
+            frequent = self.frequent_words()
+            if not frequent or frequent.isdisjoint(seen.words):
+                return text, ""
+        return self.strip(title)
+
     def observe(self, title: str) -> None:
         """Count one more title of this feed (the oldest of ``RECENT`` is forgotten).
 
         An affix counts once per *different* rest: a title the feed repeats whole is
         one story, not boilerplate."""
+        self._count(self._seen(title))
+
+    @staticmethod
+    def _seen(title: str) -> _Seen:
         affixes = []
         if not _SEPARATORS.isdisjoint(title):
             affixes = [("h" + seg, _norm(rest)) for seg, rest in heads(title)]
             affixes += [("t" + seg, _norm(rest)) for seg, rest in tails(title)]
-        seen = _Seen(frozenset(affixes), words(title))
+        return _Seen(frozenset(affixes), words(title))
+
+    def _count(self, seen: _Seen) -> None:
         full = len(self.recent) == RECENT
         if full:
             old = self.recent[0]
@@ -207,6 +226,16 @@ class Boilerplate:
 
     def __init__(self) -> None:
         self._feeds: dict[str, FeedBoilerplate] = {}
+
+    def learn(self, source: str, title: str) -> tuple[str, str]:
+        """Count ``title`` in its feed's boilerplate; the title with it taken out, and the
+        digits the stripped affixes held (``FeedBoilerplate.strip``)."""
+        if not source or not title:
+            return title.strip(), ""
+        feed = self._feeds.get(source)
+        if feed is None:
+            feed = self._feeds[source] = FeedBoilerplate()
+        return feed.learn(title)
 
     def observe(self, source: str, title: str) -> None:
         if not source or not title:

@@ -850,8 +850,7 @@ class StoryIndex:
         (a series title, "Live updates: ...", stays whole: it names a slot), and the hash
         of the digits the stripped affixes held (0 for none): two episodes of one
         programme differ only there, so entries whose digits differ never merge."""
-        self._boiler.observe(source, title)
-        stripped, digits = self._boiler.strip(source, title)
+        stripped, digits = self._boiler.learn(source, title)
         if stripped != title.strip() and maybe_series(title) and title_key(title, source).series:
             return title, 0
         return stripped, hash(digits) if digits else 0
@@ -863,9 +862,13 @@ class StoryIndex:
             return fresh
         title, sig = self._learn(item.source, item.title)
         if title != item.title.strip():
-            # the feed's boilerplate changes the title: what was prepared elsewhere (from
-            # the whole title) does not apply
-            prepared = prepare(title, item.summary, item.source, self.config.summary_chars)
+            # the feed's boilerplate changes the title: the title key, features and
+            # embedding prepared elsewhere (from the whole title) do not apply; the
+            # cleaned summary does
+            if prepared is not None:
+                prepared = (title_key(title, item.source), prepared[1], "", b"")
+            else:
+                prepared = prepare(title, item.summary, item.source, self.config.summary_chars)
         if prepared is not None:
             # computed in another process: intern the stems, as title_key does, so every
             # window entry holding a word shares one string
