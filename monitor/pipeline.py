@@ -59,6 +59,9 @@ class PollReport:
     error: str | None = None
     parse_error: str | None = None
     relinked: int = 0
+    # new entries that matched a watchlist but were published longer ago than max_age,
+    # so were stored without an alert (a first run on a backlog says how many)
+    too_old: int = 0
     state: dict[str, Any] = field(default_factory=dict)  # the feed row's new state
     # guid -> when an entry of this poll was first stored (the ones already known)
     seen_at: dict[str, datetime] = field(default_factory=dict, repr=False)
@@ -84,6 +87,10 @@ class CycleReport:
     @property
     def alerts(self) -> int:
         return sum(p.alerts for p in self.polls)
+
+    @property
+    def too_old(self) -> int:
+        return sum(p.too_old for p in self.polls)
 
 
 class HostGate:
@@ -689,7 +696,7 @@ async def _run_batch(rt: Runtime, batch: list[_Job]) -> None:
 
 
 def _reset(report: PollReport) -> None:
-    report.new = report.updated = report.alerts = report.relinked = 0
+    report.new = report.updated = report.alerts = report.relinked = report.too_old = 0
 
 
 async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
@@ -791,10 +798,12 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
             fresh_all.extend((job, e) for e in fresh)
             counts.append((job, len(fresh)))
         if fresh_all:
-            alerts = await _ingest_fresh(rt, session, fresh_all, now, stored)
+            too_old: dict[int, int] = defaultdict(int)
+            alerts = await _ingest_fresh(rt, session, fresh_all, now, stored, too_old)
             for job, n in counts:
                 job.report.new += n
                 job.report.alerts += alerts.get(job.feed.id or 0, 0)
+                job.report.too_old += too_old.pop(job.feed.id or 0, 0)
             seen = [{"_id": job.feed.id, "_n": n, "_now": now} for job, n in counts if n]
             table = FeedRow.__table__  # type: ignore[attr-defined]
             conn = await session.connection()
@@ -920,10 +929,13 @@ async def _ingest_fresh(
     fresh: list[tuple[_Job, Entry]],
     now: datetime,
     stored: list[int],
+    too_old_hits: dict[int, int] | None = None,
 ) -> dict[int, int]:
     """Store new entries (of one or several polls), fold them into stories and queue
     alerts with a handful of batched statements (not several round trips per entry).
-    Returns the alerts queued per feed id; the new entries' ids are added to ``stored``."""
+    Returns the alerts queued per feed id; the new entries' ids are added to ``stored``,
+    and the entries per feed id that matched but were older than max_age (not alerted)
+    to ``too_old_hits``."""
     max_age = rt.max_age
     pending: list[_Pending] = []
     new_stories: dict[int, dict[str, Any]] = {}
@@ -956,12 +968,14 @@ async def _ingest_fresh(
             and e.published is not None
             and e.published < now - timedelta(seconds=max_age)
         )
-        if too_old:
-            hits: list[Hit] = []
-        elif job.hits is not None and e.guid in job.hits:
-            hits = list(job.hits[e.guid])  # matched in the parse worker
+        if job.hits is not None and e.guid in job.hits:
+            hits: list[Hit] = list(job.hits[e.guid])  # matched in the parse worker
         else:
             hits = rt.matcher.match_entry(e)
+        if too_old:
+            if hits and too_old_hits is not None:
+                too_old_hits[feed.id] = too_old_hits.get(feed.id, 0) + 1
+            hits = []
         row = {
             "feed_id": feed.id,
             "guid": e.guid,
