@@ -1022,16 +1022,16 @@ async def _reroute(
     YAML (channel_not_found), fixed and reloaded, must not fail the retry again. A
     story's alert takes its watchlist's current channel; a reply, its parent's.
 
-    A watchlist that names no channel takes SLACK_CHANNEL or settings' slack.channel
-    only where this command sees one set: run from a shell without the daemon's
-    environment, it keeps the channel the alert had (never the built-in default, never
-    none). Returns (id, sink, channel before, channel now) for each alert."""
+    An alert whose watchlist names no channel takes SLACK_CHANNEL when it is set where
+    this command runs (a mistyped one, fixed); otherwise it keeps the channel it had,
+    which came from the daemon's environment: a shell without it would have sent the
+    alert to the default, or to no channel at all. Returns (id, sink, channel before,
+    channel now) for each alert."""
     from sqlmodel import col, select
 
     from monitor.store.tables import AlertRow
 
     own = {w.name: w.channel for w in cfg.watchlists}
-    chosen = "channel" in cfg.settings.slack.model_fields_set
     rows = (await session.exec(select(AlertRow).where(col(AlertRow.id).in_(ids)))).all()
     out: list[tuple[int, str, str, str]] = []
     for row in sorted(rows, key=lambda r: r.kind != "new"):  # parents first
@@ -1041,7 +1041,7 @@ async def _reroute(
         elif row.kind == "new":
             if own.get(row.watchlist):
                 channel = own[row.watchlist] or channel
-            elif row.watchlist in own and chosen:  # (a watchlist since removed: kept)
+            elif row.watchlist in own and cfg.channel_from_env:
                 channel = cfg.settings.slack.channel
         else:
             parent = await session.get(AlertRow, row.parent_id) if row.parent_id else None

@@ -219,6 +219,9 @@ class AppConfig:
     watchlists: list[Watchlist]
     files: list[Path] = field(default_factory=list)
     feeds_file: Path | None = None  # the file the feeds were read from
+    # SLACK_CHANNEL was set in this process's environment (which a shell running a
+    # one-off command may not share with the daemon)
+    channel_from_env: bool = False
 
     def summary(self) -> str:
         terms = sum(_count_terms(w) for w in self.watchlists)
@@ -751,5 +754,10 @@ def load_config(
         raise ConfigError(errors)
     files = [p for p in (settings_path, feeds_path, watch_path) if p is not None]
     return AppConfig(
-        settings=settings, feeds=feeds, watchlists=watchlists, files=files, feeds_file=feeds_path
+        settings=settings,
+        feeds=feeds,
+        watchlists=watchlists,
+        files=files,
+        feeds_file=feeds_path,
+        channel_from_env=bool(env.get("SLACK_CHANNEL")),
     )
