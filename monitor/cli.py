@@ -315,11 +315,14 @@ def _start_line(rt: Any) -> str:
     cfg: AppConfig = rt.config
     sinks = []
     for name in rt.notifiers:
+        if name != "slack":  # (an incoming webhook posts to its own fixed channel)
+            sinks.append(name)
+            continue
         channels = sorted(
             {
                 alert_channel(cfg, w.channel, name)
                 for w in cfg.watchlists
-                if not w.sinks or name in w.sinks or name.split("-")[0] in w.sinks
+                if not w.sinks or "slack" in w.sinks
             }
             - {""}
         )
