@@ -129,6 +129,25 @@ def _load(
         raise typer.Exit(2) from None
 
 
+def _no_moved_database(cfg: AppConfig) -> None:
+    """A relative SQLite path is relative to the config directory now; it was relative to
+    the current directory. A database found where the old rule put it, and none where
+    the new one does, is an install from before: starting on a new, empty database
+    would alert again on everything. Exit 1 saying what to move where."""
+    from monitor.store.db import sqlite_path
+
+    if cfg.old_database is None:
+        return
+    typer.echo(
+        f"error: no database at {sqlite_path(cfg.settings.database_url)}, but one at "
+        f"{cfg.old_database}: a relative SQLite path is now relative to the config "
+        "directory, not to the current one. Move the database (with its -wal and -shm "
+        "files), or give an absolute path (sqlite:////PATH) in database_url",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
 def _run(coro: Coroutine[Any, Any, T], database_url: str | None = None) -> T:
     """Run ``coro``; a database or operating-system failure is one line naming what
     failed (never SQL or a traceback) and exit 1."""
@@ -238,6 +257,7 @@ def run(
         cfg = _load(config, feeds, watchlists, database)
         _setup_logging(log_level or cfg.settings.log_level)
         age = _max_age(max_age, cfg)
+        _no_moved_database(cfg)
         with _sole_user(cfg.settings.database_url, "wirewatch run") as exclusive:
             code = _run(
                 _daemon(cfg, config, feeds, watchlists, database, age, exclusive, heartbeat),
@@ -456,6 +476,7 @@ def once(
             cfg = replace(cfg, settings=cfg.settings.model_copy(update={"database_url": url}))
             code = _run(_once(cfg, age, dry_run, deliver_timeout, True), url)
         else:
+            _no_moved_database(cfg)
             with _sole_user(cfg.settings.database_url, "wirewatch once") as exclusive:
                 code = _run(
                     _once(cfg, age, dry_run, deliver_timeout, exclusive),
@@ -1377,6 +1398,7 @@ def _require_database(cfg: AppConfig) -> None:
     new and the outbox empty. Exit 1 naming the path instead."""
     from monitor.store.db import sqlite_path
 
+    _no_moved_database(cfg)
     path = sqlite_path(cfg.settings.database_url)
     if path is not None and not path.exists():
         typer.echo(
@@ -1391,10 +1413,18 @@ def _require_database(cfg: AppConfig) -> None:
 async def _session(cfg: AppConfig) -> AsyncIterator[AsyncSession]:
     """A session on the configured database (migrated first) for one-shot commands,
     which never create a database (see ``_require_database``)."""
-    from monitor.store.db import create_engine, migrate, sessionmaker
+    from monitor.store.db import create_engine, display_url, has_schema, migrate, sessionmaker
 
     engine = create_engine(cfg.settings.database_url, create=False)
     try:
+        if not await has_schema(engine):  # (a server database: tables are not made here)
+            typer.echo(
+                f"error: no Wirewatch database at {display_url(cfg.settings.database_url)} "
+                "(it has no Wirewatch tables: `wirewatch once` or `wirewatch run` with this "
+                "config makes them)",
+                err=True,
+            )
+            raise typer.Exit(1)
         await migrate(engine)
         async with sessionmaker(engine)() as session:
             yield session

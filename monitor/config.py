@@ -222,6 +222,9 @@ class AppConfig:
     # SLACK_CHANNEL was set in this process's environment (which a shell running a
     # one-off command may not share with the daemon)
     channel_from_env: bool = False
+    # a relative SQLite path used to be relative to the current directory: where it
+    # points from there, when a database exists there and none where it points now
+    old_database: Path | None = None
 
     def summary(self) -> str:
         terms = sum(_count_terms(w) for w in self.watchlists)
@@ -378,6 +381,15 @@ def _database_url_problem(url: str) -> str | None:
             "sqlite:///PATH"
         )
     return None
+
+
+def _sqlite_file(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database)
 
 
 def resolve_database_url(url: str, base: Path) -> str:
@@ -746,10 +758,17 @@ def load_config(
             else f"{settings_path or directory / 'settings.yaml'}: database_url"
         )
         errors.append(f"{where}: {problem}")
-    else:
+    old_database = None
+    if problem is None:
+        url = settings.database_url
         settings = settings.model_copy(
-            update={"database_url": resolve_database_url(settings.database_url, directory)}
+            update={"database_url": resolve_database_url(url, directory)}
         )
+        if url != settings.database_url and database_url is None:
+            before = _sqlite_file(resolve_database_url(url, Path.cwd()))
+            now = _sqlite_file(settings.database_url)
+            if before and now and before != now and before.exists() and not now.exists():
+                old_database = before
     if errors:
         raise ConfigError(errors)
     files = [p for p in (settings_path, feeds_path, watch_path) if p is not None]
@@ -760,4 +779,5 @@ def load_config(
         files=files,
         feeds_file=feeds_path,
         channel_from_env=bool(env.get("SLACK_CHANNEL")),
+        old_database=old_database,
     )

@@ -170,6 +170,9 @@ def test_postgres_leases_held_by_another_node_are_named(tmp_path: Path, pg_url: 
 
     with FeedServer() as server:
         cfg = write_config(tmp_path, feeds=_serve(server), settings={"database_url": pg_url})
+        # (a read-only command makes no tables in an empty server database either)
+        res = ww("feeds", "--config", str(cfg))
+        assert res.returncode == 1 and "error: no Wirewatch database at " in res.stderr
         assert ww("once", "--config", str(cfg)).returncode == 0
         until = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
 
@@ -222,6 +225,19 @@ def test_a_relative_sqlite_path_is_relative_to_the_config_directory(tmp_path: Pa
     states = {ln.split()[0]: ln.split()[1] for ln in res.stdout.splitlines()[1:]}
     assert states == {"aljazeera": "ok", "cna": "ok"}
     assert not (other / "ww.db").exists()
+    # an install from before, whose database lies where the old rule (the current
+    # directory) put it: not a new empty database that alerts everything again
+    old = tmp_path / "old"
+    cfg = write_config(old, feeds=[], settings={"database_url": "sqlite:///data/ww.db"})
+    (old / "data").mkdir()
+    sqlite3.connect(old / "data" / "ww.db").close()
+    res = ww("once", "--config", str(cfg), cwd=old)
+    assert res.returncode == 1
+    assert res.stderr.startswith(
+        f"error: no database at {cfg / 'data' / 'ww.db'}, but one at {old / 'data' / 'ww.db'}: "
+        "a relative SQLite path is now relative to the config directory"
+    ), res.stderr
+    assert not (cfg / "data").exists()
 
 
 def test_read_only_commands_never_create_a_database(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -79,6 +79,16 @@ def _alembic_config(connection: Connection) -> Config:
 
 def _upgrade(connection: Connection) -> None:
     command.upgrade(_alembic_config(connection), "head")
+
+
+async def has_schema(engine: AsyncEngine) -> bool:
+    """Whether the database holds Wirewatch's tables (any revision of them)."""
+
+    def check(connection: Connection) -> bool:
+        return bool(inspect(connection).has_table("alembic_version"))
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(check)
 
 
 async def migrate(engine: AsyncEngine) -> None:
