@@ -675,6 +675,7 @@ async def _run_batch(rt: Runtime, batch: list[_Job]) -> None:
             # the index may hold items of the rolled-back transaction: rebuild it
             await load_index(rt)
             if len(batch) == 1:
+                _reset(batch[0].report)  # (nothing of it was stored)
                 batch[0].done.set_exception(exc)
                 return
             for job in batch:  # isolate the poll that broke it
@@ -798,12 +799,10 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
             fresh_all.extend((job, e) for e in fresh)
             counts.append((job, len(fresh)))
         if fresh_all:
-            too_old: dict[int, int] = defaultdict(int)
-            alerts = await _ingest_fresh(rt, session, fresh_all, now, stored, too_old)
+            alerts = await _ingest_fresh(rt, session, fresh_all, now, stored)
             for job, n in counts:
                 job.report.new += n
                 job.report.alerts += alerts.get(job.feed.id or 0, 0)
-                job.report.too_old += too_old.pop(job.feed.id or 0, 0)
             seen = [{"_id": job.feed.id, "_n": n, "_now": now} for job, n in counts if n]
             table = FeedRow.__table__  # type: ignore[attr-defined]
             conn = await session.connection()
@@ -929,13 +928,12 @@ async def _ingest_fresh(
     fresh: list[tuple[_Job, Entry]],
     now: datetime,
     stored: list[int],
-    too_old_hits: dict[int, int] | None = None,
 ) -> dict[int, int]:
     """Store new entries (of one or several polls), fold them into stories and queue
     alerts with a handful of batched statements (not several round trips per entry).
-    Returns the alerts queued per feed id; the new entries' ids are added to ``stored``,
-    and the entries per feed id that matched but were older than max_age (not alerted)
-    to ``too_old_hits``."""
+    Returns the alerts queued per feed id; the new entries' ids are added to ``stored``.
+    Entries that matched but were older than max_age (not alerted) are counted on their
+    poll's report (``too_old``; reset with the rest if the batch is retried)."""
     max_age = rt.max_age
     pending: list[_Pending] = []
     new_stories: dict[int, dict[str, Any]] = {}
@@ -973,8 +971,8 @@ async def _ingest_fresh(
         else:
             hits = rt.matcher.match_entry(e)
         if too_old:
-            if hits and too_old_hits is not None:
-                too_old_hits[feed.id] = too_old_hits.get(feed.id, 0) + 1
+            if hits:
+                job.report.too_old += 1
             hits = []
         row = {
             "feed_id": feed.id,
