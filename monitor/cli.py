@@ -22,26 +22,22 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor import __version__
-from monitor.config import (
-    AppConfig,
-    ConfigError,
-    free_name,
-    load_config,
-    load_feeds_file,
-    parse_duration,
-)
-from monitor.deliver.base import Notifier
-from monitor.deliver.console import ConsoleNotifier
-from monitor.health import History, feed_history, per_day, silent
-from monitor.models import Entry
 from monitor.normalize import clean, strip_unsafe
-from monitor.store.db import sqlite_path
+
+# the rest is imported by the commands that use it: `wirewatch --help` and `check` do not
+# pay for SQLAlchemy, Alembic, aiohttp and slack-sdk
+if TYPE_CHECKING:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    from monitor.config import AppConfig
+    from monitor.deliver.base import Notifier
+    from monitor.health import History
+    from monitor.models import Entry
 
 T = TypeVar("T")
 
@@ -54,14 +50,33 @@ app = typer.Typer(
 )
 
 ConfigDir = Annotated[
-    Path, typer.Option("--config", help="Config directory (settings/feeds/watchlists YAML).")
+    Path,
+    typer.Option(
+        "--config", metavar="DIR", help="Config directory (settings/feeds/watchlists YAML)."
+    ),
 ]
 FeedsFile = Annotated[
     Path | None,
-    typer.Option("--feeds", help="Feeds file: feeds YAML, OPML, or a plain list of URLs."),
+    typer.Option(
+        "--feeds", metavar="FILE", help="Feeds file: feeds YAML, OPML, or a plain list of URLs."
+    ),
 ]
-WatchFile = Annotated[Path | None, typer.Option("--watchlists", help="Watchlists YAML file.")]
-LogLevel = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")]
+WatchFile = Annotated[
+    Path | None, typer.Option("--watchlists", metavar="FILE", help="Watchlists YAML file.")
+]
+LogLevel = Annotated[
+    str | None,
+    typer.Option("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR."),
+]
+Database = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        metavar="URL",
+        help="Database URL, over the settings and WIREWATCH_DATABASE_URL (a relative "
+        "sqlite:///PATH is relative to the current directory).",
+    ),
+]
 
 log = logging.getLogger("wirewatch")
 
@@ -77,21 +92,36 @@ class _SafeFormatter(logging.Formatter):
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
+class _LocalTimeFormatter(_SafeFormatter):
+    """Log times as ISO 8601 with their UTC offset: a log read in another time zone, or
+    beside Slack's times, is not an hour off."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        when = datetime.fromtimestamp(record.created).astimezone()
+        return when.isoformat(timespec="milliseconds")
+
+
 def _setup_logging(level: str) -> None:
     if level.upper() not in _LEVELS:
         typer.echo(f"error: --log-level: {level!r} is not one of {', '.join(_LEVELS)}", err=True)
         raise typer.Exit(2)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_SafeFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(_LocalTimeFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     # (slack_sdk logs each of its own HTTP retries at INFO; the outbox's warning says it)
     for noisy in ("apscheduler", "aiosqlite", "asyncio", "alembic", "slack_sdk"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _load(config: Path, feeds: Path | None, watchlists: Path | None) -> AppConfig:
+def _load(
+    config: Path, feeds: Path | None, watchlists: Path | None, database: str | None = None
+) -> AppConfig:
+    from monitor.config import ConfigError, load_config
+
     try:
-        return load_config(config, feeds_file=feeds, watchlists_file=watchlists)
+        return load_config(
+            config, feeds_file=feeds, watchlists_file=watchlists, database_url=database
+        )
     except ConfigError as exc:
         typer.echo("configuration errors:", err=True)
         for problem in exc.problems:
@@ -99,20 +129,43 @@ def _load(config: Path, feeds: Path | None, watchlists: Path | None) -> AppConfi
         raise typer.Exit(2) from None
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
+def _no_moved_database(cfg: AppConfig) -> None:
+    """A relative SQLite path is relative to the config directory now; it was relative to
+    the current directory. A database found where the old rule put it, and none where
+    the new one does, is an install from before: starting on a new, empty database
+    would alert again on everything. Exit 1 saying what to move where."""
+    from monitor.store.db import sqlite_path
+
+    if cfg.old_database is None:
+        return
+    typer.echo(
+        f"error: no database at {sqlite_path(cfg.settings.database_url)}, but one at "
+        f"{cfg.old_database}: a relative SQLite path is now relative to the config "
+        "directory, not to the current one. Move the database (with its -wal and -shm "
+        "files), or give an absolute path (sqlite:////PATH) in database_url",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
+def _run(coro: Coroutine[Any, Any, T], database_url: str | None = None) -> T:
+    """Run ``coro``; a database or operating-system failure is one line naming what
+    failed (never SQL or a traceback) and exit 1."""
     try:
         return asyncio.run(coro)
-    except (OSError, ConnectionError) as exc:
-        typer.echo(f"error: cannot run: {exc}", err=True)
-        raise typer.Exit(1) from None
     except Exception as exc:
-        if type(exc).__module__.startswith(("sqlalchemy", "asyncpg", "sqlite3", "aiosqlite")):
-            typer.echo(f"error: database unavailable: {exc}", err=True)
-            raise typer.Exit(1) from None
-        raise
+        from monitor.store.db import describe_error
+
+        problem = describe_error(exc, database_url)
+        if problem is None:
+            raise
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _max_age(value: str | None, cfg: AppConfig) -> float | None:
+    from monitor.config import parse_duration
+
     if value is None:
         return cfg.settings.max_age
     try:
@@ -135,42 +188,97 @@ def _root(
         raise typer.Exit(2)
 
 
-@app.command()
+@app.command(short_help="Validate the configuration.")
 def check(
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
+    database: Database = None,
 ) -> None:
-    """Validate the configuration: prints a summary, or every error (file:line) and exits 2."""
-    cfg = _load(config, feeds, watchlists)
+    """Validate the configuration: prints a summary, or every error (file:line) and exits 2.
+    A valid configuration that probably does not do what was meant (no feeds, no
+    watchlists, an interval under the minimum, alerts going to a channel nobody chose)
+    gets a warning each."""
+    cfg = _load(config, feeds, watchlists, database)
+    for warning in cfg.warnings():
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(cfg.summary())
 
 
-@app.command()
+class _Stopped(BaseException):
+    """SIGTERM/SIGINT before the event loop took the signals over (while importing and
+    loading): the command ends as if it had been stopped a moment later."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_signals() -> None:
+    """From the first line of ``run`` and ``once``: SIGTERM (cron's ``timeout``, systemd,
+    docker stop) and SIGINT end the command through its clean-up, never mid-way with its
+    worker processes left behind (Python's default for SIGTERM is to die at once)."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise _Stopped(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@app.command(short_help="Run the daemon: poll, alert, reload on change.")
 def run(
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
     max_age: Annotated[
         str | None,
-        typer.Option("--max-age", help="Alert only on items newer than this (24h, none)."),
+        typer.Option(
+            "--max-age",
+            metavar="DURATION",
+            help="Alert only on items newer than this (24h), or none for any age.",
+        ),
     ] = None,
     log_level: LogLevel = None,
+    database: Database = None,
+    heartbeat: Annotated[
+        Path | None,
+        typer.Option(
+            "--heartbeat",
+            metavar="FILE",
+            help="Touch FILE at every scheduler tick (for a container health check).",
+        ),
+    ] = None,
 ) -> None:
-    """Run the daemon: poll feeds on schedule, deliver alerts, reload config on change/SIGHUP."""
-    cfg = _load(config, feeds, watchlists)
-    _setup_logging(log_level or cfg.settings.log_level)
-    age = _max_age(max_age, cfg)
+    """Run the daemon: poll feeds on schedule, deliver alerts, reload config on change or
+    SIGHUP. SIGINT/SIGTERM finish what is in flight and exit 0."""
+    _stop_on_signals()
     try:
-        with _sole_user(cfg.settings.database_url, "wirewatch run"):
-            _run(_daemon(cfg, config, feeds, watchlists, age))
-    except KeyboardInterrupt:  # Ctrl-C before the event loop took over the signals
-        raise typer.Exit(130) from None
+        cfg = _load(config, feeds, watchlists, database)
+        _setup_logging(log_level or cfg.settings.log_level)
+        age = _max_age(max_age, cfg)
+        _no_moved_database(cfg)
+        with _sole_user(cfg.settings.database_url, "wirewatch run") as exclusive:
+            code = _run(
+                _daemon(cfg, config, feeds, watchlists, database, age, exclusive, heartbeat),
+                cfg.settings.database_url,
+            )
+    except _Stopped:  # stopped before the event loop took over the signals
+        raise typer.Exit(0) from None
+    raise typer.Exit(code)
 
 
 async def _daemon(
-    cfg: AppConfig, config: Path, feeds: Path | None, watchlists: Path | None, age: float | None
-) -> None:
+    cfg: AppConfig,
+    config: Path,
+    feeds: Path | None,
+    watchlists: Path | None,
+    database: str | None,
+    age: float | None,
+    exclusive: bool,
+    heartbeat: Path | None = None,
+) -> int:
+    from monitor.config import load_config
     from monitor.runtime import open_runtime
     from monitor.scheduler import Daemon, Reloader
 
@@ -194,39 +302,105 @@ async def _daemon(
     loop.add_signal_handler(signal.SIGINT, on_stop)
     loop.add_signal_handler(signal.SIGTERM, on_stop)
     loop.add_signal_handler(signal.SIGHUP, on_reload)
+    daemon_log = logging.getLogger("wirewatch.daemon")
     async with open_runtime(cfg, max_age=age) as rt:
+        rt.exclusive = exclusive
         if stop.is_set():
-            logging.getLogger("wirewatch.daemon").info("stopped while starting up")
-            return
+            daemon_log.info("stopped while starting up")
+            return 0
+        daemon_log.info("%s", _start_line(rt))
+        problem = await _slack_token_problem(rt)
+        if problem is not None:
+            daemon_log.error("%s", problem)
+            return 2
         reloader = Reloader(
-            load=lambda: load_config(config, feeds_file=feeds, watchlists_file=watchlists),
+            load=lambda: load_config(
+                config, feeds_file=feeds, watchlists_file=watchlists, database_url=database
+            ),
             files=list(cfg.files),
         )
-        daemon = Daemon(rt, reloader)
+        daemon = Daemon(rt, reloader, heartbeat)
         if reload.is_set():
             daemon.request_reload()
         await daemon.run()
+    return 0
+
+
+def _start_line(rt: Any) -> str:
+    """Where alerts go and which database is used, in one line: the first thing to check
+    when nothing arrives (``alerts → slack #alerts, #desk; db sqlite:////srv/ww.db``)."""
+    from monitor.runtime import alert_channel
+    from monitor.store.db import display_url
+
+    cfg: AppConfig = rt.config
+    sinks = []
+    for name in rt.notifiers:
+        if name != "slack":  # (an incoming webhook posts to its own fixed channel)
+            sinks.append(name)
+            continue
+        channels = sorted(
+            {
+                alert_channel(cfg, w.channel, name)
+                for w in cfg.watchlists
+                if not w.sinks or "slack" in w.sinks
+            }
+            - {""}
+        )
+        sinks.append(" ".join([name, ", ".join(clean(c) for c in channels)]).strip())
+    return f"alerts → {'; '.join(sinks) or 'nowhere'}; db {display_url(cfg.settings.database_url)}"
+
+
+async def _slack_token_problem(rt: Any) -> str | None:
+    """Ask Slack whether it takes the bot token (``auth.test``) before anything is sent:
+    a wrong token would otherwise fail every alert, one a second. Slack unreachable is
+    not a reason to stop (alerts queue until it answers)."""
+    from monitor.deliver.slack import SlackBotNotifier
+
+    for notifier in rt.notifiers.values():
+        if not isinstance(notifier, SlackBotNotifier):
+            continue
+        result = await notifier.check_token()
+        if result.permanent:
+            return (
+                f"Slack rejected the token ({clean(result.error or '?')}): check "
+                "SLACK_BOT_TOKEN (alerts stay queued until it is fixed)"
+            )
+        if not result.ok:
+            log.warning("could not reach Slack to check the token: %s", clean(result.error or ""))
+    return None
 
 
 @contextmanager
-def _sole_user(database_url: str, command: str) -> Iterator[None]:
+def _sole_user(database_url: str, command: str) -> Iterator[bool]:
     """SQLite is for one process: ``run`` and ``once`` each keep story ids and the story
     index in memory, so a second one on the same file would fold stories wrongly and
     could reuse story ids. While one runs it holds an exclusive lock on ``<db>.lock``
     (released by the OS however the process ends); another exits 1 saying who holds it.
-    Read-only commands (feeds, outbox, explain, replay) take no lock."""
+    Read-only commands (feeds, outbox, explain, replay) take no lock.
+
+    Yields whether this process is the database's only user (a SQLite file, locked):
+    then leases a dead process left behind are its to take over."""
+    from monitor.store.db import sqlite_path, sqlite_problem
+
     path = sqlite_path(database_url)
     if path is None:  # PostgreSQL: made for several processes
-        yield
+        yield False
         return
     import fcntl
 
+    problem = sqlite_problem(path)
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(1)
     lock_path = path.with_name(path.name + ".lock")
     try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
         handle = lock_path.open("a+", encoding="utf-8")
     except OSError as exc:
-        typer.echo(f"error: cannot open {lock_path}: {exc.strerror}", err=True)
+        typer.echo(
+            f"error: cannot use the database {path}: cannot write its lock file {lock_path}: "
+            f"{exc.strerror}",
+            err=True,
+        )
         raise typer.Exit(1) from None
     with handle:
         try:
@@ -244,56 +418,72 @@ def _sole_user(database_url: str, command: str) -> Iterator[None]:
         handle.truncate()
         handle.write(f"{command} (pid {os.getpid()}, since {datetime.now(UTC):%Y-%m-%d %H:%M}Z)\n")
         handle.flush()
-        yield
+        yield True
 
 
-@app.command()
+@app.command(short_help="Poll every feed once, deliver, exit.")
 def once(
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
     max_age: Annotated[
         str | None,
-        typer.Option("--max-age", help="Alert only on items newer than this (e.g. 24h), or none."),
+        typer.Option(
+            "--max-age",
+            metavar="DURATION",
+            help="Alert only on items newer than this (24h), or none for any age.",
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print alerts instead of sending; state untouched.")
     ] = False,
     deliver_timeout: Annotated[
         float,
-        typer.Option("--deliver-timeout", min=0, help="Seconds to keep retrying delivery."),
+        typer.Option(
+            "--deliver-timeout",
+            metavar="SECONDS",
+            min=0,
+            help="How long to keep retrying delivery before leaving alerts queued.",
+        ),
     ] = 30.0,
     log_level: LogLevel = None,
+    database: Database = None,
 ) -> None:
     """Poll every feed once, deliver the alerts, exit. Exit 0 when the cycle ran, even if
-    some feeds failed (they are listed)."""
-    cfg = _load(config, feeds, watchlists)
-    _setup_logging(log_level or "WARNING")
-    age = _max_age(max_age, cfg)
+    some feeds failed (they are listed); 1 when it could not run, or alerts were queued
+    and none could be delivered; 2 on invalid configuration or a token Slack rejects;
+    130/143 when stopped by SIGINT/SIGTERM (after cleaning up)."""
+    _stop_on_signals()
     tmp: tempfile.TemporaryDirectory[str] | None = None
-    if dry_run:
-        if sqlite_path(cfg.settings.database_url) is None:
-            # a server database is not copied: say so, rather than let the dry run look
-            # as if every alert it prints were new
-            typer.echo(
-                "dry run: the state in this database is not copied (only a SQLite file "
-                "is); the dry run starts from an empty one, so it also shows alerts "
-                "already sent",
-                err=True,
-            )
-        tmp = tempfile.TemporaryDirectory(prefix="wirewatch-dry-")
-        cfg = replace(
-            cfg,
-            settings=cfg.settings.model_copy(
-                update={"database_url": _dry_run_db(cfg.settings.database_url, Path(tmp.name))}
-            ),
-        )
     try:
-        if dry_run:  # (on its own copy)
-            code = _run(_once(cfg, age, dry_run, deliver_timeout))
+        cfg = _load(config, feeds, watchlists, database)
+        _setup_logging(log_level or "WARNING")
+        age = _max_age(max_age, cfg)
+        from monitor.store.db import sqlite_path
+
+        if dry_run:
+            if sqlite_path(cfg.settings.database_url) is None:
+                # a server database is not copied: say so, rather than let the dry run
+                # look as if every alert it prints were new
+                typer.echo(
+                    "dry run: the state in this database is not copied (only a SQLite file "
+                    "is); the dry run starts from an empty one, so it also shows alerts "
+                    "already sent",
+                    err=True,
+                )
+            tmp = tempfile.TemporaryDirectory(prefix="wirewatch-dry-")
+            url = _dry_run_db(cfg.settings.database_url, Path(tmp.name))
+            cfg = replace(cfg, settings=cfg.settings.model_copy(update={"database_url": url}))
+            code = _run(_once(cfg, age, dry_run, deliver_timeout, True), url)
         else:
-            with _sole_user(cfg.settings.database_url, "wirewatch once"):
-                code = _run(_once(cfg, age, dry_run, deliver_timeout))
+            _no_moved_database(cfg)
+            with _sole_user(cfg.settings.database_url, "wirewatch once") as exclusive:
+                code = _run(
+                    _once(cfg, age, dry_run, deliver_timeout, exclusive),
+                    cfg.settings.database_url,
+                )
+    except _Stopped as stopped:  # before the event loop took the signals over
+        raise typer.Exit(128 + stopped.signum) from None
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -303,6 +493,8 @@ def once(
 def _dry_run_db(url: str, tmpdir: Path) -> str:
     """A dry run works on a copy of the SQLite state (so it does not re-alert what was
     sent), or on an empty temporary database for other backends."""
+    from monitor.store.db import sqlite_path
+
     target = tmpdir / "dry-run.db"
     src = sqlite_path(url)
     if src is not None and src.exists():
@@ -314,7 +506,42 @@ def _dry_run_db(url: str, tmpdir: Path) -> str:
     return f"sqlite:///{target}"
 
 
-async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeout: float) -> int:
+async def _once(
+    cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeout: float, exclusive: bool
+) -> int:
+    """``_once_cycle``, stopped cleanly by SIGTERM/SIGINT: the cycle is cancelled, which
+    ends the polls in flight, writes back what finished, releases the leases and shuts
+    the parse workers down; exit 128 + the signal's number."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    stopped: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if not stopped:
+            stopped.append(signum)
+            main.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await _once_cycle(cfg, age, dry_run, deliver_timeout, exclusive)
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
+        main.uncancel()
+        typer.echo(
+            f"stopped by {signal.Signals(stopped[0]).name}: what was stored is kept, alerts "
+            "not delivered yet stay queued, feeds not polled are polled by the next run",
+            err=True,
+        )
+        return 128 + stopped[0]
+
+
+async def _once_cycle(
+    cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeout: float, exclusive: bool
+) -> int:
+    from monitor.deliver.console import ConsoleNotifier
     from monitor.outbox import deliver_pending, next_due_in
     from monitor.pipeline import poll_cycle
     from monitor.runtime import open_runtime
@@ -325,6 +552,12 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
     )
     # lazy: parse workers and the story window are only set up once a feed has news
     async with open_runtime(cfg, max_age=age, notifiers=notifiers, start_pool=False) as rt:
+        rt.exclusive = exclusive
+        typer.echo(_start_line(rt) + (" (a dry run, on a copy)" if dry_run else ""), err=True)
+        problem = await _slack_token_problem(rt)
+        if problem is not None:
+            typer.echo(f"error: {problem}", err=True)
+            return 2
         if dry_run:
             # re-route everything queued in the copy to the console
             from sqlalchemy import update
@@ -375,6 +608,14 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
         )
     for err in delivered.errors:
         typer.echo(f"alert failed: {safe(err)}", err=True)
+    if report.too_old and age is not None:
+        n = report.too_old
+        typer.echo(
+            f"{n} matching {'entry was' if n == 1 else 'entries were'} older than max_age "
+            f"{_setting(age)} and not alerted (`--max-age none` to include them)"
+            + ("" if dry_run else "; stored now, `wirewatch replay` shows what they match"),
+            err=True,
+        )
     typer.echo(
         f"polled {len(report.polls)} feeds ({len(report.failed)} failed"
         + (f", {len(report.waiting)} waiting" if report.waiting else "")
@@ -385,13 +626,24 @@ async def _once(cfg: AppConfig, age: float | None, dry_run: bool, deliver_timeou
         + (", some alerts still queued for retry" if pending is not None else ""),
         err=True,
     )
+    if delivered.sent == 0 and (pending is not None or delivered.failed):
+        # queued alerts and not one of them out: a cron job must not look fine
+        typer.echo(
+            "error: no alert could be delivered"
+            + (" (see `wirewatch outbox`)" if delivered.failed else "; they stay queued"),
+            err=True,
+        )
+        return 1
     return 0
 
 
-@app.command()
+@app.command(short_help="Cluster entries into stories as the daemon does.")
 def cluster(
     items: Annotated[
-        Path, typer.Argument(help="JSONL: id, title, summary, published, source, url")
+        Path,
+        typer.Argument(
+            metavar="ITEMS.jsonl", help="JSONL: id, title, summary, published, source, url"
+        ),
     ],
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
@@ -426,52 +678,79 @@ def cluster(
 def _load_lenient(config: Path, feeds: Path | None, watchlists: Path | None) -> AppConfig:
     """Commands that need only settings work without feeds/watchlists files."""
     if not config.is_dir() and feeds is None and watchlists is None:
-        from monitor.config import Settings
+        from monitor.config import AppConfig, Settings
 
         return AppConfig(settings=Settings(), feeds=[], watchlists=[])
     return _load(config, feeds, watchlists)
 
 
-@app.command()
+@app.command(short_help="Show whether a text or stored entry matches, and why.")
 def explain(
-    text: Annotated[str | None, typer.Option("--text", help="Text to test (as a title).")] = None,
-    entry: Annotated[int | None, typer.Option("--entry", help="A stored entry id.")] = None,
+    text: Annotated[
+        str | None, typer.Option("--text", metavar="TEXT", help="Text to test (as a title).")
+    ] = None,
+    entry: Annotated[
+        int | None,
+        typer.Option("--entry", metavar="ID", help="A stored entry's id (--text lists them)."),
+    ] = None,
     summary: Annotated[
-        str, typer.Option("--summary", help="Summary text; --text is then the title only.")
+        str,
+        typer.Option(
+            "--summary", metavar="TEXT", help="Summary text; --text is then the title only."
+        ),
     ] = "",
-    feed: Annotated[str, typer.Option("--feed", help="Feed name for scope checks.")] = "",
+    feed: Annotated[
+        str, typer.Option("--feed", metavar="NAME", help="Feed name for scope checks.")
+    ] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
+    database: Database = None,
 ) -> None:
-    """Show, per watchlist, whether a text or stored entry matches and why."""
+    """Show, per watchlist, whether a text or stored entry matches and why. With --text,
+    stored entries with that title are listed with their ids."""
     from monitor.match import compile_watchlists, explain_json, format_explanations
 
     if (text is None) == (entry is None):
         typer.echo("error: give exactly one of --text or --entry", err=True)
         raise typer.Exit(2)
-    cfg = _load(config, feeds, watchlists)
+    cfg = _load(config, feeds, watchlists, database)
     if feed and all(f.name != feed for f in cfg.feeds):
         typer.echo(f"error: --feed {feed!r}: no such feed in the config", err=True)
         raise typer.Exit(2)
     matcher = compile_watchlists(cfg.watchlists)
+    head: list[str] = []
+    about: dict[str, Any] = {}
     if text is not None:
         # the text stands for both title and summary unless a summary is given
         fields = {"title": text, "summary": summary or text, "feed": feed}
         tags = next((f.tags for f in cfg.feeds if f.name == feed), ())
         expls = matcher.explain(fields, feed=feed, feed_tags=tags)
+        if _database_exists(cfg):
+            found = _run(_entries_titled(cfg, text), cfg.settings.database_url)
+            if found:
+                head.append(
+                    "stored with this title: "
+                    + ", ".join(f"entry {i} ({clean(name)})" for i, name in found)
+                    + " (wirewatch explain --entry ID)"
+                )
     else:
         assert entry is not None
-        stored = _run(_stored(cfg, entry))
+        _require_database(cfg)
+        stored = _run(_stored(cfg, entry), cfg.settings.database_url)
         if stored is None:
             typer.echo(f"error: no entry with id {entry}", err=True)
             raise typer.Exit(2)
+        outlet = f", {stored.source}" if stored.source and stored.source != stored.feed else ""
+        head.append(f'entry {entry}: "{stored.title}" (feed {stored.feed}{outlet})')
+        about = {"entry": {"id": entry, "title": stored.title, "feed": stored.feed}}
         expls = matcher.explain_entry(stored)
     if as_json:
-        typer.echo(json.dumps(explain_json(expls), ensure_ascii=False, indent=2))
+        payload = {**about, **explain_json(expls)}
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
     else:  # what was found quotes the entry (or --text) as it is: made safe to print
-        typer.echo(strip_unsafe(format_explanations(expls)))
+        typer.echo(strip_unsafe("\n".join([*head, format_explanations(expls)])))
 
 
 async def _stored(cfg: AppConfig, entry_id: int) -> Entry | None:
@@ -483,6 +762,23 @@ async def _stored(cfg: AppConfig, entry_id: int) -> Entry | None:
         if row is None:
             return None
         return stored_entry(row, await session.get(FeedRow, row.feed_id))
+
+
+async def _entries_titled(cfg: AppConfig, title: str) -> list[tuple[int, str]]:
+    """(id, feed name) of the stored entries titled ``title`` (newest first, at most 10)."""
+    from sqlmodel import col, select
+
+    from monitor.store.tables import EntryRow, FeedRow
+
+    async with _session(cfg) as session:
+        rows = await session.exec(
+            select(EntryRow.id, FeedRow.name)
+            .join(FeedRow, col(FeedRow.id) == col(EntryRow.feed_id))
+            .where(col(EntryRow.title) == title.strip())
+            .order_by(col(EntryRow.id).desc())
+            .limit(10)
+        )
+        return [(int(i or 0), name) for i, name in rows.all()]
 
 
 feeds_app = typer.Typer(
@@ -499,6 +795,7 @@ def feeds_health(
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
+    database: Database = None,
 ) -> None:
     """Print the health of every feed: last success, last error, failures, interval.
 
@@ -508,8 +805,11 @@ def feeds_health(
     with the database, not written into it."""
     if ctx.invoked_subcommand is not None:
         return
-    cfg = _load(config, feeds, watchlists)
-    rows, history = _run(_feed_rows(cfg))
+    from monitor.health import per_day, silent
+
+    cfg = _load(config, feeds, watchlists, database)
+    _require_database(cfg)
+    rows, history, leases = _run(_feed_rows(cfg), cfg.settings.database_url)
     now = datetime.now(UTC)
     configured = {f.name: f for f in cfg.feeds}
     header = (
@@ -539,27 +839,44 @@ def feeds_health(
             f"{per_day(r, h, now):>6}  "
             f"{_clip(r.disabled_reason or r.last_error or '', 80)}"
         )
+    from monitor.scheduler import lease_note
+
+    for owner, n, until in leases:  # what no other process may poll before then
+        typer.echo(clean(lease_note(owner, n, until)))
 
 
-async def _feed_rows(cfg: AppConfig) -> tuple[list[Any], dict[int, History]]:
+async def _feed_rows(
+    cfg: AppConfig,
+) -> tuple[list[Any], dict[int, History], list[tuple[str, int, datetime]]]:
     """Every feed of the config (a configured feed the database has not seen yet as a
     row of its own, never stored) and every stored feed the config no longer has, by
-    name; with their recent history."""
+    name; with their recent history; and the leases held now (owner, feeds, until)."""
     from sqlmodel import select
 
+    from monitor.health import feed_history
+    from monitor.store.queries import held_leases
     from monitor.store.tables import FeedRow
 
     now = datetime.now(UTC)
     async with _session(cfg) as session:
         stored = {r.name: r for r in (await session.exec(select(FeedRow))).all()}
         history = await feed_history(session, list(stored.values()), now)
+        leases = await held_leases(session, now)
     rows = dict(stored)
     for f in cfg.feeds:
         if f.name not in rows:
             rows[f.name] = FeedRow(
                 name=f.name, url=f.url, source=f.outlet, interval_s=f.interval, created_at=now
             )
-    return [rows[name] for name in sorted(rows)], history
+    return [rows[name] for name in sorted(rows)], history, leases
+
+
+def _setting(seconds: float) -> str:
+    """A duration as a setting is written: ``24h`` (not ``1d``), ``7d``, ``90m``, ``45s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0 and (unit != "d" or seconds >= 3 * size):
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:g}s"
 
 
 def _clip(value: str, width: int) -> str:
@@ -596,12 +913,14 @@ def outbox_list(
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
+    database: Database = None,
 ) -> None:
     """List pending and failed alerts with their reasons."""
     if ctx.invoked_subcommand is not None:
         return
-    cfg = _load(config, feeds, watchlists)
-    rows = _run(_outbox_rows(cfg))
+    cfg = _load(config, feeds, watchlists, database)
+    _require_database(cfg)
+    rows = _run(_outbox_rows(cfg), cfg.settings.database_url)
     if not rows:
         typer.echo("outbox empty: nothing pending or failed")
         return
@@ -636,35 +955,56 @@ async def _outbox_rows(cfg: AppConfig) -> list[tuple[Any, str]]:
         return [(a, t) for a, t in rows.all()]
 
 
-@outbox_app.command("retry")
+@outbox_app.command("retry", short_help="Re-queue one alert, or every failed one.")
 def outbox_retry(
-    alert_id: Annotated[int | None, typer.Argument(help="Alert id to re-queue.")] = None,
+    alert_id: Annotated[
+        int | None, typer.Argument(metavar="[ID]", help="Alert id to re-queue.")
+    ] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Re-queue every failed alert.")] = False,
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
+    database: Database = None,
 ) -> None:
     """Re-queue one alert, or every failed alert; the running daemon sends them."""
     if (alert_id is None) == (not failed):
         which = "not both" if failed else "one of them"
         typer.echo(f"error: give either an alert ID or --failed, {which}", err=True)
         raise typer.Exit(2)
-    cfg = _load(config, feeds, watchlists)
-    count, state, moved = _run(_requeue(cfg, alert_id))
-    if alert_id is not None and count == 0:
+    cfg = _load(config, feeds, watchlists, database)
+    _require_database(cfg)
+    requeued, state = _run(_requeue(cfg, alert_id), cfg.settings.database_url)
+    if alert_id is not None and not requeued:
         why = "there is no such alert" if state is None else f"it is {state}, not failed"
         typer.echo(f"error: alert {alert_id} not re-queued: {why}", err=True)
         raise typer.Exit(2)
-    typer.echo(f"re-queued {count} alert(s)")
-    for (old, new), n in sorted(Counter(moved).items()):
-        typer.echo(f"  {n} now to {clean(new) or '(no channel)'} (was {clean(old) or '-'})")
+    if not requeued:
+        typer.echo("no failed alerts to re-queue")
+        return
+    then = "the running daemon, or the next `wirewatch once`, sends"
+    if len(requeued) == 1:
+        rid, sink, old, new = requeued[0]
+        typer.echo(f"re-queued alert {rid} for {_where(sink, new, old)}; {then} it")
+        return
+    typer.echo(f"re-queued {len(requeued)} alerts; {then} them:")
+    for (sink, old, new), n in sorted(Counter((k, o, w) for _, k, o, w in requeued).items()):
+        typer.echo(f"  {n} for {_where(sink, new, old)}")
+
+
+def _where(sink: str, channel: str, before: str) -> str:
+    """Where a re-queued alert goes, in words: ``#alerts``, ``#news (moved from #typo)``
+    or, for sinks without channels, the sink."""
+    if not sink.startswith("slack"):
+        return f"the {sink}"
+    where = clean(channel) or "the webhook's channel"
+    return where + (f" (moved from {clean(before)})" if before and before != channel else "")
 
 
 async def _requeue(
     cfg: AppConfig, alert_id: int | None
-) -> tuple[int, str | None, list[tuple[str, str]]]:
-    """(alerts re-queued, the state of alert ``alert_id`` before, None if it does not
-    exist; the (old, new) channels of the re-queued alerts whose channel changed)."""
+) -> tuple[list[tuple[int, str, str, str]], str | None]:
+    """(each alert re-queued as (id, sink, channel before, channel now); the state alert
+    ``alert_id`` had before, None if it does not exist)."""
     from sqlalchemy import func, update
     from sqlmodel import col
 
@@ -694,56 +1034,70 @@ async def _requeue(
         else:
             stmt = stmt.where(col(AlertRow.state) == "failed")
         ids = list((await session.exec(stmt.returning(col(AlertRow.id)))).scalars())
-        moved = await _reroute(session, cfg, ids)
+        requeued = await _reroute(session, cfg, ids)
         await session.commit()
-        return len(ids), state, moved
+        return requeued, state
 
 
-async def _reroute(session: AsyncSession, cfg: AppConfig, ids: list[int]) -> list[tuple[str, str]]:
+async def _reroute(
+    session: AsyncSession, cfg: AppConfig, ids: list[int]
+) -> list[tuple[int, str, str, str]]:
     """Send re-queued alerts where the config sends them now: a channel mistyped in the
     YAML (channel_not_found), fixed and reloaded, must not fail the retry again. A
-    story's alert takes its watchlist's current channel; a reply, its parent's."""
+    story's alert takes its watchlist's current channel; a reply, its parent's.
+
+    An alert whose watchlist names no channel takes SLACK_CHANNEL when it is set where
+    this command runs (a mistyped one, fixed); otherwise it keeps the channel it had,
+    which came from the daemon's environment: a shell without it would have sent the
+    alert to the default, or to no channel at all. Returns (id, sink, channel before,
+    channel now) for each alert."""
     from sqlmodel import col, select
 
-    from monitor.runtime import alert_channel
     from monitor.store.tables import AlertRow
 
     own = {w.name: w.channel for w in cfg.watchlists}
     rows = (await session.exec(select(AlertRow).where(col(AlertRow.id).in_(ids)))).all()
-    moved: list[tuple[str, str]] = []
+    out: list[tuple[int, str, str, str]] = []
     for row in sorted(rows, key=lambda r: r.kind != "new"):  # parents first
-        if row.kind == "new":
-            if row.watchlist not in own:
-                continue  # (a watchlist since removed: its last channel is all there is)
-            channel = alert_channel(cfg, own[row.watchlist], row.sink)
+        channel = row.channel
+        if not row.sink.startswith("slack"):
+            pass
+        elif row.kind == "new":
+            if own.get(row.watchlist):
+                channel = own[row.watchlist] or channel
+            elif row.watchlist in own and cfg.channel_from_env:
+                channel = cfg.settings.slack.channel
         else:
             parent = await session.get(AlertRow, row.parent_id) if row.parent_id else None
-            if parent is None:
-                continue
-            channel = parent.channel
+            if parent is not None:
+                channel = parent.channel
+        out.append((row.id or 0, row.sink, row.channel, channel))
         if channel != row.channel:
-            moved.append((row.channel, channel))
             row.channel = channel
             session.add(row)
-    return moved
+    return sorted(out)
 
 
-@app.command()
+@app.command(short_help="Dry-run a watchlist change over stored entries.")
 def replay(
-    since: Annotated[str, typer.Option("--since", help="How far back: e.g. 7d, 48h.")] = "7d",
+    since: Annotated[
+        str, typer.Option("--since", metavar="DURATION", help="How far back: e.g. 7d, 48h.")
+    ] = "7d",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
+    database: Database = None,
 ) -> None:
     """Run a watchlists file over stored entries: per watchlist, how many stories would
     alert, with samples, and the difference from the live config. Sends nothing."""
+    from monitor.config import parse_duration
     from monitor.match import compile_watchlists
     from monitor.replay import format_replay
     from monitor.replay import replay as run_replay
 
-    candidate_cfg = _load(config, feeds, watchlists)
-    live_cfg = _load(config, feeds, None) if watchlists is not None else candidate_cfg
+    candidate_cfg = _load(config, feeds, watchlists, database)
+    live_cfg = _load(config, feeds, None, database) if watchlists is not None else candidate_cfg
     try:
         seconds = parse_duration(since)
     except ValueError as exc:
@@ -751,7 +1105,8 @@ def replay(
         raise typer.Exit(2) from None
     if seconds is None:
         seconds = 3650 * 86400.0
-    entries = _run(_stored_entries(candidate_cfg, seconds))
+    _require_database(candidate_cfg)
+    entries = _run(_stored_entries(candidate_cfg, seconds), candidate_cfg.settings.database_url)
     report = run_replay(
         entries,
         compile_watchlists(candidate_cfg.watchlists),
@@ -786,17 +1141,26 @@ async def _stored_entries(cfg: AppConfig, seconds: float) -> list[Any]:
         ]
 
 
-@feeds_app.command("add")
+@feeds_app.command("add", short_help="Discover, validate and add a feed.")
 def feeds_add(
-    url: Annotated[str, typer.Argument(help="A feed URL, or a web page that links to its feed.")],
-    name: Annotated[str | None, typer.Option("--name", help="Feed name (unique).")] = None,
-    tags: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
+    url: Annotated[
+        str,
+        typer.Argument(metavar="URL", help="A feed URL, or a web page that links to its feed."),
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", metavar="NAME", help="Feed name (unique).")
+    ] = None,
+    tags: Annotated[
+        list[str] | None, typer.Option("--tag", metavar="TAG", help="Tag (repeatable).")
+    ] = None,
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
 ) -> None:
     """Discover (via <link rel=alternate> on HTML pages) and validate a feed, then append
     it to the feeds YAML."""
+    from monitor.config import free_name
+
     cfg = _load(config, feeds, watchlists)
     target = _yaml_feeds_target(cfg, config, feeds)
     if name is not None and any(f.name == name for f in cfg.feeds):
@@ -824,10 +1188,13 @@ def feeds_add(
         typer.echo("note: the feed is valid but has no items yet", err=True)
 
 
-@feeds_app.command("import")
+@feeds_app.command("import", short_help="Add the feeds of an OPML file or URL list.")
 def feeds_import(
     source: Annotated[
-        Path, typer.Argument(help="An OPML file (or a newsboat-style urls file) to import.")
+        Path,
+        typer.Argument(
+            metavar="FILE", help="An OPML file (or a newsboat-style urls file) to import."
+        ),
     ],
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
@@ -837,6 +1204,8 @@ def feeds_import(
     the feeds YAML: names, outlets, categories as tags, intervals and disabled feeds are
     kept; URLs already configured are skipped; a name already taken gets a suffix. The
     result is validated before it is kept. Nothing is fetched."""
+    from monitor.config import free_name, load_feeds_file
+
     cfg = _load(config, feeds, watchlists)
     target = _yaml_feeds_target(cfg, config, feeds)
     errors: list[str] = []
@@ -897,6 +1266,8 @@ def _append_feeds(
     """Append ``entries`` to the feeds YAML ``target`` as block-list items (the file's
     comments and layout kept), then load the whole config again; if it does not
     validate, the file is put back as it was and the command fails."""
+    from monitor.config import ConfigError, load_config
+
     original = target.read_text(encoding="utf-8") if target.exists() else None
     text = original or ""
     # an empty flow list ("feeds: []", what a fresh file often says) becomes a block list
@@ -971,7 +1342,7 @@ async def _discover(url: str, cfg: AppConfig) -> tuple[str, str, int] | str:
     return "; ".join(problems) or f"{url}: no feed found"
 
 
-@feeds_app.command("export")
+@feeds_app.command("export", short_help="Print the feeds as OPML.")
 def feeds_export(
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
@@ -1012,13 +1383,48 @@ def feeds_export(
     typer.echo("\n".join(out))
 
 
+def _database_exists(cfg: AppConfig) -> bool:
+    """A server database always "exists" (it is checked by connecting); a SQLite one
+    when its file does."""
+    from monitor.store.db import sqlite_path
+
+    path = sqlite_path(cfg.settings.database_url)
+    return path is None or path.exists()
+
+
+def _require_database(cfg: AppConfig) -> None:
+    """Read-only commands never create a database: looking at an empty one made by
+    mistake (a relative path from another directory, a typo) would report every feed
+    new and the outbox empty. Exit 1 naming the path instead."""
+    from monitor.store.db import sqlite_path
+
+    _no_moved_database(cfg)
+    path = sqlite_path(cfg.settings.database_url)
+    if path is not None and not path.exists():
+        typer.echo(
+            f"error: no database at {path} (`wirewatch once` or `wirewatch run` with this "
+            "config creates it; --database URL names another)",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
 @asynccontextmanager
 async def _session(cfg: AppConfig) -> AsyncIterator[AsyncSession]:
-    """A session on the configured database (migrated first) for one-shot commands."""
-    from monitor.store.db import create_engine, migrate, sessionmaker
+    """A session on the configured database (migrated first) for one-shot commands,
+    which never create a database (see ``_require_database``)."""
+    from monitor.store.db import create_engine, display_url, has_schema, migrate, sessionmaker
 
-    engine = create_engine(cfg.settings.database_url)
+    engine = create_engine(cfg.settings.database_url, create=False)
     try:
+        if not await has_schema(engine):  # (a server database: tables are not made here)
+            typer.echo(
+                f"error: no Wirewatch database at {display_url(cfg.settings.database_url)} "
+                "(it has no Wirewatch tables: `wirewatch once` or `wirewatch run` with this "
+                "config makes them)",
+                err=True,
+            )
+            raise typer.Exit(1)
         await migrate(engine)
         async with sessionmaker(engine)() as session:
             yield session
@@ -1026,5 +1432,28 @@ async def _session(cfg: AppConfig) -> AsyncIterator[AsyncSession]:
         await engine.dispose()
 
 
+def _plain_arguments(command: Any) -> None:
+    """Typer shows arguments as ``{URL}`` and ``URL <str>``: a Python type in a user's
+    help, which options avoid by their metavar. Arguments are shown the way options and
+    every other Unix tool show them: ``URL`` (required) or ``[ID]``, with no type."""
+    from typer.core import TyperArgument
+
+    class PlainArgument(TyperArgument):
+        def display_type_rich(self, ctx: Any) -> str | None:
+            return None
+
+        def _usage_display_name(self) -> str:
+            name = self.metavar or (self.name or "").upper()
+            return name if self.required or name.startswith("[") else f"[{name}]"
+
+    for param in getattr(command, "params", []):
+        if type(param) is TyperArgument:
+            param.__class__ = PlainArgument
+    for sub in getattr(command, "commands", {}).values():
+        _plain_arguments(sub)
+
+
 def main() -> None:
-    app()
+    command = typer.main.get_command(app)
+    _plain_arguments(command)
+    command(prog_name="wirewatch")

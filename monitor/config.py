@@ -122,8 +122,13 @@ class DedupeSettings(_Strict):
         return _seconds(v)
 
 
+# where a Slack alert goes when neither its watchlist, SLACK_CHANNEL nor settings name a
+# channel (the README's Slack set-up creates this one); `check` warns when it is used
+DEFAULT_CHANNEL = "#news-alerts"
+
+
 class SlackSettings(_Strict):
-    channel: str | None = None
+    channel: str = DEFAULT_CHANNEL
     bot_token: str | None = None
     webhook_url: str | None = None
     api_url: str | None = None
@@ -214,6 +219,12 @@ class AppConfig:
     watchlists: list[Watchlist]
     files: list[Path] = field(default_factory=list)
     feeds_file: Path | None = None  # the file the feeds were read from
+    # SLACK_CHANNEL was set in this process's environment (which a shell running a
+    # one-off command may not share with the daemon)
+    channel_from_env: bool = False
+    # a relative SQLite path used to be relative to the current directory: where it
+    # points from there, when a database exists there and none where it points now
+    old_database: Path | None = None
 
     def summary(self) -> str:
         terms = sum(_count_terms(w) for w in self.watchlists)
@@ -222,6 +233,51 @@ class AppConfig:
             f"ok: {len(self.feeds)} feeds ({enabled} enabled), "
             f"{len(self.watchlists)} watchlists, {terms} terms"
         )
+
+    def warnings(self) -> list[str]:
+        """What is valid but probably not meant: nothing to poll or to match, an
+        interval under the minimum, Slack alerts going to a channel nobody chose."""
+        out: list[str] = []
+        feeds_file = self.feeds_file or "the feeds file"
+        if not self.feeds:
+            out.append(f"{feeds_file}: no feeds: nothing will be polled")
+        elif not any(f.enabled for f in self.feeds):
+            out.append(f"{feeds_file}: every feed is disabled: nothing will be polled")
+        if not self.watchlists:
+            watch = next((p for p in self.files if "watchlist" in p.name), "the watchlists file")
+            out.append(f"{watch}: no watchlists: nothing will alert")
+        poll = self.settings.poll
+        least = _dur_text(poll.min_interval)
+        if poll.default_interval < poll.min_interval:
+            out.append(
+                f"poll.default_interval {_dur_text(poll.default_interval)} is under "
+                f"poll.min_interval {least}: feeds without hints are polled every {least}"
+            )
+        for f in self.feeds:
+            if f.interval is not None and f.interval < poll.min_interval:
+                out.append(
+                    f"{feeds_file}: feed {f.name!r}: interval {_dur_text(f.interval)} is under "
+                    f"poll.min_interval {least}: a pinned interval is kept, so it is polled "
+                    f"every {_dur_text(f.interval)} (is that meant?)"
+                )
+        slack = self.settings.slack
+        if slack.bot_token and "channel" not in slack.model_fields_set:
+            unset = [w.name for w in self.watchlists if not w.channel]
+            if unset:
+                out.append(
+                    f"watchlist{'s' if len(unset) > 1 else ''} {', '.join(unset)} name no "
+                    "channel and neither SLACK_CHANNEL nor slack.channel in the settings is "
+                    f"set: their Slack alerts go to the default {slack.channel}"
+                )
+        return out
+
+
+def _dur_text(seconds: float) -> str:
+    """``90s``, ``5m``, ``1.5h``, ``2d``: a duration as the config files write them."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def _count_terms(w: Watchlist) -> int:
@@ -307,15 +363,54 @@ def _database_url_problem(url: str) -> str | None:
     from sqlalchemy.exc import ArgumentError
 
     try:
-        backend = make_url(url.replace("postgres://", "postgresql://", 1)).get_backend_name()
+        parsed = make_url(url.replace("postgres://", "postgresql://", 1))
     except ArgumentError:
         return f"not a database URL: {url!r} (use sqlite:///PATH or postgresql://HOST/DB)"
+    backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         return (
             f"unsupported database {backend!r}: Wirewatch stores in SQLite (sqlite:///PATH) "
             "or PostgreSQL (postgresql://HOST/DB)"
         )
+    if backend == "sqlite" and (not parsed.database or parsed.database == ":memory:"):
+        # what was seen is what stops an item alerting twice: a database that ends
+        # with the process would alert everything again on every run
+        return (
+            f"{url!r} is an in-memory SQLite database, which is lost when the process "
+            "exits, so every item would alert again on every run: give a file, "
+            "sqlite:///PATH"
+        )
     return None
+
+
+def _sqlite_file(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database)
+
+
+def resolve_database_url(url: str, base: Path) -> str:
+    """``url`` with a relative SQLite path made absolute against ``base`` (the config
+    directory), so every command run from anywhere on one config uses one database."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # (reported by _database_url_problem)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return url
+    if parsed.database == ":memory:" or parsed.database.startswith("file:"):
+        return url
+    path = Path(parsed.database).expanduser()
+    if path.is_absolute():
+        return url
+    resolved = Path(os.path.normpath(base.absolute() / path))
+    return parsed.set(database=str(resolved)).render_as_string(hide_password=False)
 
 
 def free_name(base: str, taken: set[str]) -> str:
@@ -504,6 +599,13 @@ def _list_document(
     if not isinstance(data, dict):
         errors.append(f"{path}:1: expected '{key}:' with a list of {key}")
         return None
+    if key not in data and data:
+        # (a watchlist written at the top level, `korea:` in place of `- name: korea`)
+        first = str(next(iter(data)))
+        errors.append(
+            f"{path}:{doc.line_for((first,))}: expected a top-level `{key}:` list; found `{first}:`"
+        )
+        return None
     return doc, data
 
 
@@ -592,10 +694,15 @@ def load_config(
     feeds_file: Path | str | None = None,
     watchlists_file: Path | str | None = None,
     env: Mapping[str, str] | None = None,
+    database_url: str | None = None,
 ) -> AppConfig:
     """Load ``settings.yaml``, ``feeds.yaml`` and ``watchlists.yaml`` from ``config_dir``
     (each replaceable by an explicit file), apply environment overrides, validate all,
-    and raise :class:`ConfigError` listing every problem."""
+    and raise :class:`ConfigError` listing every problem.
+
+    A relative SQLite path in the settings or ``WIREWATCH_DATABASE_URL`` is relative to
+    the config directory; ``database_url`` (``--database``), given on a command line,
+    overrides both and is relative to the current directory."""
     env = os.environ if env is None else env
     directory = Path(config_dir)
     errors: list[str] = []
@@ -637,17 +744,40 @@ def load_config(
             f"{settings_path}: retention must be at least {least / 86400:g}d (the dedupe "
             "window plus a day, and the week a regenerated guid is recognised in), or none"
         )
+    if database_url is not None:
+        settings = settings.model_copy(
+            update={"database_url": resolve_database_url(database_url, Path.cwd())}
+        )
     problem = _database_url_problem(settings.database_url)
     if problem:
         where = (
-            "WIREWATCH_DATABASE_URL"
+            "--database"
+            if database_url is not None
+            else "WIREWATCH_DATABASE_URL"
             if env.get("WIREWATCH_DATABASE_URL")
             else f"{settings_path or directory / 'settings.yaml'}: database_url"
         )
         errors.append(f"{where}: {problem}")
+    old_database = None
+    if problem is None:
+        url = settings.database_url
+        settings = settings.model_copy(
+            update={"database_url": resolve_database_url(url, directory)}
+        )
+        if url != settings.database_url and database_url is None:
+            before = _sqlite_file(resolve_database_url(url, Path.cwd()))
+            now = _sqlite_file(settings.database_url)
+            if before and now and before != now and before.exists() and not now.exists():
+                old_database = before
     if errors:
         raise ConfigError(errors)
     files = [p for p in (settings_path, feeds_path, watch_path) if p is not None]
     return AppConfig(
-        settings=settings, feeds=feeds, watchlists=watchlists, files=files, feeds_file=feeds_path
+        settings=settings,
+        feeds=feeds,
+        watchlists=watchlists,
+        files=files,
+        feeds_file=feeds_path,
+        channel_from_env=bool(env.get("SLACK_CHANNEL")),
+        old_database=old_database,
     )

@@ -300,7 +300,14 @@ def format_explanations(explanations: Iterable[Explanation]) -> str:
             lines.append(f"{e.watchlist}: MATCH (terms: {', '.join(e.hit.terms)})")
         else:
             lines.append(f"{e.watchlist}: no match")
-        lines.extend(f"  + {f.describe()}" for f in e.found)
+        # the same words at the same place in two fields (a summary repeating the
+        # title, or `explain --text`, which stands for both) are one hit, shown once
+        shown: set[tuple[str, str, str, str, tuple[int, int], tuple[int, int]]] = set()
+        for f in e.found:
+            key = (f.clause, f.term, f.via, f.text, f.words, f.chars)
+            if key not in shown:
+                shown.add(key)
+                lines.append(f"  + {f.describe()}")
         lines.extend(f"  - {why}" for why in e.failed)
     return "\n".join(lines)
 

@@ -57,3 +57,4 @@ class AlertMessage:
     thread_ts: str | None = None  # parent message ts for follow-ups
     parent_title: str = ""  # follow-ups: the story's headline as its parent alert gave it
     digest: list[AlertMessage] = field(default_factory=list)  # non-empty: a digest of these
+    entry_id: int | None = None  # the stored entry (`wirewatch explain --entry ID`)

@@ -109,6 +109,7 @@ async def build_messages(
                 source=entry.source,
                 published=entry.published,
                 summary=entry.summary,
+                entry_id=alert.entry_id,
                 matched_terms=tuple(json.loads(match.terms if match else alert.terms)),
                 matched_words=tuple(json.loads(match.words if match else alert.words)),
                 # a parent lists every outlet carrying its story; a follow-up is the one
@@ -224,7 +225,18 @@ async def delivery_loop(rt: Runtime, stop: asyncio.Event) -> None:
     report = DeliveryReport()
     last_reconcile = 0.0
     loop = asyncio.get_running_loop()
+    logged = (0, 0, 0)  # (sent, folded, failed) as last logged
     while not stop.is_set():
+        if (report.sent, report.folded, report.failed) != logged:
+            # what reached people, beside the "alerts queued" of the polls
+            log.info(
+                "delivered %d alerts (%d listed in their story's first alert), %d failed, "
+                "since start",
+                report.sent,
+                report.folded,
+                report.failed,
+            )
+            logged = (report.sent, report.folded, report.failed)
         try:
             if loop.time() - last_reconcile > 5:
                 await reconcile(rt, older_than=RECONCILE_AFTER)
@@ -266,6 +278,12 @@ async def _channel_loop(rt: Runtime, key: tuple[str, str], report: DeliveryRepor
             return False
         if not await _drain(rt, key, queue, rt.clock(), report):
             return False
+
+
+def _paced(notifier: Notifier) -> bool:
+    """Whether a sink is paced and its bursts digested (Slack's rate limits, a channel's
+    readers). A terminal needs neither: ``paced = False`` on the notifier."""
+    return bool(getattr(notifier, "paced", True))
 
 
 async def _pace(rt: Runtime, key: tuple[str, str]) -> None:
@@ -344,7 +362,7 @@ async def _drain(
                 and len(batch) < 20
             ):
                 batch.append(queue[i + len(batch)])
-        elif recent >= delivery.burst_max:
+        elif recent >= delivery.burst_max and _paced(notifier):
             while (
                 i + len(batch) < len(queue)
                 and queue[i + len(batch)].kind == "new"
@@ -410,7 +428,8 @@ async def _send(
         msg.sources = [SourceRef(m.source, m.link, m.title) for m in msgs]
     elif len(msgs) > 1:
         msg.digest = msgs
-    await _pace(rt, key)
+    if _paced(notifier):
+        await _pace(rt, key)
     try:
         result = await notifier.send(msg)
     except Exception as exc:  # a notifier bug must not lose the alert

@@ -44,6 +44,7 @@ import hashlib
 import json
 import multiprocessing
 import operator
+import os
 import re
 import signal
 import threading
@@ -442,12 +443,18 @@ def effective_headers(headers: Mapping[str, str], body: bytes, url: str) -> dict
 # --------------------------------------------------------------------------- helpers
 
 
+# an HTML tag: <p>, </p>, <br/>, <a href="...">; not "a < b" or "<3"
+_MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s+[^<>]*)?/?>")
+
+
 def _text(value: Any, detail: Any = None) -> str:
-    """Plain text of a feedparser field; HTML only when feedparser says it is HTML."""
+    """Plain text of a feedparser field. A field marked ``text/plain`` is taken as it is,
+    unless it holds HTML tags: feeds mark HTML descriptions text/plain (feedparser
+    trusts the label), and their <p> would reach Slack and the terminal as text."""
     if not isinstance(value, str) or not value:
         return ""
     kind = detail.get("type", "") if isinstance(detail, Mapping) else ""
-    if kind == "text/plain":
+    if kind == "text/plain" and not _MARKUP.search(value):
         return clean(value)
     return html_to_text(value)
 
@@ -903,9 +910,46 @@ def terminate_workers(executor: ProcessPoolExecutor) -> None:
 _WORKER_MATCHER: tuple[int, Matcher] | None = None
 
 
-def _warm_up(watchlists: tuple[Watchlist, ...] | None = None, generation: int = 0) -> None:
-    """Runs in each worker at start: import and compile costs are paid once, not per parse."""
+def _process_gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie not reaped yet counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+        return state in (b"Z", b"X")
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):  # no /proc: ask the kernel whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+
+def _exit_with(owner: int, every: float = 1.0) -> None:
+    """Watch the process that owns the pool; when it is gone (killed with SIGKILL, or
+    by the OOM killer: nothing of it ran to shut the pool down) end this worker too.
+    A worker waits for its next task forever otherwise, and with it the forkserver:
+    about 200 MB left under PID 1 by every killed run."""
+
+    def watch() -> None:
+        while not _process_gone(owner):
+            time.sleep(every)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="owner-watch", daemon=True).start()
+
+
+def _warm_up(
+    watchlists: tuple[Watchlist, ...] | None = None, generation: int = 0, owner: int = 0
+) -> None:
+    """Runs in each worker at start: import and compile costs are paid once, not per
+    parse. ``owner``: the pid of the process using the pool; the worker ends with it."""
     global _WORKER_MATCHER
+    if owner:
+        _exit_with(owner)
     # Ctrl-C in a terminal reaches the whole process group: the daemon handles it and
     # shuts the pool down; workers must not die mid-parse with a traceback of their own
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -1023,7 +1067,7 @@ class ParsePool:
             max_workers=self.workers,
             mp_context=self._context,
             initializer=_warm_up,
-            initargs=(self._watchlists, self.generation),
+            initargs=(self._watchlists, self.generation, os.getpid()),
         )
         processes = getattr(executor, "_processes", None)
         if isinstance(processes, dict):

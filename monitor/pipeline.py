@@ -59,6 +59,9 @@ class PollReport:
     error: str | None = None
     parse_error: str | None = None
     relinked: int = 0
+    # new entries that matched a watchlist but were published longer ago than max_age,
+    # so were stored without an alert (a first run on a backlog says how many)
+    too_old: int = 0
     state: dict[str, Any] = field(default_factory=dict)  # the feed row's new state
     # guid -> when an entry of this poll was first stored (the ones already known)
     seen_at: dict[str, datetime] = field(default_factory=dict, repr=False)
@@ -84,6 +87,10 @@ class CycleReport:
     @property
     def alerts(self) -> int:
         return sum(p.alerts for p in self.polls)
+
+    @property
+    def too_old(self) -> int:
+        return sum(p.too_old for p in self.polls)
 
 
 class HostGate:
@@ -668,6 +675,7 @@ async def _run_batch(rt: Runtime, batch: list[_Job]) -> None:
             # the index may hold items of the rolled-back transaction: rebuild it
             await load_index(rt)
             if len(batch) == 1:
+                _reset(batch[0].report)  # (nothing of it was stored)
                 batch[0].done.set_exception(exc)
                 return
             for job in batch:  # isolate the poll that broke it
@@ -689,7 +697,7 @@ async def _run_batch(rt: Runtime, batch: list[_Job]) -> None:
 
 
 def _reset(report: PollReport) -> None:
-    report.new = report.updated = report.alerts = report.relinked = 0
+    report.new = report.updated = report.alerts = report.relinked = report.too_old = 0
 
 
 async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
@@ -923,7 +931,9 @@ async def _ingest_fresh(
 ) -> dict[int, int]:
     """Store new entries (of one or several polls), fold them into stories and queue
     alerts with a handful of batched statements (not several round trips per entry).
-    Returns the alerts queued per feed id; the new entries' ids are added to ``stored``."""
+    Returns the alerts queued per feed id; the new entries' ids are added to ``stored``.
+    Entries that matched but were older than max_age (not alerted) are counted on their
+    poll's report (``too_old``; reset with the rest if the batch is retried)."""
     max_age = rt.max_age
     pending: list[_Pending] = []
     new_stories: dict[int, dict[str, Any]] = {}
@@ -956,12 +966,14 @@ async def _ingest_fresh(
             and e.published is not None
             and e.published < now - timedelta(seconds=max_age)
         )
-        if too_old:
-            hits: list[Hit] = []
-        elif job.hits is not None and e.guid in job.hits:
-            hits = list(job.hits[e.guid])  # matched in the parse worker
+        if job.hits is not None and e.guid in job.hits:
+            hits: list[Hit] = list(job.hits[e.guid])  # matched in the parse worker
         else:
             hits = rt.matcher.match_entry(e)
+        if too_old:
+            if hits:
+                job.report.too_old += 1
+            hits = []
         row = {
             "feed_id": feed.id,
             "guid": e.guid,

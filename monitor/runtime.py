@@ -72,7 +72,7 @@ def alert_channel(config: AppConfig, own: str | None, sink: str) -> str:
     else ``SLACK_CHANNEL``; sinks without channels (console, webhook) have none."""
     if not sink.startswith("slack"):
         return ""
-    return own or config.settings.slack.channel or ""
+    return own or config.settings.slack.channel
 
 
 def build_notifiers(config: AppConfig, *, console: TextIO | None = None) -> dict[str, Notifier]:
@@ -84,7 +84,7 @@ def build_notifiers(config: AppConfig, *, console: TextIO | None = None) -> dict
     if sink == "slack" and s.slack.bot_token:
         out["slack"] = SlackBotNotifier(
             s.slack.bot_token,
-            default_channel=s.slack.channel or "#general",
+            default_channel=s.slack.channel,
             base_url=s.slack.api_url,
         )
     elif sink == "slack-webhook" and s.slack.webhook_url:
@@ -125,6 +125,9 @@ class Runtime:
     # PostgreSQL (shared by processes): the highest entry id the story index has read
     # (pipeline.catch_up); None on SQLite, which is for one process
     seen_entry_id: int | None = None
+    # this process is the database's only user (the CLI holds a SQLite file's lock): a
+    # lease found at start belongs to a process that is gone, and is taken over
+    exclusive: bool = False
 
     @property
     def limits(self) -> FetchLimits:

@@ -24,6 +24,7 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import func
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor.config import AppConfig, ConfigError
 from monitor.health import feed_history, silence
@@ -34,11 +35,13 @@ from monitor.runtime import Runtime
 from monitor.store.queries import (
     Pruned,
     clamp_schedule,
+    held_leases,
     prune,
     queued_alerts,
     release_leases,
     shift_schedule,
     sync_feeds,
+    take_over_leases,
 )
 from monitor.store.tables import EntryRow, FeedRow
 
@@ -136,6 +139,7 @@ async def startup(rt: Runtime, *, lazy_index: bool = False) -> int:
         await sync_feeds(session, rt.config.feeds, rt.clock())
         await session.commit()
         fixed = await clamp_schedule(session, now=rt.clock(), **_horizons(rt))
+        await _leases_at_start(rt, session)
     if fixed:
         log.warning(
             "%d due times lay further ahead than any delay Wirewatch sets (written while "
@@ -156,6 +160,45 @@ async def startup(rt: Runtime, *, lazy_index: bool = False) -> int:
             sink,
         )
     return loaded
+
+
+async def _leases_at_start(rt: Runtime, session: AsyncSession) -> None:
+    """Leases left in the database by processes that stopped without releasing them
+    (killed, crashed): their feeds would not be polled until the leases ran out. As the
+    database's only user (a locked SQLite file) this process takes them over now;
+    sharing a PostgreSQL, it cannot tell a dead owner from a busy one, so it says whose
+    they are and until when."""
+    if rt.exclusive:
+        for owner, n in await take_over_leases(session):
+            log.warning(
+                "took over %d feed lease%s left by %s, which ended without releasing them",
+                n,
+                "" if n == 1 else "s",
+                owner,
+            )
+        return
+    for owner, n, until in await held_leases(session, rt.clock()):
+        if owner != rt.owner:
+            log.warning("%s", lease_note(owner, n, until))
+
+
+def span(seconds: float) -> str:
+    """A time span for people: ``12 min`` under an hour, ``7.0 h`` under two days,
+    ``3.5 d`` beyond ("every 0.0 h" said nothing)."""
+    if seconds < 3600:
+        return f"{max(1, round(seconds / 60))} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def lease_note(owner: str, feeds: int, until: datetime) -> str:
+    """ "3 feeds leased by host:1234 until 2026-12-04 18:05:00Z": polled by that process,
+    or by any other once its leases run out."""
+    return (
+        f"{feeds} feed{'' if feeds == 1 else 's'} leased by {owner} until "
+        f"{_aware(until).astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
+    )
 
 
 async def apply_reload(rt: Runtime, reloader: Reloader) -> bool:
@@ -179,9 +222,13 @@ async def apply_reload(rt: Runtime, reloader: Reloader) -> bool:
 
 
 class Daemon:
-    def __init__(self, rt: Runtime, reloader: Reloader | None = None) -> None:
+    def __init__(
+        self, rt: Runtime, reloader: Reloader | None = None, heartbeat: Path | None = None
+    ) -> None:
         self.rt = rt
         self.reloader = reloader
+        # touched at every poll tick that ran: a container's HEALTHCHECK reads its age
+        self.heartbeat = heartbeat
         self.stopping = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self.inflight: set[asyncio.Task[object]] = set()
@@ -215,6 +262,11 @@ class Daemon:
         except Exception:  # kept for the next tick; feeds falling due still start
             log.warning("could not write back finished polls; retrying", exc_info=True)
         await self.poller.start_due()
+        if self.heartbeat is not None:
+            try:
+                self.heartbeat.touch()
+            except OSError as exc:
+                log.warning("could not touch the heartbeat file %s: %s", self.heartbeat, exc)
 
     @staticmethod
     def _log_polls(polls: list[PollReport]) -> None:
@@ -247,10 +299,10 @@ class Daemon:
         for name in sorted(quiet.keys() - self.silent):
             age, usual = quiet[name]
             log.warning(
-                "feed %s: silent, no new item for %.1f h (it usually publishes every %.1f h)",
+                "feed %s: silent, no new item for %s (it usually publishes every %s)",
                 name,
-                age / 3600,
-                usual / 3600,
+                span(age),
+                span(usual),
             )
         for name in sorted((self.silent - quiet.keys()) & healthy):  # not failing, removed
             log.info("feed %s: no longer silent", name)

@@ -62,6 +62,17 @@ def _walk(node: yaml.Node, path: Loc, lines: dict[Loc, int]) -> None:
             _walk(item, (*path, index), lines)
 
 
+def _tab_indent(text: str, upto: int) -> int | None:
+    """The first line, up to line ``upto`` (1-based) and the one after it, whose
+    indentation holds a tab: the usual cause of a YAML syntax error in a hand-edited
+    file, which YAML reports as an unexpected token, sometimes on a later line."""
+    for number, line in enumerate(text.splitlines()[: upto + 1], 1):
+        indent = line[: len(line) - len(line.lstrip(" \t"))]
+        if "\t" in indent and line.strip():
+            return number
+    return None
+
+
 def load_yaml(path: Path) -> YamlDoc:
     """Parse one YAML file; syntax errors become :class:`ConfigError` with file:line."""
     try:
@@ -79,6 +90,11 @@ def load_yaml(path: Path) -> YamlDoc:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
+        tab = _tab_indent(text, line)
+        if tab is not None:  # (YAML's own words for it name a token, not the tab)
+            raise ConfigError(
+                [f"{path}:{tab}: tabs are not allowed in YAML (line {tab}): indent with spaces"]
+            ) from exc
         problem = exc.problem or exc.context or "invalid YAML"
         raise ConfigError([f"{path}:{line}: YAML syntax error: {problem}"]) from exc
     except yaml.YAMLError as exc:

@@ -330,6 +330,7 @@ def test_feeds_table_shows_new_and_removed_feeds_and_writes_nothing(
 
 def test_operator_mistakes_get_a_reason(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}])
+    assert ww("once", "--config", str(cfg)).returncode == 0  # (makes the database)
     res = ww("outbox", "retry", "999", "--config", str(cfg))
     assert res.returncode == 2 and "alert 999 not re-queued: there is no such alert" in res.stderr
     res = ww("outbox", "retry", "1", "--failed", "--config", str(cfg))

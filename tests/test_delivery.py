@@ -191,7 +191,10 @@ def test_a_mistyped_channel_fixed_in_the_config_gets_the_retried_alerts(
     assert [r.state for r in rows if r.channel == "#desk-aa"] == ["failed"] * 4
     wl.write_text(wl.read_text().replace("#desk-aa", "#desk-a"))
     out = _outbox(cfg, slack, "retry", "--failed")
-    assert out == "re-queued 4 alert(s)\n  4 now to #desk-a (was #desk-aa)\n"
+    assert out == (
+        "re-queued 4 alerts; the running daemon, or the next `wirewatch once`, sends them:\n"
+        "  4 for #desk-a (moved from #desk-aa)\n"
+    )
     _drain_now(cfg, slack)
     _order_ok(slack, "#desk-a", 4)
 

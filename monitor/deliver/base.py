@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from monitor.models import AlertMessage
 
-__all__ = ["DeliveryResult", "LookupFailed", "Notifier"]
+__all__ = ["DeliveryResult", "LookupFailed", "Notifier", "network_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,22 @@ class DeliveryResult:
     retry_after: float | None = None
     uncertain: bool = False
     channel: str | None = None
+
+
+def network_error(exc: BaseException, peer: str) -> str:
+    """A short reason for a failed request to ``peer`` (``Slack``, ``the webhook``):
+    ``timeout: no answer from Slack in time``, ``ServerDisconnectedError: ...``. Many of
+    these exceptions have no message of their own (``TimeoutError()``), which left
+    reasons like ``timeout: `` in logs and in ``wirewatch outbox``."""
+    kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+    text = str(exc).strip()
+    if not text:
+        text = (
+            f"no answer from {peer} in time"
+            if kind == "timeout"
+            else f"the connection to {peer} failed"
+        )
+    return f"{kind}: {text}"[:200]
 
 
 class LookupFailed(Exception):

@@ -51,6 +51,8 @@ def _alert(msg: AlertMessage) -> str:
     summary = _t(msg.summary, 300)
     if summary:
         lines.append(f"  summary:   {summary}")
+    if msg.entry_id is not None:  # (what `wirewatch explain --entry ID` takes)
+        lines.append(f"  entry:     {msg.entry_id}")
     return "\n".join(lines)
 
 
@@ -60,7 +62,8 @@ def render_console(msg: AlertMessage) -> str:
         head = f"Digest: {len(msg.digest)} alerts"
         items = [
             f"  - {_t(m.title, 200)} | {_t(m.source, 80)} | {when(m.published)} | "
-            f"{_t(m.watchlist, 60)} | {_link(m.link)}"
+            f"{_t(m.watchlist, 60)}: {', '.join(_t(t, 60) for t in m.matched_terms) or '-'} | "
+            f"{_link(m.link)}"
             for m in msg.digest
         ]
         return "\n".join([head, *items]) + "\n\n"
@@ -84,6 +87,7 @@ class ConsoleNotifier:
     """Prints alerts to a text stream (the default sink when no Slack is configured)."""
 
     name = "console"
+    paced = False  # a terminal needs neither pacing nor digests (see outbox._paced)
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream

@@ -32,7 +32,7 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from monitor.deliver.base import DeliveryResult, LookupFailed
+from monitor.deliver.base import DeliveryResult, LookupFailed, network_error
 from monitor.models import AlertMessage
 from monitor.normalize import ANSI, UNSAFE, clean, truncate
 
@@ -411,8 +411,7 @@ def _from_exception(exc: BaseException) -> DeliveryResult:
     (reset, disconnect, timeout) may have, so the outcome is uncertain."""
     if isinstance(exc, aiohttp.ClientConnectorError):
         return DeliveryResult(ok=False, error=f"connection refused: {exc.os_error or exc}"[:200])
-    kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-    return DeliveryResult(ok=False, error=f"{kind}: {exc}"[:200], uncertain=True)
+    return DeliveryResult(ok=False, error=network_error(exc, "Slack"), uncertain=True)
 
 
 _NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
@@ -437,6 +436,8 @@ def _metadata(
     """Message metadata. Digest parts also carry ``part``/``parts`` and the ``alert_ids``
     of the items they list, so each item's alert can be reconciled on its own."""
     payload: dict[str, Any] = {"alert_id": msg.alert_id, "story_id": msg.story_id}
+    if msg.entry_id is not None:  # (what `wirewatch explain --entry ID` takes)
+        payload["entry_id"] = msg.entry_id
     if part is not None and parts is not None:
         per = DIGEST_ITEMS_PER_MESSAGE  # as render_slack_digest chunks them
         payload["part"] = part
@@ -493,6 +494,18 @@ class SlackBotNotifier:
 
     def _channel(self, msg: AlertMessage) -> str:
         return msg.channel or self.default_channel
+
+    async def check_token(self) -> DeliveryResult:
+        """``auth.test``: whether Slack accepts the token. A rejection (``invalid_auth``,
+        ``token_revoked``, ...) is ``permanent``; Slack unreachable is a transient
+        failure (alerts queue until it answers)."""
+        try:
+            await self.client.auth_test()
+        except SlackApiError as exc:
+            return _from_api_error(exc)
+        except _NETWORK_ERRORS as exc:
+            return _from_exception(exc)
+        return DeliveryResult(ok=True)
 
     async def send(self, msg: AlertMessage) -> DeliveryResult:
         channel = self._channel(msg)

@@ -40,7 +40,7 @@ from typing import Any
 import aiohttp
 
 from monitor import __version__
-from monitor.deliver.base import DeliveryResult
+from monitor.deliver.base import DeliveryResult, network_error
 from monitor.models import AlertMessage
 
 __all__ = ["WebhookNotifier", "alert_payload", "sign"]
@@ -164,8 +164,7 @@ class WebhookNotifier:
                 ok=False, error=f"connection refused: {exc.os_error or exc}"[:200]
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-            return DeliveryResult(ok=False, error=f"{kind}: {exc}"[:200], uncertain=True)
+            return DeliveryResult(ok=False, error=network_error(exc, "the webhook"), uncertain=True)
         if 200 <= status < 300:
             return DeliveryResult(ok=True)
         if status == 429:

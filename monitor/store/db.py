@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -38,12 +39,15 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """Async engine; for SQLite the data directory is created and WAL mode enabled."""
+def create_engine(url: str, *, create: bool = True) -> AsyncEngine:
+    """Async engine; for SQLite WAL mode is enabled, and with ``create`` the data
+    directory is created (read-only commands pass ``create=False`` and check first
+    that the file exists: they must never make an empty database)."""
     path = sqlite_path(url)
     kwargs: dict[str, Any] = {}
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
@@ -77,7 +81,81 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(_alembic_config(connection), "head")
 
 
+async def has_schema(engine: AsyncEngine) -> bool:
+    """Whether the database holds Wirewatch's tables (any revision of them)."""
+
+    def check(connection: Connection) -> bool:
+        return bool(inspect(connection).has_table("alembic_version"))
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(check)
+
+
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision (idempotent)."""
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
+
+
+def display_url(url: str) -> str:
+    """``url`` as it may be shown in a log or on a terminal: the password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def sqlite_problem(path: Path) -> str | None:
+    """Why the SQLite database ``path`` cannot be written (created if missing), in one
+    line naming the path and the cause, or None. Checked before start-up: SQLite would
+    otherwise say it at the first write, as an error with SQL in it."""
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return f"cannot use the database {path}: {_first_file(parent)} is a file, not a directory"
+    except OSError as exc:
+        return f"cannot create the directory {parent} for the database {path}: {exc.strerror}"
+    if not parent.is_dir():
+        return f"cannot use the database {path}: {parent} is not a directory"
+    # SQLite writes the database and, beside it, its -wal and -shm files
+    for target in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if target.is_dir():
+            return f"cannot use the database {path}: {target} is a directory"
+        if target.exists():
+            try:
+                with target.open("r+b"):
+                    pass
+            except OSError as exc:
+                return f"cannot write the database {target}: {exc.strerror}"
+    probe = parent / f".{path.name}.write-test-{os.getpid()}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        return f"cannot write in {parent}, where the database {path} lives: {exc.strerror}"
+    return None
+
+
+def _first_file(path: Path) -> Path:
+    """The first of ``path`` and its ancestors that exists (the file in the way)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return path
+
+
+def describe_error(exc: BaseException, url: str | None) -> str | None:
+    """One line for a failure to open or write the database (or another OS error), or
+    None for anything else. SQLAlchemy's messages carry the SQL and a link: only the
+    driver's own reason is kept, with the database it concerns."""
+    where = display_url(url) if url else "the database"
+    module = type(exc).__module__
+    if module.startswith(("sqlalchemy", "asyncpg", "sqlite3", "aiosqlite")):
+        orig = getattr(exc, "orig", None) or exc
+        reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        return f"database {where}: {reason}"
+    if isinstance(exc, OSError):
+        target = f" {exc.filename}" if exc.filename else ""
+        return f"cannot run:{target} {exc.strerror or exc}".replace(":  ", ": ")
+    return None

@@ -397,6 +397,36 @@ async def renew_leases(
     await session.commit()
 
 
+async def held_leases(session: AsyncSession, now: datetime) -> list[tuple[str, int, datetime]]:
+    """Leases still running at ``now``: (owner, feeds, until the last of them ends)."""
+    rows = await session.exec(
+        select(FeedRow.lease_owner, func.count(), func.max(FeedRow.lease_until))
+        .where(col(FeedRow.lease_until) > now)
+        .group_by(col(FeedRow.lease_owner))
+        .order_by(col(FeedRow.lease_owner))
+    )
+    return [(owner or "?", int(n), until or now) for owner, n, until in rows.all()]
+
+
+async def take_over_leases(session: AsyncSession) -> list[tuple[str, int]]:
+    """Release every lease (only for a process that knows it is the database's only
+    user): (former owner, feeds) for each owner that held some."""
+    rows = await session.exec(
+        select(FeedRow.lease_owner, func.count())
+        .where(col(FeedRow.lease_owner).is_not(None))
+        .group_by(col(FeedRow.lease_owner))
+    )
+    held = [(owner or "?", int(n)) for owner, n in rows.all()]
+    if held:
+        await session.exec(
+            update(FeedRow)
+            .where(col(FeedRow.lease_owner).is_not(None))
+            .values(lease_until=None, lease_owner=None)
+        )
+        await session.commit()
+    return held
+
+
 async def release_leases(session: AsyncSession, owner: str) -> None:
     await session.exec(
         update(FeedRow)
