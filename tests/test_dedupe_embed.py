@@ -62,3 +62,18 @@ def test_the_parse_workers_step_computes_the_embedding_once() -> None:
     assert feat
     assert vec == embed.quantize(embed.embed(tk.stripped))
     assert prepare(TITLES[0], "", "Outlet", 300)[3] == b""
+
+
+def test_a_titles_tokens_are_its_words_tokens() -> None:
+    """``token_ids`` encodes word by word (and keeps each word's ids): the same multiset
+    of tokens as the tokenizer gives for the whole title, so the same vector."""
+    from collections import Counter
+
+    tokenizer, _ = embed._model()
+    for title in [
+        *TITLES,
+        "Kim Jong-un's 'historic' visit: Putin hosts N.Korea leader",
+        "¿Qué pasa?",
+    ]:
+        whole = tokenizer.encode(title, add_special_tokens=False).ids
+        assert Counter(embed.token_ids(title)) == Counter(whole), title

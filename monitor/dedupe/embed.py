@@ -70,13 +70,40 @@ def _model() -> tuple[Any, Any]:
     return tokenizer, weights
 
 
+_WORD_CACHE = 1 << 15  # words whose token ids are kept (two generations, per process)
+_words: dict[str, list[int]] = {}
+_words_old: dict[str, list[int]] = {}
+
+
+def token_ids(title: str) -> list[int]:
+    """The model's token ids of ``title``, word by word. The tokenizer (SentencePiece
+    style) marks each word's start and never merges across a space, so a title's tokens
+    are its words' tokens (the same multiset: tests/test_dedupe_embed.py), and a word's
+    ids can be kept: the tokenizer call costs several times the rest of ``embed``."""
+    global _words, _words_old
+    with _lock:
+        tokenizer, _weights = _model()
+    out: list[int] = []
+    for word in title.split():
+        ids = _words.get(word)
+        if ids is None:
+            ids = _words_old.get(word)
+            if ids is None:
+                ids = tokenizer.encode(word, add_special_tokens=False).ids
+            _words[word] = ids
+            if len(_words) >= _WORD_CACHE // 2:
+                _words, _words_old = {}, _words
+        out.extend(ids)
+    return out
+
+
 def embed(title: str) -> Vector:
     """The unit vector of ``title`` (zeros for a title with no tokens)."""
     import numpy as np
 
     with _lock:
-        tokenizer, weights = _model()
-    ids = tokenizer.encode(title, add_special_tokens=False).ids
+        _tokenizer, weights = _model()
+    ids = token_ids(title)
     if not ids:
         return np.zeros(DIM, dtype=np.float32)
     vec: Vector = weights[ids].mean(axis=0).astype(np.float32)
