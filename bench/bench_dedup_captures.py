@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dedup_candidates import Pair, exact_pairs, load_labels, norm_pair
+from dedup_candidates import Pair, cluster_pairs, exact_pairs, load_labels, norm_pair
 from dedup_corpus import SPLITS, Item, available, streams
 
 from monitor.cluster import cluster_lines
@@ -34,15 +34,7 @@ from monitor.dedupe import DedupeConfig
 
 
 def merged_pairs(items: list[Item], config: DedupeConfig) -> set[Pair]:
-    stories: dict[str, list[str]] = defaultdict(list)
-    for key, story in cluster_lines((it.jsonl() for it in items), config):
-        stories[story].append(key)
-    out: set[Pair] = set()
-    for members in stories.values():
-        for i, a in enumerate(members):
-            for b in members[i + 1 :]:
-                out.add(norm_pair(a, b))
-    return out
+    return cluster_pairs(items, config)
 
 
 Counts = Counter[str]

@@ -23,10 +23,14 @@ import csv
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dedup_corpus import SPLITS, Item, available, streams
+
+if TYPE_CHECKING:
+    from monitor.dedupe import DedupeConfig
 
 HERE = Path(__file__).resolve().parent
 LABELS = HERE / "dedup_labels.tsv"
@@ -50,12 +54,14 @@ def load_labels() -> dict[Pair, str]:
     return out
 
 
-def cluster_pairs(items: list[Item]) -> set[Pair]:
+def cluster_pairs(items: list[Item], config: DedupeConfig | None = None) -> set[Pair]:
+    """Every pair of items `wirewatch cluster` puts in one story."""
     from monitor.cluster import cluster_lines
     from monitor.dedupe import DedupeConfig
 
     stories: dict[str, list[str]] = defaultdict(list)
-    for key, story in cluster_lines((it.jsonl() for it in items), DedupeConfig()):
+    lines = (it.jsonl() for it in items)
+    for key, story in cluster_lines(lines, config or DedupeConfig()):
         stories[story].append(key)
     out: set[Pair] = set()
     for members in stories.values():
