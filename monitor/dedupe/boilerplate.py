@@ -74,7 +74,7 @@ def _head_cut(text: str) -> tuple[str, str] | None:
     return (m.group(1), text[m.end() :]) if m else None
 
 
-def _tail_cut(text: str) -> tuple[str, str] | None:
+def tail_cut(text: str) -> tuple[str, str] | None:
     """(tail segment, rest) at the last separator of ``text`` (or a bracketed tail)."""
     m = _BRACKET_TAIL.search(text)
     if m:
@@ -102,7 +102,7 @@ def heads(title: str) -> list[tuple[str, str]]:
 
 def tails(title: str) -> list[tuple[str, str]]:
     """(normalised tail segment, rest) for each tail cut of ``title``, outermost first."""
-    return _cuts(title, _tail_cut)
+    return _cuts(title, tail_cut)
 
 
 def words(title: str) -> frozenset[str]:
@@ -199,7 +199,7 @@ class FeedBoilerplate:
         text = title.strip()
         kept_heads: list[str] = []
         kept_tails: list[str] = []
-        sides = (("h", _head_cut, kept_heads), ("t", _tail_cut, kept_tails))
+        sides = (("h", _head_cut, kept_heads), ("t", tail_cut, kept_tails))
         for side, cut, kept in (
             sides if self.affix_rests and not _SEPARATORS.isdisjoint(text) else ()
         ):

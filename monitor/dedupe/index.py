@@ -55,7 +55,7 @@ from typing import Final
 
 from rapidfuzz import fuzz
 
-from monitor.dedupe.boilerplate import Boilerplate, tails
+from monitor.dedupe.boilerplate import Boilerplate, tail_cut, tails
 from monitor.dedupe.embed import cosine, embed, quantize
 from monitor.dedupe.textkey import WEEKDAYS as _WEEKDAYS
 from monitor.dedupe.textkey import (
@@ -582,6 +582,8 @@ def _model_score(signals: tuple[float, ...]) -> float:
 MERGE_FEATURES = ("lexical", "cosine", "rare_cover", "rarest")
 MERGE_MODEL = (-8.318, 3.538, 3.132, 1.880, 3.491)
 _RARITY_PRIOR = 1000  # titles a window counts as at least, for word rarity
+_TAG_WORDS = 4  # the longest tail after a separator read as a tag ("- AP News Wire")
+_SEPARATORS = frozenset("|-\u2013\u2014\u2022")
 
 
 def merge_score(features: tuple[float, ...], model: tuple[float, ...] = MERGE_MODEL) -> float:
@@ -883,6 +885,24 @@ class StoryIndex:
         fresh.vec = vec or None
         return fresh
 
+    def _untagged_key(self, tk: TitleKey) -> int:
+        """The exact-title key of the title without a short tag after its last separator
+        ("… - Wire", "… | Section"): up to ``_TAG_WORDS`` words and no digit, which a feed
+        has not repeated often enough for its boilerplate to be learned. 0 when there is
+        none, or when too little is left to be a headline."""
+        if tk.series or not _SEPARATORS.intersection(tk.stripped):
+            return 0
+        cut = tail_cut(tk.stripped)
+        if cut is None:
+            return 0
+        tag, rest = cut
+        if len(tag.split()) > _TAG_WORDS or any(ch.isdigit() for ch in tag):
+            return 0
+        head = title_key(rest)
+        if head.series or len(head.stems) < self.config.min_title_words:
+            return 0
+        return hash(("title", head.key))
+
     def _live(self, slot: int, ts: float) -> _Rec | None:
         rec = self._recs.get(slot)
         if rec is None or abs(rec[_TS] - ts) > self._window_s:
@@ -911,8 +931,8 @@ class StoryIndex:
             ):
                 return Decision(rec[_STORY], "url", 100.0)
         tkey = _title_key(url, tk, ts, cfg.min_title_words, fresh.sig)
-        if tkey:
-            slot = self._by_title.get(tkey)
+        for key in (tkey, self._untagged_key(tk)) if tkey else ():
+            slot = self._by_title.get(key) if key else None
             rec = self._live(slot, ts) if slot is not None else None
             if rec is not None:
                 return Decision(rec[_STORY], "title", 100.0)
@@ -1135,6 +1155,9 @@ class StoryIndex:
             self._by_url[ukey] = slot
         if tkey:
             self._by_title[tkey] = slot
+            untagged = self._untagged_key(tk)
+            if untagged:
+                self._by_title.setdefault(untagged, slot)
         if tk.series:
             return  # series titles are matched by key only
         postings = self._postings
@@ -1161,6 +1184,9 @@ class StoryIndex:
                 del self._by_url[ukey]
             if tkey and self._by_title.get(tkey) == slot:
                 del self._by_title[tkey]
+            untagged = self._untagged_key(title_key(rec[_TITLE])) if tkey else 0
+            if untagged and self._by_title.get(untagged) == slot:
+                del self._by_title[untagged]
         recs = self._recs
         empty = []
         for tok, plist in self._postings.items():
