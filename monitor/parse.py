@@ -63,6 +63,7 @@ from urllib.parse import urljoin
 import feedparser
 
 from monitor.dedupe import Prepared, prepare
+from monitor.dedupe.embed import embed
 from monitor.discover import discover_feed_links
 from monitor.match import Hit, Matcher, compile_watchlists
 from monitor.models import Entry
@@ -955,6 +956,7 @@ def _warm_up(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     install_speedups()
     feedparser.parse(b"<rss version='2.0'><channel><title>x</title></channel></rss>")
+    embed("load the dedupe embedding model")  # (prepare computes each title's vector)
     if watchlists is not None:
         _WORKER_MATCHER = (generation, compile_watchlists(watchlists))
 
