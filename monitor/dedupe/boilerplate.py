@@ -129,6 +129,9 @@ class FeedBoilerplate:
     # the words at or above the share, kept current as counts change once the feed has
     # RECENT titles (the bar is then fixed); recomputed while it has fewer
     _frequent: set[str] = field(default_factory=set)
+    # words the caller's keying drops anyway (its stopwords): never boilerplate here, so
+    # a title is not rewritten for nothing
+    ignored: frozenset[str] = frozenset()
 
     def learn(self, title: str) -> tuple[str, str]:
         """``observe(title)`` then ``strip(title)``, sharing their work: what the index
@@ -177,7 +180,7 @@ class FeedBoilerplate:
         if full:
             bar = WORD_SHARE * RECENT
             for w in seen.words:
-                if _inc(self.word_count, w) >= bar:
+                if _inc(self.word_count, w) >= bar and w not in self.ignored:
                     self._frequent.add(w)
         else:
             for w in seen.words:
@@ -186,7 +189,9 @@ class FeedBoilerplate:
             # (while the feed warms up, recomputed every few titles: a vocabulary scan)
             if n >= WORD_MIN_TITLES and (n in (WORD_MIN_TITLES, RECENT) or n % 8 == 0):
                 bar = WORD_SHARE * n
-                self._frequent = {w for w, c in self.word_count.items() if c >= bar}
+                self._frequent = {
+                    w for w, c in self.word_count.items() if c >= bar and w not in self.ignored
+                }
 
     def frequent_words(self) -> frozenset[str] | set[str]:
         return self._frequent if len(self.recent) >= WORD_MIN_TITLES else frozenset()
@@ -224,8 +229,9 @@ class FeedBoilerplate:
 class Boilerplate:
     """Every feed's ``FeedBoilerplate``, by source name (bounded by the number of feeds)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ignored: frozenset[str] = frozenset()) -> None:
         self._feeds: dict[str, FeedBoilerplate] = {}
+        self._ignored = ignored
 
     def learn(self, source: str, title: str) -> tuple[str, str]:
         """Count ``title`` in its feed's boilerplate; the title with it taken out, and the
@@ -234,7 +240,7 @@ class Boilerplate:
             return title.strip(), ""
         feed = self._feeds.get(source)
         if feed is None:
-            feed = self._feeds[source] = FeedBoilerplate()
+            feed = self._feeds[source] = FeedBoilerplate(ignored=self._ignored)
         return feed.learn(title)
 
     def observe(self, source: str, title: str) -> None:
@@ -242,7 +248,7 @@ class Boilerplate:
             return
         feed = self._feeds.get(source)
         if feed is None:
-            feed = self._feeds[source] = FeedBoilerplate()
+            feed = self._feeds[source] = FeedBoilerplate(ignored=self._ignored)
         feed.observe(title)
 
     def strip(self, source: str, title: str) -> tuple[str, str]:

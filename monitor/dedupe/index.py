@@ -57,8 +57,8 @@ from rapidfuzz import fuzz
 
 from monitor.dedupe.boilerplate import Boilerplate, tail_cut, tails
 from monitor.dedupe.embed import cosine, embed, quantize
-from monitor.dedupe.textkey import WEEKDAYS as _WEEKDAYS
 from monitor.dedupe.textkey import (
+    STOPWORDS,
     FeatureFields,
     TitleFeatures,
     TitleKey,
@@ -71,6 +71,7 @@ from monitor.dedupe.textkey import (
     title_key,
     update_number,
 )
+from monitor.dedupe.textkey import WEEKDAYS as _WEEKDAYS
 
 __all__ = [
     "MODEL",
@@ -825,7 +826,7 @@ class StoryIndex:
 
     def __init__(self, config: DedupeConfig) -> None:
         self.config = config
-        self._boiler = Boilerplate()
+        self._boiler = Boilerplate(ignored=STOPWORDS)
         self._recs: dict[int, _Rec] = {}
         self._next = 0
         self._postings: dict[str, list[int]] = {}
