@@ -23,10 +23,11 @@ feed in a new language is handled the day it is added. The learned state is boun
 from __future__ import annotations
 
 import re
+import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 _K = TypeVar("_K")
 
@@ -111,10 +112,18 @@ def words(title: str) -> frozenset[str]:
     return frozenset(w for w in (t.strip(_PUNCT) for t in title.casefold().split()) if w.isalpha())
 
 
+class Stripped(NamedTuple):
+    """A title with its feed's boilerplate out, and what the guards still need of it."""
+
+    text: str
+    digits: str  # the digits of the stripped affixes ("" for none)
+    names: tuple[str, ...]  # capitalised frequent words taken out, case folded
+
+
 @dataclass(slots=True)
 class _Seen:
-    affixes: frozenset[tuple[str, str]]  # ("h" or "t" + segment, the rest folded)
-    words: frozenset[str]
+    affixes: tuple[tuple[str, int], ...]  # ("h" or "t" + segment, hash of the rest folded)
+    words: tuple[str, ...]  # unique, interned
 
 
 @dataclass(slots=True)
@@ -123,7 +132,7 @@ class FeedBoilerplate:
 
     recent: deque[_Seen] = field(default_factory=lambda: deque(maxlen=RECENT))
     # (affix, rest) -> recent titles with both; affix -> distinct rests among them
-    pair_count: dict[tuple[str, str], int] = field(default_factory=dict)
+    pair_count: dict[tuple[str, int], int] = field(default_factory=dict)
     affix_rests: dict[str, int] = field(default_factory=dict)
     word_count: dict[str, int] = field(default_factory=dict)
     # the words at or above the share, kept current as counts change once the feed has
@@ -133,7 +142,7 @@ class FeedBoilerplate:
     # a title is not rewritten for nothing
     ignored: frozenset[str] = frozenset()
 
-    def learn(self, title: str) -> tuple[str, str]:
+    def learn(self, title: str) -> Stripped:
         """``observe(title)`` then ``strip(title)``, sharing their work: what the index
         calls once per new title."""
         seen = self._seen(title)
@@ -143,7 +152,7 @@ class FeedBoilerplate:
             text = title.strip()
             frequent = self.frequent_words()
             if not frequent or frequent.isdisjoint(seen.words):
-                return text, ""
+                return Stripped(text, "", ())
         return self.strip(title)
 
     def observe(self, title: str) -> None:
@@ -155,11 +164,11 @@ class FeedBoilerplate:
 
     @staticmethod
     def _seen(title: str) -> _Seen:
-        affixes = []
+        affixes: list[tuple[str, int]] = []
         if not _SEPARATORS.isdisjoint(title):
-            affixes = [("h" + seg, _norm(rest)) for seg, rest in heads(title)]
-            affixes += [("t" + seg, _norm(rest)) for seg, rest in tails(title)]
-        return _Seen(frozenset(affixes), words(title))
+            affixes = [(sys.intern("h" + seg), hash(_norm(rest))) for seg, rest in heads(title)]
+            affixes += [(sys.intern("t" + seg), hash(_norm(rest))) for seg, rest in tails(title)]
+        return _Seen(tuple(dict.fromkeys(affixes)), tuple(map(sys.intern, words(title))))
 
     def _count(self, seen: _Seen) -> None:
         full = len(self.recent) == RECENT
@@ -196,11 +205,13 @@ class FeedBoilerplate:
     def frequent_words(self) -> frozenset[str] | set[str]:
         return self._frequent if len(self.recent) >= WORD_MIN_TITLES else frozenset()
 
-    def strip(self, title: str) -> tuple[str, str]:
+    def strip(self, title: str) -> Stripped:
         """``title`` without this feed's learned affixes and frequent words (never empty:
-        when everything would go, the title is returned as it was), and the digits the
+        when everything would go, the title is returned as it was); the digits the
         stripped affixes held ("20 2020" for "(20 August 2020)"): a date or an episode
-        number in a programme's slot is the one fact that tells two episodes apart."""
+        number in a programme's slot is the one fact that tells two episodes apart; and
+        the capitalised frequent words taken out (a name the feed writes often, such as
+        the politician a politics feed covers): the names guard still needs them."""
         text = title.strip()
         kept_heads: list[str] = []
         kept_tails: list[str] = []
@@ -219,11 +230,20 @@ class FeedBoilerplate:
                 text = rest.strip()
         digits = " ".join([*kept_heads, *kept_tails])
         frequent = self.frequent_words()
+        names: list[str] = []
         if frequent:
-            kept = [tok for tok in text.split() if tok.strip(_PUNCT).casefold() not in frequent]
+            kept = []
+            for tok in text.split():
+                word = tok.strip(_PUNCT)
+                if word.casefold() not in frequent:
+                    kept.append(tok)
+                elif word[:1].isupper():
+                    names.append(word.casefold())
             if any(tok.strip(_PUNCT).isalnum() for tok in kept):
                 text = " ".join(kept)
-        return text, digits
+            else:
+                names = []
+        return Stripped(text, digits, tuple(names))
 
 
 class Boilerplate:
@@ -233,11 +253,11 @@ class Boilerplate:
         self._feeds: dict[str, FeedBoilerplate] = {}
         self._ignored = ignored
 
-    def learn(self, source: str, title: str) -> tuple[str, str]:
+    def learn(self, source: str, title: str) -> Stripped:
         """Count ``title`` in its feed's boilerplate; the title with it taken out, and the
         digits the stripped affixes held (``FeedBoilerplate.strip``)."""
         if not source or not title:
-            return title.strip(), ""
+            return Stripped(title.strip(), "", ())
         feed = self._feeds.get(source)
         if feed is None:
             feed = self._feeds[source] = FeedBoilerplate(ignored=self._ignored)
@@ -251,10 +271,10 @@ class Boilerplate:
             feed = self._feeds[source] = FeedBoilerplate(ignored=self._ignored)
         feed.observe(title)
 
-    def strip(self, source: str, title: str) -> tuple[str, str]:
+    def strip(self, source: str, title: str) -> Stripped:
         """``FeedBoilerplate.strip`` for ``source``'s feed."""
         feed = self._feeds.get(source)
-        return feed.strip(title) if feed is not None else (title, "")
+        return feed.strip(title) if feed is not None else Stripped(title, "", ())
 
     def __len__(self) -> int:
         return len(self._feeds)

@@ -62,6 +62,7 @@ from monitor.dedupe.textkey import (
     FeatureFields,
     TitleFeatures,
     TitleKey,
+    canon,
     clean_summary,
     contrast,
     feature_fields,
@@ -583,6 +584,7 @@ def _model_score(signals: tuple[float, ...]) -> float:
 MERGE_FEATURES = ("lexical", "cosine", "rare_cover", "rarest")
 MERGE_MODEL = (-8.318, 3.538, 3.132, 1.880, 3.491)
 _RARITY_PRIOR = 1000  # titles a window counts as at least, for word rarity
+_RAW_KEY_CHARS = 12  # the shortest title without word keys that an exact copy may match
 _TAG_WORDS = 4  # the longest tail after a separator read as a tag ("- AP News Wire")
 _SEPARATORS = frozenset("|-\u2013\u2014\u2022")
 
@@ -638,6 +640,28 @@ def _late_veto(a: _Profile, b: _Profile, ma: frozenset[str], mb: frozenset[str])
     return ""
 
 
+def _lost_names(
+    names_a: tuple[str, ...],
+    stems_a: set[str],
+    pa: _Profile,
+    ma: frozenset[str],
+    names_b: tuple[str, ...],
+    stems_b: tuple[str, ...],
+    pb: _Profile,
+    mb: frozenset[str],
+) -> bool:
+    """The names guard for names a feed's boilerplate took out of a title (a name the
+    feed writes often): a name one title lost that the other does not hold, against a
+    name of the other's that this one does not hold, vetoes the merge."""
+    held_b = set(stems_b).union(names_b)
+    held_a = stems_a.union(names_a)
+    lost_a = any(n not in held_b for n in names_a)
+    lost_b = any(n not in held_a for n in names_b)
+    other_b = _left_out(pb.name_runs, mb, pa.initials) or _left_out(pb.first, mb, pa.initials)
+    other_a = _left_out(pa.name_runs, ma, pb.initials) or _left_out(pa.first, ma, pb.initials)
+    return (lost_a and (lost_b or other_b)) or (lost_b and other_a)
+
+
 def summary_score(a: str, b: str) -> float:
     """Summary similarity 0-100: Dice over content-word stems (synonyms folded)."""
     if not a or not b:
@@ -689,6 +713,7 @@ _Rec = tuple[
     "str | None",
     "bytes | None",
     int,
+    tuple[str, ...],
 ]
 _STORY: Final = 0
 _TS: Final = 1  # POSIX seconds
@@ -701,6 +726,7 @@ _UKEY: Final = 7  # hash of canonical url (0 = none)
 _FEAT: Final = 8  # compact guard features (_Profile.encode) once scored, or None
 _VEC: Final = 9  # the title's quantized embedding (embed.quantize) once compared, or None
 _SIG: Final = 10  # hash of the digits of the feed affixes stripped from the title (0 = none)
+_NAMES: Final = 11  # stems of capitalised frequent words the feed's boilerplate took out
 
 
 def _ts(value: datetime | None, now: datetime | None) -> float:
@@ -738,6 +764,10 @@ def _title_key(url: str, tk: TitleKey, ts: float, min_words: int, sig: int = 0) 
         # recurring titles: the same story only on the same link, or the same day unlinked
         day = int(ts // 86400)
         return hash(("series", tk.key, url, day))
+    if not tk.stems and len(tk.stripped) >= _RAW_KEY_CHARS:
+        # a title in a script the word keys do not read (Cyrillic, Greek, CJK, ...): its
+        # identical copies still meet, on the title itself, case and spacing folded
+        return hash(("raw", " ".join(tk.stripped.casefold().split())))
     if len(tk.stems) < min_words:
         return 0
     return hash(("title", tk.key))
@@ -796,7 +826,7 @@ class _Fresh:
     """The item last passed to ``find``: its key and cleaned summary, the summary's stems
     once a candidate needs them; ``add`` reuses them."""
 
-    __slots__ = ("feat", "item", "sig", "stem_set", "stems", "summary", "tk", "vec")
+    __slots__ = ("feat", "item", "names", "sig", "stem_set", "stems", "summary", "tk", "vec")
 
     def __init__(self, item: StoryItem, tk: TitleKey, summary: str, feat: str) -> None:
         self.item = item
@@ -807,6 +837,7 @@ class _Fresh:
         self.stem_set: frozenset[str] = frozenset()
         self.vec: bytes | None = None  # the title's quantized embedding, once needed
         self.sig = 0  # hash of the digits of the stripped feed affixes (0 = none)
+        self.names: tuple[str, ...] = ()  # names taken out with the feed's frequent words
 
     def vector(self) -> bytes:
         if self.vec is None:
@@ -832,6 +863,11 @@ class StoryIndex:
         self._postings: dict[str, list[int]] = {}
         self._by_url: dict[int, int] = {}
         self._by_title: dict[int, int] = {}
+        # "… - Tag" titles under the key of their untagged part, and the key by slot (for
+        # prune); matched only against full keys: a copy with a tag meets the same
+        # title without one, never another title with a different tag
+        self._by_untagged: dict[int, int] = {}
+        self._untagged_of: dict[int, int] = {}
         self._fresh: _Fresh | None = None
         # title -> (profile, compact form); a pure function of the title, bounded, so it
         # only saves work (entries also keep the compact form once scored). Two
@@ -848,22 +884,24 @@ class StoryIndex:
     def __len__(self) -> int:
         return len(self._recs)
 
-    def _learn(self, source: str, title: str) -> tuple[str, int]:
+    def _learn(self, source: str, title: str) -> tuple[str, int, tuple[str, ...]]:
         """Count ``title`` in its feed's boilerplate; the title with that boilerplate out
         (a series title, "Live updates: ...", stays whole: it names a slot), and the hash
         of the digits the stripped affixes held (0 for none): two episodes of one
-        programme differ only there, so entries whose digits differ never merge."""
-        stripped, digits = self._boiler.learn(source, title)
+        programme differ only there, so entries whose digits differ never merge; and the
+        stems of the names taken out with the feed's frequent words, for the names guard."""
+        stripped, digits, names = self._boiler.learn(source, title)
         if stripped != title.strip() and maybe_series(title) and title_key(title, source).series:
-            return title, 0
-        return stripped, hash(digits) if digits else 0
+            return title, 0, ()
+        stems = tuple(sys.intern(canon(n)) for n in names) if names else ()
+        return stripped, hash(digits) if digits else 0, stems
 
     # key of the item last passed to find(), reused by add()
     def _prepare(self, item: StoryItem, prepared: Prepared | None = None) -> _Fresh:
         fresh = self._fresh
         if fresh is not None and fresh.item is item:
             return fresh
-        title, sig = self._learn(item.source, item.title)
+        title, sig, names = self._learn(item.source, item.title)
         if title != item.title.strip():
             # the feed's boilerplate changes the title: the title key, features and
             # embedding prepared elsewhere (from the whole title) do not apply; the
@@ -883,6 +921,7 @@ class StoryIndex:
             )
         fresh = self._fresh = _Fresh(item, tk, summary, feat)
         fresh.sig = sig
+        fresh.names = names
         fresh.vec = vec or None
         return fresh
 
@@ -932,8 +971,13 @@ class StoryIndex:
             ):
                 return Decision(rec[_STORY], "url", 100.0)
         tkey = _title_key(url, tk, ts, cfg.min_title_words, fresh.sig)
-        for key in (tkey, self._untagged_key(tk)) if tkey else ():
-            slot = self._by_title.get(key) if key else None
+        if tkey:
+            slot = self._by_title.get(tkey)
+            if slot is None and not fresh.sig:
+                slot = self._by_untagged.get(tkey)  # a tagged copy of this title
+                if slot is None:
+                    untagged = self._untagged_key(tk)
+                    slot = self._by_title.get(untagged) if untagged else None
             rec = self._live(slot, ts) if slot is not None else None
             if rec is not None:
                 return Decision(rec[_STORY], "title", 100.0)
@@ -1025,6 +1069,10 @@ class StoryIndex:
             score = _model_score(signals)
             if score < low_floor or _late_veto(mine_p, other, ma, mb):
                 continue
+            if (fresh.names or rec[_NAMES]) and _lost_names(
+                fresh.names, mine, mine_p, ma, rec[_NAMES], stems, other, mb
+            ):
+                continue
             cos = cosine(fresh.vector(), self._vector(slot, rec))
             cover, rarest = self._rarity(mine, stems, shared)
             features = (score / 100.0, cos, cover, rarest)
@@ -1076,7 +1124,7 @@ class StoryIndex:
         vec = rec[_VEC]
         if vec is None:
             vec = _vector(rec[_TITLE])
-            self._recs[slot] = (*rec[:_VEC], vec, rec[_SIG])
+            self._recs[slot] = (*rec[:_VEC], vec, rec[_SIG], rec[_NAMES])
         return vec
 
     def _summary_stems(self, slot: int, rec: _Rec) -> tuple[str, ...]:
@@ -1105,12 +1153,15 @@ class StoryIndex:
             prof = self._young.get(tk.stripped) or self._old.get(tk.stripped)
             feat = prof.feat if prof is not None else fresh.feat or None
             ts = _ts(item.published, now)
-            self._insert(tk, summary, False, ts, item.url, story_id, feat, fresh.sig, fresh.vec)
+            self._insert(
+                tk, summary, False, ts, item.url, story_id, feat, fresh.sig, fresh.vec, fresh.names
+            )
         else:
-            title, sig = self._learn(item.source, item.title)
+            title, sig, names = self._learn(item.source, item.title)
             tk = title_key(title, item.source)
             raw = _raw_summary(item.summary, self.config.summary_chars)
-            self._insert(tk, raw, True, _ts(item.published, now), item.url, story_id, None, sig)
+            ts = _ts(item.published, now)
+            self._insert(tk, raw, True, ts, item.url, story_id, None, sig, None, names)
         if self.trace is not None:
             self.trace_keys[self._next - 1] = item.key
 
@@ -1125,10 +1176,10 @@ class StoryIndex:
             when = datetime.fromisoformat(when)
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        title, sig = self._learn(source, title)
+        title, sig, names = self._learn(source, title)
         tk = title_key(title, source)
         raw = _raw_summary(summary, self.config.summary_chars)
-        self._insert(tk, raw, True, when.timestamp(), url, story_id, None, sig)
+        self._insert(tk, raw, True, when.timestamp(), url, story_id, None, sig, None, names)
 
     def _insert(
         self,
@@ -1141,6 +1192,7 @@ class StoryIndex:
         feat: str | None,
         sig: int = 0,
         vec: bytes | None = None,
+        names: tuple[str, ...] = (),
     ) -> None:
         cfg = self.config
         url = article_url(url)
@@ -1150,15 +1202,16 @@ class StoryIndex:
         self._next = slot + 1
         stems = tk.stems
         self._recs[slot] = (
-            story_id, ts, tk.stripped, stems, summary, raw, tkey, ukey, feat, vec, sig
+            story_id, ts, tk.stripped, stems, summary, raw, tkey, ukey, feat, vec, sig, names
         )  # fmt: skip
         if ukey:
             self._by_url[ukey] = slot
         if tkey:
             self._by_title[tkey] = slot
-            untagged = self._untagged_key(tk)
+            untagged = self._untagged_key(tk) if not sig else 0
             if untagged:
-                self._by_title.setdefault(untagged, slot)
+                self._by_untagged[untagged] = slot
+                self._untagged_of[slot] = untagged
         if tk.series:
             return  # series titles are matched by key only
         postings = self._postings
@@ -1185,9 +1238,9 @@ class StoryIndex:
                 del self._by_url[ukey]
             if tkey and self._by_title.get(tkey) == slot:
                 del self._by_title[tkey]
-            untagged = self._untagged_key(title_key(rec[_TITLE])) if tkey else 0
-            if untagged and self._by_title.get(untagged) == slot:
-                del self._by_title[untagged]
+            untagged = self._untagged_of.pop(slot, 0)
+            if untagged and self._by_untagged.get(untagged) == slot:
+                del self._by_untagged[untagged]
         recs = self._recs
         empty = []
         for tok, plist in self._postings.items():
