@@ -31,7 +31,7 @@ from typing import NamedTuple, TypeVar
 
 _K = TypeVar("_K")
 
-RECENT = 100  # titles per feed that the statistics cover
+RECENT = 50  # titles per feed that the statistics cover
 AFFIX_MIN = 2  # recent titles that must share a head/tail segment for it to be boilerplate
 WORD_SHARE = 0.25  # share of recent titles a word must appear in to be boilerplate ...
 WORD_MIN_TITLES = 12  # ... once the feed has at least this many recent titles
