@@ -63,7 +63,7 @@ from urllib.parse import urljoin
 import feedparser
 
 from monitor.dedupe import Prepared, prepare
-from monitor.dedupe.embed import embed
+from monitor.dedupe.embed import load_in_background
 from monitor.discover import discover_feed_links
 from monitor.match import Hit, Matcher, compile_watchlists
 from monitor.models import Entry
@@ -956,7 +956,9 @@ def _warm_up(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     install_speedups()
     feedparser.parse(b"<rss version='2.0'><channel><title>x</title></channel></rss>")
-    embed("load the dedupe embedding model")  # (prepare computes each title's vector)
+    # prepare computes each title's vector once the model (tens of MB) is in memory: it
+    # loads beside the first parses instead of holding up the pool's start
+    load_in_background()
     if watchlists is not None:
         _WORKER_MATCHER = (generation, compile_watchlists(watchlists))
 

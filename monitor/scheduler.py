@@ -27,6 +27,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor.config import AppConfig, ConfigError
+from monitor.dedupe.embed import load_in_background
 from monitor.health import feed_history, silence
 from monitor.intervals import FAILURE_CAP_S, JITTER, RETRY_AFTER_CAP_S
 from monitor.outbox import delivery_loop, reconcile, stranded
@@ -147,6 +148,7 @@ async def startup(rt: Runtime, *, lazy_index: bool = False) -> int:
             fixed,
         )
     loaded = 0
+    load_in_background()  # the dedupe embedding model, for titles the workers left
     if not lazy_index:
         loaded = await load_index(rt)
         rt.index_loaded = True

@@ -18,6 +18,7 @@ it under ``tokenizers/``; the paths are resolved here from the installed package
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -147,6 +148,22 @@ def cosine(a: bytes, b: bytes) -> float:
     if na == 0.0 or nb == 0.0:
         return 0.0
     return float(np.dot(va, vb)) / math.sqrt(na * nb)
+
+
+def loaded() -> bool:
+    """Whether this process has the model in memory (``embed`` costs microseconds)."""
+    return _model.cache_info().currsize > 0
+
+
+def load_in_background() -> None:
+    """Start loading the model on a thread: a process that will need it soon (a parse
+    worker, the daemon) does not stall its first work on the load."""
+    threading.Thread(target=_load_quietly, name="embed-load", daemon=True).start()
+
+
+def _load_quietly() -> None:
+    with contextlib.suppress(ModelMissing), _lock:
+        _model()
 
 
 def available() -> bool:

@@ -29,7 +29,8 @@ figures are in ``bench/RESULTS.md``.
 Memory per window entry is bounded: a plain tuple of the title, its stems and keys, a
 summary prefix, and, once the entry has been weighed as a candidate, the compact form of
 its guard features (``_Profile.encode``) and its title's embedding quantized to 256 bytes
-(``embed.quantize``); per feed, the boilerplate statistics of its last 50 titles (about 90 KB a feed).
+(``embed.quantize``); per feed, the boilerplate statistics of its last 50 titles (about
+90 KB a feed).
 
 ``add`` (and ``add_stored``, what ``load_index`` calls per stored row) is the restart
 path: it computes only the title key and index stems; summaries are cleaned, guard
@@ -57,6 +58,7 @@ from rapidfuzz import fuzz
 
 from monitor.dedupe.boilerplate import Boilerplate, tail_cut, tails
 from monitor.dedupe.embed import cosine, embed, quantize
+from monitor.dedupe.embed import loaded as embed_loaded
 from monitor.dedupe.textkey import (
     STOPWORDS,
     FeatureFields,
@@ -797,7 +799,9 @@ def prepare(
     vec = b""
     if features and tk.stems and not tk.series:
         feat = _compact_features(tk)
-        vec = _vector(tk.stripped)
+        # (while the model is still loading, the index computes the vector when it needs
+        # it: the same vector, so the same decisions)
+        vec = _vector(tk.stripped) if embed_loaded() else b""
     return tk, cleaned, feat, vec
 
 
