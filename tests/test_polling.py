@@ -551,7 +551,7 @@ def test_the_daemon_keeps_polling_other_feeds_while_one_server_hangs(
     during = [t for t in times if t - started < 3.5]
     # about one a second (1 s +- 10 % jitter, on 0.2 s ticks) while the slow server holds
     # its own poll for 4 s: a fast feed held up behind it would stop for those 4 s
-    gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(during)]
     assert len(during) >= 2 and max(gaps) < 1.7, times
     rows = asyncio.run(_feeds(cfg_dir))
     assert rows["slow"].last_success is not None and rows["slow"].lease_owner is None
