@@ -157,8 +157,13 @@ def loaded() -> bool:
 
 def load_in_background() -> None:
     """Start loading the model on a thread: a process that will need it soon (a parse
-    worker, the daemon) does not stall its first work on the load."""
-    threading.Thread(target=_load_quietly, name="embed-load", daemon=True).start()
+    worker, the daemon) does not stall its first work on the load.
+
+    Not a daemon thread: at exit Python waits for it (a second at most) before it
+    finalizes. A daemon thread still inside the tokenizer's native code when a short
+    ``once`` exits is unwound by the interpreter's shutdown and aborts the process
+    ("FATAL: exception not rethrown", exit -6)."""
+    threading.Thread(target=_load_quietly, name="embed-load", daemon=False).start()
 
 
 def _load_quietly() -> None:
