@@ -16,33 +16,9 @@ import pytest
 
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer
-from tests.util import seed_feeds, write_config
+from tests.util import serve_seed, wirewatch, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def wirewatch(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd or ROOT,
-        timeout=timeout,
-    )
-
-
-def _serve(server: FeedServer) -> list[dict[str, str]]:
-    for path, body in seed_feeds().items():
-        server.set(path, body, etag=f'"{path}"')
-    return [
-        {"name": "cna", "source": "CNA", "url": server.url("/cna.xml")},
-        {"name": "aljazeera", "source": "Al Jazeera", "url": server.url("/aj.xml")},
-    ]
 
 
 def test_check_ok_prints_summary(tmp_path: Path) -> None:
@@ -260,7 +236,7 @@ def test_opml_name_attribute_wins_and_disabled_outlines_stay_disabled(tmp_path: 
 
 def test_once_posts_to_slack_and_lists_failed_feeds(tmp_path: Path) -> None:
     with FeedServer() as server, FakeSlack() as slack:
-        feeds = [*_serve(server), {"name": "dead", "url": server.url("/missing.xml")}]
+        feeds = [*serve_seed(server), {"name": "dead", "url": server.url("/missing.xml")}]
         cfg = write_config(tmp_path, feeds=feeds)
         env = {
             "SLACK_BOT_TOKEN": "xoxb-test-token",
@@ -277,7 +253,7 @@ def test_once_posts_to_slack_and_lists_failed_feeds(tmp_path: Path) -> None:
 
 def test_once_without_slack_prints_alerts_to_console(tmp_path: Path) -> None:
     with FeedServer() as server:
-        cfg = write_config(tmp_path, feeds=_serve(server))
+        cfg = write_config(tmp_path, feeds=serve_seed(server))
         res = wirewatch("once", "--config", str(cfg))
         assert res.returncode == 0, res.stderr
         assert "Kim Jong Un" in res.stdout and "korea" in res.stdout
@@ -297,7 +273,7 @@ def test_console_follow_up_names_its_story(tmp_path: Path) -> None:
     """A later outlet's copy of a story already alerted is one line under the story it
     belongs to (a terminal has no threads; the parent may have scrolled away)."""
     with FeedServer() as server:
-        feeds = _serve(server)
+        feeds = serve_seed(server)
         cfg = write_config(tmp_path, feeds=feeds[:1])
         res = wirewatch("once", "--config", str(cfg))
         assert res.returncode == 0 and "outlet:    CNA" in res.stdout, res.stderr
@@ -317,7 +293,7 @@ def test_once_names_feeds_a_410_disabled(tmp_path: Path) -> None:
     """A feed switched off by a 410 is not silently missing from the next runs' count."""
     with FeedServer() as server:
         server.set("/gone.xml", "gone", status=410)
-        feeds = [*_serve(server), {"name": "gone", "url": server.url("/gone.xml")}]
+        feeds = [*serve_seed(server), {"name": "gone", "url": server.url("/gone.xml")}]
         cfg = write_config(tmp_path, feeds=feeds)
         assert wirewatch("once", "--config", str(cfg)).returncode == 0
         res = wirewatch("once", "--config", str(cfg))
@@ -346,7 +322,7 @@ def test_alerts_queued_for_a_sink_no_longer_configured_are_kept_and_named(
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}/api/"
     with FeedServer() as server:
-        cfg = write_config(tmp_path, feeds=_serve(server))
+        cfg = write_config(tmp_path, feeds=serve_seed(server))
         slack = {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": dead}
         res = wirewatch("once", "--config", str(cfg), "--deliver-timeout", "0", env=slack)
         # (queued and none delivered: once says so and exits 1, for cron to notice)
@@ -362,7 +338,7 @@ def test_alerts_queued_for_a_sink_no_longer_configured_are_kept_and_named(
 
 def test_once_dry_run_leaves_state_untouched(tmp_path: Path) -> None:
     with FeedServer() as server, FakeSlack() as slack:
-        cfg = write_config(tmp_path, feeds=_serve(server))
+        cfg = write_config(tmp_path, feeds=serve_seed(server))
         env = {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": slack.base_url}
         res = wirewatch("once", "--config", str(cfg), "--dry-run", env=env)
         assert res.returncode == 0, res.stderr
@@ -377,14 +353,14 @@ def test_dry_run_on_a_server_database_says_it_starts_from_empty(tmp_path: Path) 
     with FeedServer() as server:
         cfg = write_config(
             tmp_path,
-            feeds=_serve(server),
+            feeds=serve_seed(server),
             settings={"database_url": "postgresql://nobody@127.0.0.1:1/none"},
         )
         res = wirewatch("once", "--config", str(cfg), "--dry-run")
         assert res.returncode == 0, res.stderr
         assert "Kim Jong Un" in res.stdout
         assert "dry run: the state in this database is not copied" in res.stderr
-        sqlite_cfg = write_config(tmp_path / "lite", feeds=_serve(server))
+        sqlite_cfg = write_config(tmp_path / "lite", feeds=serve_seed(server))
         res = wirewatch("once", "--config", str(sqlite_cfg), "--dry-run")
     assert res.returncode == 0 and "Kim Jong Un" in res.stdout
     assert "dry run:" not in res.stderr
@@ -423,7 +399,7 @@ def _start_daemon(cfg: Path, env: dict[str, str]) -> subprocess.Popen[str]:
 
 def test_daemon_alerts_stops_cleanly_and_restart_sends_nothing(tmp_path: Path) -> None:
     with FeedServer() as server, FakeSlack() as slack:
-        cfg = write_config(tmp_path, feeds=_serve(server), settings={"poll": {"tick": "1s"}})
+        cfg = write_config(tmp_path, feeds=serve_seed(server), settings={"poll": {"tick": "1s"}})
         env = {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": slack.base_url}
 
         def start() -> subprocess.Popen[str]:
@@ -472,7 +448,7 @@ def test_daemon_with_slack_down_keeps_alerts_and_says_so_when_stopped(tmp_path: 
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}/api/"
     with FeedServer() as server:
-        cfg = write_config(tmp_path, feeds=_serve(server), settings={"poll": {"tick": "1s"}})
+        cfg = write_config(tmp_path, feeds=serve_seed(server), settings={"poll": {"tick": "1s"}})
         proc = _start_daemon(cfg, {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": dead})
         try:
             deadline = time.monotonic() + 30
@@ -517,7 +493,7 @@ def test_a_stop_during_start_up_exits_cleanly_and_leaves_no_workers(tmp_path: Pa
     if not Path("/proc/self/task").exists():
         pytest.skip("needs Linux /proc to watch the daemon's child processes")
     with FeedServer() as server:
-        cfg = write_config(tmp_path, feeds=_serve(server))
+        cfg = write_config(tmp_path, feeds=serve_seed(server))
         proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
             env={k: v for k, v in os.environ.items() if not k.startswith("SLACK_")},

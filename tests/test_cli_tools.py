@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,21 +15,9 @@ from monitor.pipeline import poll_cycle
 from monitor.runtime import open_runtime
 from monitor.scheduler import Daemon, startup
 from tests.feedserver import FeedServer, rss
-from tests.util import pubdate, seed_feeds, write_config
+from tests.util import pubdate, seed_feeds, wirewatch, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def ww(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-    )
 
 
 def _polled(tmp_path: Path, server: FeedServer) -> Path:
@@ -45,18 +30,20 @@ def _polled(tmp_path: Path, server: FeedServer) -> Path:
             {"name": "aj", "source": "Al Jazeera", "url": server.url("/aj.xml")},
         ],
     )
-    res = ww("once", "--config", str(cfg))
+    res = wirewatch("once", "--config", str(cfg))
     assert res.returncode == 0, res.stderr
     return cfg
 
 
 def test_explain_text_match_and_non_match_json(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, feeds=[{"name": "a", "url": "http://127.0.0.1:9/a"}])
-    res = ww("explain", "--config", str(cfg), "--json", "--text", "KIM JONG-UN's missile test")
+    res = wirewatch(
+        "explain", "--config", str(cfg), "--json", "--text", "KIM JONG-UN's missile test"
+    )
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert data["matched"] == ["korea"]
-    res = ww("explain", "--config", str(cfg), "--json", "--text", "Rasputin's kimchi")
+    res = wirewatch("explain", "--config", str(cfg), "--json", "--text", "Rasputin's kimchi")
     assert json.loads(res.stdout)["matched"] == []
     # what a regex found is quoted back: without the escape sequences it may hold
     wide = write_config(
@@ -64,20 +51,20 @@ def test_explain_text_match_and_non_match_json(tmp_path: Path) -> None:
         feeds=[{"name": "a", "url": "http://127.0.0.1:9/a"}],
         watchlists=[{"name": "k", "terms": [{"regex": "kim.{0,40}"}]}],
     )
-    res = ww("explain", "--config", str(wide), "--text", "Kim \x1b]0;PWN\x07\u202eyes")
+    res = wirewatch("explain", "--config", str(wide), "--text", "Kim \x1b]0;PWN\x07\u202eyes")
     assert res.returncode == 0 and 'found "Kim yes"' in res.stdout, res.stdout
-    res = ww("explain", "--config", str(cfg), "--text", "Kim Jong Un meets Putin")
+    res = wirewatch("explain", "--config", str(cfg), "--text", "Kim Jong Un meets Putin")
     assert res.returncode == 0 and "korea" in res.stdout and "Kim Jong Un" in res.stdout
 
 
 def test_explain_stored_entry_and_feeds_health(tmp_path: Path, feed_server: FeedServer) -> None:
     cfg = _polled(tmp_path, feed_server)
-    res = ww("explain", "--config", str(cfg), "--json", "--entry", "1")
+    res = wirewatch("explain", "--config", str(cfg), "--json", "--entry", "1")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["matched"] == ["korea"]
-    res = ww("explain", "--config", str(cfg), "--entry", "999")
+    res = wirewatch("explain", "--config", str(cfg), "--entry", "999")
     assert res.returncode == 2 and "no entry" in res.stderr
-    res = ww("feeds", "--config", str(cfg))
+    res = wirewatch("feeds", "--config", str(cfg))
     assert res.returncode == 0, res.stderr
     lines = {ln.split()[0]: ln for ln in res.stdout.splitlines()[1:]}
     assert set(lines) == {"cna", "aj"} and " ok " in lines["cna"]
@@ -92,7 +79,7 @@ def test_replay_reports_difference_from_live_config(
         "watchlists:\n  - name: korea\n    terms: [Kim Jong Un]\n"
         "  - name: disasters\n    terms: [flood, floods]\n"
     )
-    res = ww(
+    res = wirewatch(
         "replay", "--since", "7d", "--config", str(cfg), "--watchlists", str(candidate), "--json"
     )
     assert res.returncode == 0, res.stderr
@@ -100,7 +87,7 @@ def test_replay_reports_difference_from_live_config(
     assert by["korea"]["stories"] == 1 and by["korea"]["added"] == 0
     assert by["disasters"]["stories"] == 1 and by["disasters"]["added"] == 1
     assert "Libya" in by["disasters"]["added_samples"][0]
-    res = ww("replay", "--since", "7d", "--config", str(cfg), "--watchlists", str(candidate))
+    res = wirewatch("replay", "--since", "7d", "--config", str(cfg), "--watchlists", str(candidate))
     assert "disasters: 1 stories would alert" in res.stdout
 
 
@@ -116,18 +103,20 @@ def test_feeds_add_discovers_from_html_and_export_roundtrips(
         headers={"Content-Type": "text/html; charset=utf-8"},
     )
     cfg = write_config(tmp_path, feeds=[{"name": "cna", "url": feed_server.url("/cna.xml")}])
-    res = ww("feeds", "add", feed_server.url("/home.html"), "--tag", "world", "--config", str(cfg))
+    res = wirewatch(
+        "feeds", "add", feed_server.url("/home.html"), "--tag", "world", "--config", str(cfg)
+    )
     assert res.returncode == 0, res.stderr
     assert feed_server.url("/aj.xml") in res.stdout
-    check = ww("check", "--config", str(cfg))
+    check = wirewatch("check", "--config", str(cfg))
     assert "2 feeds" in check.stdout
-    res = ww("feeds", "add", feed_server.url("/missing"), "--config", str(cfg))
+    res = wirewatch("feeds", "add", feed_server.url("/missing"), "--config", str(cfg))
     assert res.returncode == 1 and "404" in res.stderr
 
-    opml = ww("feeds", "export", "--config", str(cfg)).stdout
+    opml = wirewatch("feeds", "export", "--config", str(cfg)).stdout
     path = tmp_path / "out.opml"
     path.write_text(opml)
-    res = ww("check", "--config", str(cfg), "--feeds", str(path))
+    res = wirewatch("check", "--config", str(cfg), "--feeds", str(path))
     assert res.returncode == 0 and "2 feeds" in res.stdout, res.stderr
 
 
@@ -149,7 +138,7 @@ def test_feeds_add_tries_every_linked_feed_and_takes_an_empty_one(
     )
     cfg = write_config(tmp_path, feeds=[])
     (cfg / "feeds.yaml").write_text("# my feeds\nfeeds: []\n", encoding="utf-8")
-    res = ww("feeds", "add", feed_server.url("/page.html"), "--config", str(cfg))
+    res = wirewatch("feeds", "add", feed_server.url("/page.html"), "--config", str(cfg))
     assert res.returncode == 0, res.stderr
     assert feed_server.url("/new.xml") in res.stdout and "0 entries" in res.stdout
     assert "no items yet" in res.stderr
@@ -159,7 +148,7 @@ def test_feeds_add_tries_every_linked_feed_and_takes_an_empty_one(
     assert [(f.name, f.url) for f in load_config(cfg).feeds] == [
         ("fresh-outlet", feed_server.url("/new.xml"))
     ]
-    res = ww("feeds", "add", feed_server.url("/old.xml"), "--config", str(cfg))
+    res = wirewatch("feeds", "add", feed_server.url("/old.xml"), "--config", str(cfg))
     assert res.returncode == 1 and "404" in res.stderr
 
 
@@ -186,7 +175,7 @@ def test_feeds_export_then_import_gives_back_the_same_feeds(tmp_path: Path) -> N
         {"name": "asia", "terms": ["Seoul"], "tags": ["asia"]},
     ]
     cfg = write_config(tmp_path, feeds=feeds, watchlists=watchlists)
-    res = ww("feeds", "export", "--config", str(cfg))
+    res = wirewatch("feeds", "export", "--config", str(cfg))
     assert res.returncode == 0, res.stderr
     assert 'text="BBC News"' in res.stdout and 'category="asia,world"' in res.stdout
     path = tmp_path / "out.opml"
@@ -200,7 +189,7 @@ def test_feeds_export_then_import_gives_back_the_same_feeds(tmp_path: Path) -> N
         ("bbc-asia", "BBC News", True, 600.0),
         ("reuters", "reuters", False, None),
     ]
-    res = ww("check", "--config", str(cfg), "--feeds", str(path))
+    res = wirewatch("check", "--config", str(cfg), "--feeds", str(path))
     assert res.returncode == 0, res.stderr
     assert "ok: 4 feeds (3 enabled), 2 watchlists" in res.stdout
 
@@ -210,7 +199,7 @@ def test_feeds_export_then_import_gives_back_the_same_feeds(tmp_path: Path) -> N
     (other / "feeds.yaml").write_text(
         "# my own feeds\nfeeds:\n  - name: reuters\n    url: https://example.com/mine.xml\n"
     )
-    res = ww("feeds", "import", str(path), "--config", str(other))
+    res = wirewatch("feeds", "import", str(path), "--config", str(other))
     assert res.returncode == 0, res.stderr
     assert "imported 4 feeds" in res.stdout
     text = (other / "feeds.yaml").read_text(encoding="utf-8")
@@ -219,7 +208,7 @@ def test_feeds_export_then_import_gives_back_the_same_feeds(tmp_path: Path) -> N
     assert got[0].url == "https://example.com/mine.xml"
     renamed = {"reuters": "reuters-2"}
     assert [f.model_copy(update={"name": renamed.get(f.name, f.name)}) for f in original] == got[1:]
-    res = ww("feeds", "import", str(path), "--config", str(other))
+    res = wirewatch("feeds", "import", str(path), "--config", str(other))
     assert res.returncode == 0 and "imported 0 feeds" in res.stdout
     assert "4 already configured" in res.stdout
 
@@ -237,7 +226,7 @@ def test_feeds_import_writes_where_the_feeds_are_read_from(tmp_path: Path) -> No
         '<outline text="Weekly" xmlUrl="https://example.com/weekly.xml" interval="1209600"/>'
         "</body></opml>"
     )
-    res = ww("feeds", "import", str(opml), "--config", str(cfg))
+    res = wirewatch("feeds", "import", str(opml), "--config", str(cfg))
     assert res.returncode == 0, res.stderr
     assert not (cfg / "feeds.yaml").exists()
     assert [(f.name, f.interval) for f in load_config(cfg).feeds] == [
@@ -246,13 +235,13 @@ def test_feeds_import_writes_where_the_feeds_are_read_from(tmp_path: Path) -> No
     ]
     (cfg / "feeds.yml").unlink()
     (cfg / "feeds.opml").write_text(opml.read_text())
-    res = ww("feeds", "import", str(opml), "--config", str(cfg))
+    res = wirewatch("feeds", "import", str(opml), "--config", str(cfg))
     assert res.returncode == 2 and "feeds.opml is not a YAML feeds file" in res.stderr
 
 
 def _feeds_table(cfg: Path) -> dict[str, list[str]]:
     """`wirewatch feeds`: the health table's cells, by feed name."""
-    res = ww("feeds", "--config", str(cfg))
+    res = wirewatch("feeds", "--config", str(cfg))
     assert res.returncode == 0, res.stderr
     return {ln.split()[0]: ln.split() for ln in res.stdout.splitlines()[1:]}
 
@@ -285,7 +274,7 @@ def test_feeds_health_flags_a_feed_silent_for_five_usual_gaps(
             },
         ],
     )
-    res = ww("once", "--config", str(cfg))
+    res = wirewatch("once", "--config", str(cfg))
     assert res.returncode == 0, res.stderr
     rows = _feeds_table(cfg)
     assert {name: row[1] for name, row in rows.items()} == {
@@ -305,7 +294,7 @@ def test_feeds_table_shows_new_and_removed_feeds_and_writes_nothing(
     a = _hourly(feed_server, "/a", [1, 2, 3])
     b = _hourly(feed_server, "/b", [1, 2, 3])
     cfg = write_config(tmp_path, feeds=[{"name": "a", "url": a}, {"name": "b", "url": b}])
-    assert ww("once", "--config", str(cfg)).returncode == 0
+    assert wirewatch("once", "--config", str(cfg)).returncode == 0
     db = tmp_path / "data" / "wirewatch.db"
     edited = write_config(
         tmp_path / "edited",
@@ -330,16 +319,16 @@ def test_feeds_table_shows_new_and_removed_feeds_and_writes_nothing(
 
 def test_operator_mistakes_get_a_reason(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}])
-    assert ww("once", "--config", str(cfg)).returncode == 0  # (makes the database)
-    res = ww("outbox", "retry", "999", "--config", str(cfg))
+    assert wirewatch("once", "--config", str(cfg)).returncode == 0  # (makes the database)
+    res = wirewatch("outbox", "retry", "999", "--config", str(cfg))
     assert res.returncode == 2 and "alert 999 not re-queued: there is no such alert" in res.stderr
-    res = ww("outbox", "retry", "1", "--failed", "--config", str(cfg))
+    res = wirewatch("outbox", "retry", "1", "--failed", "--config", str(cfg))
     assert res.returncode == 2 and "either an alert ID or --failed, not both" in res.stderr
-    res = ww("outbox", "retry", "--config", str(cfg))
+    res = wirewatch("outbox", "retry", "--config", str(cfg))
     assert res.returncode == 2 and "either an alert ID or --failed, one of them" in res.stderr
-    res = ww("once", "--log-level", "LOUD", "--config", str(cfg))
+    res = wirewatch("once", "--log-level", "LOUD", "--config", str(cfg))
     assert res.returncode == 2 and "'LOUD' is not one of DEBUG, INFO" in res.stderr
-    res = ww("once", "--deliver-timeout", "-5", "--config", str(cfg))
+    res = wirewatch("once", "--deliver-timeout", "-5", "--config", str(cfg))
     assert res.returncode == 2 and "deliver-timeout" in res.stderr
 
 
@@ -403,20 +392,20 @@ def test_cluster_command_prints_id_tab_story(tmp_path: Path) -> None:
         {"id": 8, "title": "Kim Jong Un meets Xi at space centre", "source": "CNA"},
     ]
     items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    res = ww("cluster", str(items), "--config", str(tmp_path / "none"))
+    res = wirewatch("cluster", str(items), "--config", str(tmp_path / "none"))
     assert res.returncode == 0, res.stderr
     out = [line.split("\t") for line in res.stdout.splitlines()]
     assert out == [["a1", "a1"], ["a2", "a1"], ["b1", "b1"], ["7", "7"], ["8", "8"]]
     items.write_text('{"id": 1, "title": "ok"}\n{not json\n')
-    res = ww("cluster", str(items), "--config", str(tmp_path / "none"))
+    res = wirewatch("cluster", str(items), "--config", str(tmp_path / "none"))
     assert res.returncode == 2 and "line 2" in res.stderr
     # ids are printed without the escape sequences a hostile input file may carry
     hostile = {"id": "x\x1b]0;PWN\x07\u202ey", "title": "Kim Jong Un meets Putin"}
     items.write_text(json.dumps(hostile) + "\n", encoding="utf-8")
-    res = ww("cluster", str(items), "--config", str(tmp_path / "none"))
+    res = wirewatch("cluster", str(items), "--config", str(tmp_path / "none"))
     assert res.returncode == 0 and res.stdout == "xy\txy\n", res.stdout
     # the story column is an id too (its first item's): cleaned the same, so a tab in an
     # id cannot add a column and both columns still join
     items.write_text(json.dumps({"id": "a\tb\x1b[31m", "title": "Kim meets Putin"}) + "\n")
-    res = ww("cluster", str(items), "--config", str(tmp_path / "none"))
+    res = wirewatch("cluster", str(items), "--config", str(tmp_path / "none"))
     assert res.returncode == 0 and res.stdout == "a b\ta b\n", repr(res.stdout)

@@ -23,7 +23,7 @@ from monitor.store.queries import hold_ingest_lock
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, StoryRow
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer, rss
-from tests.util import pubdate, seed_feeds, write_config
+from tests.util import pubdate, seed_feeds, serve_seed, write_config
 
 
 def _env(slack: FakeSlack) -> dict[str, str]:
@@ -41,15 +41,6 @@ async def _cycle(cfg_dir: Path, env: dict[str, str], **kw: Any) -> CycleReport:
         report = await poll_cycle(rt, all_feeds=True)
         await deliver_pending(rt)
         return report
-
-
-def _serve_seed(server: FeedServer) -> list[dict[str, Any]]:
-    for path, body in seed_feeds().items():
-        server.set(path, body, etag=f'"{path}-v1"')
-    return [
-        {"name": "cna", "source": "CNA", "url": server.url("/cna.xml")},
-        {"name": "aljazeera", "source": "Al Jazeera", "url": server.url("/aj.xml")},
-    ]
 
 
 def _stories(cfg_dir: Path) -> dict[int, list[str]]:
@@ -74,7 +65,7 @@ def _all_text(message: dict[str, Any]) -> str:
 def test_two_outlets_one_post_naming_both_terms_and_no_repeats(
     tmp_path: Path, feed_server: FeedServer, slack: FakeSlack, db_url: str
 ) -> None:
-    feeds = _serve_seed(feed_server)
+    feeds = serve_seed(feed_server, "-v1")
     cfg = write_config(tmp_path, feeds=feeds, settings={"database_url": db_url})
     env = _env(slack)
 
@@ -109,7 +100,7 @@ def test_processes_sharing_postgresql_fold_each_others_copies(
     copy one of them polls after the other stored the story joins that story (one Slack
     post, a thread reply), instead of starting a second story and posting it again."""
     bodies = seed_feeds()
-    feeds = _serve_seed(feed_server)
+    feeds = serve_seed(feed_server, "-v1")
     feed_server.set("/aj.xml", rss("Al Jazeera", []), etag='"aj-empty"')
     cfg = write_config(tmp_path, feeds=feeds, settings={"database_url": pg_url})
     env = _env(slack)
@@ -145,7 +136,7 @@ def test_processes_storing_copies_at_the_same_moment_make_one_story(
 ) -> None:
     """Two daemons on one PostgreSQL storing the two outlets' copies of one story at the
     same moment (their transactions overlap) still make one story, not one each."""
-    feeds = _serve_seed(feed_server)
+    feeds = serve_seed(feed_server, "-v1")
     cfg = write_config(tmp_path, feeds=feeds, settings={"database_url": pg_url})
 
     async def go() -> None:
@@ -220,7 +211,7 @@ async def _one(rt: Any, query: Any) -> Any:
 def test_304_costs_no_parse_and_sends_validators(
     tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
 ) -> None:
-    feeds = _serve_seed(feed_server)
+    feeds = serve_seed(feed_server, "-v1")
     cfg = write_config(tmp_path, feeds=feeds)
     asyncio.run(_cycle(cfg, _env(slack)))
     report = asyncio.run(_cycle(cfg, _env(slack)))
@@ -234,7 +225,7 @@ def test_304_costs_no_parse_and_sends_validators(
 def test_broken_feeds_are_recorded_and_others_still_alert(
     tmp_path: Path, feed_server: FeedServer, slack: FakeSlack, db_url: str
 ) -> None:
-    feeds = _serve_seed(feed_server)
+    feeds = serve_seed(feed_server, "-v1")
     feed_server.set("/broken.xml", "boom", status=500)
     feed_server.set(
         "/malformed.xml",
@@ -321,7 +312,7 @@ def test_old_items_are_stored_but_not_alerted_unless_max_age_none(
 def test_slack_down_queues_alerts_and_they_drain_later(
     tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
 ) -> None:
-    feeds = _serve_seed(feed_server)
+    feeds = serve_seed(feed_server, "-v1")
     cfg = write_config(tmp_path, feeds=feeds)
     slack.down()
     try:
@@ -355,7 +346,7 @@ def test_slack_down_queues_alerts_and_they_drain_later(
 def test_later_outlet_goes_into_thread_or_is_suppressed(
     tmp_path: Path, feed_server: FeedServer, slack: FakeSlack, followups: str
 ) -> None:
-    feeds_all = _serve_seed(feed_server)
+    feeds_all = serve_seed(feed_server, "-v1")
     cfg = write_config(
         tmp_path,
         feeds=feeds_all[:1],

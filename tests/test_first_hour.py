@@ -23,34 +23,9 @@ import yaml
 
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer, drip_handler, rss
-from tests.util import pubdate, seed_feeds, write_config
+from tests.util import pubdate, seed_feeds, serve_seed, wirewatch, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def ww(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 90
-) -> subprocess.CompletedProcess[str]:
-    """``wirewatch ARGS`` with only the SLACK_ and WIREWATCH_ variables in ``env``."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "WIREWATCH_"))}
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", *args],
-        capture_output=True,
-        text=True,
-        env=full,
-        cwd=cwd or ROOT,
-        timeout=timeout,
-    )
-
-
-def _serve(server: FeedServer) -> list[dict[str, str]]:
-    for path, body in seed_feeds().items():
-        server.set(path, body, etag=f'"{path}"')
-    return [
-        {"name": "cna", "source": "CNA", "url": server.url("/cna.xml")},
-        {"name": "aljazeera", "source": "Al Jazeera", "url": server.url("/aj.xml")},
-    ]
 
 
 def _slack_env(slack: FakeSlack, **more: str) -> dict[str, str]:
@@ -86,7 +61,7 @@ def _once_in_flight(tmp_path: Path, server: FeedServer) -> Iterator[subprocess.P
     killed with whatever is left of the group at the end."""
     if not Path("/proc/self/stat").exists():
         pytest.skip("needs Linux /proc to watch child processes")
-    feeds = _serve(server)
+    feeds = serve_seed(server)
     server.set("/slow.xml", handler=drip_handler(b"<rss>" + b" " * 200, 0.5))
     feeds.append({"name": "slow", "url": server.url("/slow.xml")})
     cfg = write_config(tmp_path, feeds=feeds)
@@ -132,7 +107,7 @@ def test_once_stopped_by_sigterm_cleans_up_and_says_so(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert _live_in_group(proc.pid) == [], "processes left running after once"
         server.set("/slow.xml", rss("slow", [{"title": "x", "guid": "x"}]))
-        res = ww("once", "--config", str(tmp_path / "config"))
+        res = wirewatch("once", "--config", str(tmp_path / "config"))
     assert res.returncode == 0, res.stderr
     assert "polled 3 feeds (0 failed)" in res.stderr
 
@@ -157,7 +132,7 @@ def test_a_killed_once_leaves_no_lease_behind_on_sqlite(tmp_path: Path) -> None:
         with _once_in_flight(tmp_path, server) as proc:
             proc.kill()
         server.set("/slow.xml", rss("slow", [{"title": "x", "guid": "x"}]))
-        res = ww("once", "--config", str(tmp_path / "config"))
+        res = wirewatch("once", "--config", str(tmp_path / "config"))
     assert res.returncode == 0, res.stderr
     assert "polled 3 feeds (0 failed)" in res.stderr
     assert re.search(r"took over \d+ feed leases? left by \S+:\d+, which ended", res.stderr)
@@ -169,11 +144,11 @@ def test_postgres_leases_held_by_another_node_are_named(tmp_path: Path, pg_url: 
     import asyncpg
 
     with FeedServer() as server:
-        cfg = write_config(tmp_path, feeds=_serve(server), settings={"database_url": pg_url})
+        cfg = write_config(tmp_path, feeds=serve_seed(server), settings={"database_url": pg_url})
         # (a read-only command makes no tables in an empty server database either)
-        res = ww("feeds", "--config", str(cfg))
+        res = wirewatch("feeds", "--config", str(cfg))
         assert res.returncode == 1 and "error: no Wirewatch database at " in res.stderr
-        assert ww("once", "--config", str(cfg)).returncode == 0
+        assert wirewatch("once", "--config", str(cfg)).returncode == 0
         until = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
 
         async def lease() -> None:
@@ -188,8 +163,8 @@ def test_postgres_leases_held_by_another_node_are_named(tmp_path: Path, pg_url: 
                 await conn.close()
 
         asyncio.run(lease())
-        table = ww("feeds", "--config", str(cfg))
-        again = ww("once", "--config", str(cfg))
+        table = wirewatch("feeds", "--config", str(cfg))
+        again = wirewatch("once", "--config", str(cfg))
     assert table.returncode == 0, table.stderr
     note = f"2 feeds leased by node7:4242 until {until:%Y-%m-%d %H:%M:%S}Z"
     assert note in table.stdout
@@ -200,7 +175,7 @@ def test_postgres_leases_held_by_another_node_are_named(tmp_path: Path, pg_url: 
 def test_an_in_memory_sqlite_database_is_refused(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}])
     for url in ("sqlite://", "sqlite:///:memory:"):
-        res = ww("once", "--config", str(cfg), env={"WIREWATCH_DATABASE_URL": url})
+        res = wirewatch("once", "--config", str(cfg), env={"WIREWATCH_DATABASE_URL": url})
         assert res.returncode == 2, res.stderr
         assert "WIREWATCH_DATABASE_URL: " in res.stderr
         assert "in-memory SQLite database" in res.stderr and "every run" in res.stderr
@@ -212,15 +187,15 @@ def test_an_in_memory_sqlite_database_is_refused(tmp_path: Path) -> None:
 def test_a_relative_sqlite_path_is_relative_to_the_config_directory(tmp_path: Path) -> None:
     with FeedServer() as server:
         cfg = write_config(
-            tmp_path / "srv", feeds=_serve(server), settings={"database_url": "sqlite:///ww.db"}
+            tmp_path / "srv", feeds=serve_seed(server), settings={"database_url": "sqlite:///ww.db"}
         )
         here = tmp_path / "elsewhere"
         here.mkdir()
-        assert ww("once", "--config", str(cfg), cwd=here).returncode == 0
+        assert wirewatch("once", "--config", str(cfg), cwd=here).returncode == 0
         assert (cfg / "ww.db").exists() and not (here / "ww.db").exists()
         other = tmp_path / "another"
         other.mkdir()
-        res = ww("feeds", "--config", str(cfg), cwd=other)
+        res = wirewatch("feeds", "--config", str(cfg), cwd=other)
     assert res.returncode == 0, res.stderr
     states = {ln.split()[0]: ln.split()[1] for ln in res.stdout.splitlines()[1:]}
     assert states == {"aljazeera": "ok", "cna": "ok"}
@@ -231,7 +206,7 @@ def test_a_relative_sqlite_path_is_relative_to_the_config_directory(tmp_path: Pa
     cfg = write_config(old, feeds=[], settings={"database_url": "sqlite:///data/ww.db"})
     (old / "data").mkdir()
     sqlite3.connect(old / "data" / "ww.db").close()
-    res = ww("once", "--config", str(cfg), cwd=old)
+    res = wirewatch("once", "--config", str(cfg), cwd=old)
     assert res.returncode == 1
     assert res.stderr.startswith(
         f"error: no database at {cfg / 'data' / 'ww.db'}, but one at {old / 'data' / 'ww.db'}: "
@@ -250,12 +225,12 @@ def test_read_only_commands_never_create_a_database(tmp_path: Path) -> None:
         ["replay", "--since", "7d"],
         ["explain", "--entry", "1"],
     ):
-        res = ww(*args, "--config", str(cfg))
+        res = wirewatch(*args, "--config", str(cfg))
         assert res.returncode == 1, (args, res.stdout, res.stderr)
         assert res.stderr.startswith(f"error: no database at {db} "), (args, res.stderr)
         assert not db.exists() and not db.parent.exists(), args
     # --database names another one (a relative path: from where the command runs)
-    res = ww("feeds", "--config", str(cfg), "--database", "sqlite:///x.db", cwd=tmp_path)
+    res = wirewatch("feeds", "--config", str(cfg), "--database", "sqlite:///x.db", cwd=tmp_path)
     assert res.returncode == 1 and f"no database at {tmp_path / 'x.db'} " in res.stderr
 
 
@@ -267,7 +242,7 @@ def test_an_unwritable_database_is_one_line_naming_it(tmp_path: Path) -> None:
         feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}],
         settings={"database_url": f"sqlite:///{blocker / 'wirewatch.db'}"},
     )
-    res = ww("once", "--config", str(cfg))
+    res = wirewatch("once", "--config", str(cfg))
     assert res.returncode == 1
     assert res.stderr == (
         f"error: cannot use the database {blocker / 'wirewatch.db'}: {blocker} is a file, "
@@ -275,12 +250,12 @@ def test_an_unwritable_database_is_one_line_naming_it(tmp_path: Path) -> None:
     )
     # a database file that cannot be written (as `chattr +i` makes it even for root)
     cfg = write_config(tmp_path / "ro", feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}])
-    assert ww("once", "--config", str(cfg)).returncode == 0
+    assert wirewatch("once", "--config", str(cfg)).returncode == 0
     db = tmp_path / "ro" / "data" / "wirewatch.db"
     if subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i is not available here to make a file read-only for root")
     try:
-        res = ww("once", "--config", str(cfg))
+        res = wirewatch("once", "--config", str(cfg))
     finally:
         subprocess.run(["chattr", "-i", str(db)], check=True)
     assert res.returncode == 1
@@ -294,54 +269,54 @@ def test_the_default_channel_is_the_readmes_and_check_warns_about_it(tmp_path: P
     readme = (ROOT / "README.md").read_text()
     assert 'channel: "#news-alerts"' in readme
     with FeedServer() as server, FakeSlack() as slack:
-        cfg = write_config(tmp_path, feeds=_serve(server))
-        res = ww("check", "--config", str(cfg), env=_slack_env(slack))
+        cfg = write_config(tmp_path, feeds=serve_seed(server))
+        res = wirewatch("check", "--config", str(cfg), env=_slack_env(slack))
         assert res.returncode == 0, res.stderr
         assert (
             "warning: watchlist korea name no channel and neither SLACK_CHANNEL nor "
             "slack.channel in the settings is set: their Slack alerts go to the default "
             "#news-alerts\n"
         ) in res.stderr
-        res = ww("check", "--config", str(cfg), env=_slack_env(slack, SLACK_CHANNEL="#desk"))
+        res = wirewatch("check", "--config", str(cfg), env=_slack_env(slack, SLACK_CHANNEL="#desk"))
         assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
-        res = ww("once", "--config", str(cfg), env=_slack_env(slack))
+        res = wirewatch("once", "--config", str(cfg), env=_slack_env(slack))
         assert res.returncode == 0, res.stderr
         assert [m["channel"] for m in slack.messages] == ["#news-alerts"]
 
 
 def test_a_token_slack_rejects_stops_once_and_run_with_alerts_kept(tmp_path: Path) -> None:
     with FeedServer() as server, FakeSlack() as slack:
-        cfg = write_config(tmp_path, feeds=_serve(server), settings={"poll": {"tick": "1s"}})
+        cfg = write_config(tmp_path, feeds=serve_seed(server), settings={"poll": {"tick": "1s"}})
         # alerts queued while Slack was away ...
         down = {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": _dead_url()}
-        ww("once", "--config", str(cfg), "--deliver-timeout", "0", env=down)
+        wirewatch("once", "--config", str(cfg), "--deliver-timeout", "0", env=down)
         wrong = {"SLACK_BOT_TOKEN": "xoxb-wrong", "SLACK_API_URL": slack.base_url}
         message = "Slack rejected the token (invalid_auth): check SLACK_BOT_TOKEN"
         started = time.monotonic()
-        res = ww("once", "--config", str(cfg), env=wrong)
+        res = wirewatch("once", "--config", str(cfg), env=wrong)
         assert res.returncode == 2 and message in res.stderr, res.stderr
         assert time.monotonic() - started < 20  # (not one failing post a second)
-        run = ww("run", "--config", str(cfg), env=wrong, timeout=60)
+        run = wirewatch("run", "--config", str(cfg), env=wrong, timeout=60)
         assert run.returncode == 2 and message in run.stderr, run.stderr
         # ... are still queued, not failed: the right token sends them
-        listing = ww("outbox", "--config", str(cfg))
+        listing = wirewatch("outbox", "--config", str(cfg))
         assert re.search(r"^\s+\d+ pending ", listing.stdout, re.M), listing.stdout
         assert not re.search(r"^\s+\d+ failed ", listing.stdout, re.M), listing.stdout
         assert slack.messages == []
-        res = ww("once", "--config", str(cfg), env=_slack_env(slack))
+        res = wirewatch("once", "--config", str(cfg), env=_slack_env(slack))
         assert res.returncode == 0, res.stderr
         assert len(slack.messages) == 1
 
 
 def test_once_fails_when_alerts_are_queued_and_none_delivered(tmp_path: Path) -> None:
     with FeedServer() as server:
-        cfg = write_config(tmp_path, feeds=_serve(server))
+        cfg = write_config(tmp_path, feeds=serve_seed(server))
         down = {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": _dead_url()}
-        res = ww("once", "--config", str(cfg), "--deliver-timeout", "0", env=down)
+        res = wirewatch("once", "--config", str(cfg), "--deliver-timeout", "0", env=down)
         assert res.returncode == 1, res.stderr
         assert res.stderr.endswith("error: no alert could be delivered; they stay queued\n")
         # nothing new and nothing queued for it: a quiet run is a good run
-        res = ww("once", "--config", str(cfg))
+        res = wirewatch("once", "--config", str(cfg))
         assert res.returncode == 0, res.stderr
 
 
@@ -364,7 +339,7 @@ def test_the_console_is_neither_paced_nor_digested(tmp_path: Path) -> None:
             settings={"delivery": {"per_channel_interval": "10s", "burst_max": 2}},
         )
         started = time.monotonic()
-        res = ww("once", "--config", str(cfg))
+        res = wirewatch("once", "--config", str(cfg))
         took = time.monotonic() - started
     assert res.returncode == 0, res.stderr
     assert "Digest" not in res.stdout
@@ -401,18 +376,20 @@ def test_outbox_retry_says_where_the_alert_goes(tmp_path: Path) -> None:
     """From a shell without the daemon's environment: the alert keeps its channel, and
     the command says so in words."""
     with FeedServer() as server, FakeSlack() as slack:
-        cfg = write_config(tmp_path, feeds=_serve(server))
+        cfg = write_config(tmp_path, feeds=serve_seed(server))
         slack.channel_error("#alerts", "not_in_channel")
-        res = ww("once", "--config", str(cfg), env=_slack_env(slack, SLACK_CHANNEL="#alerts"))
+        res = wirewatch(
+            "once", "--config", str(cfg), env=_slack_env(slack, SLACK_CHANNEL="#alerts")
+        )
         assert "not_in_channel" in res.stderr
         with sqlite3.connect(tmp_path / "data" / "wirewatch.db") as conn:
             (alert_id,) = conn.execute(
                 "SELECT id FROM alerts WHERE state = 'failed' AND kind = 'new'"
             ).fetchone()
-        res = ww("outbox", "retry", str(alert_id), "--config", str(cfg))
+        res = wirewatch("outbox", "retry", str(alert_id), "--config", str(cfg))
         assert res.returncode == 0, res.stderr
         assert res.stdout.startswith(f"re-queued alert {alert_id} for #alerts; "), res.stdout
-        listing = ww("outbox", "--config", str(cfg)).stdout
+        listing = wirewatch("outbox", "--config", str(cfg)).stdout
         assert re.search(rf"^\s+{alert_id} pending .* slack\s+#alerts\s", listing, re.M), listing
 
 
@@ -425,13 +402,13 @@ def test_a_first_once_on_a_backlog_says_why_nothing_alerted(tmp_path: Path) -> N
             server.set(path, body)
         feeds = [{"name": p.strip("/.xml"), "url": server.url(p)} for p in seed_feeds()]
         cfg = write_config(tmp_path, feeds=feeds)
-        res = ww("once", "--config", str(cfg), "--dry-run")
+        res = wirewatch("once", "--config", str(cfg), "--dry-run")
         assert res.returncode == 0, res.stderr
         assert (
             "2 matching entries were older than max_age 24h and not alerted "
             "(`--max-age none` to include them)\n"
         ) in res.stderr
-        res = ww("once", "--config", str(cfg), "--dry-run", "--max-age", "none")
+        res = wirewatch("once", "--config", str(cfg), "--dry-run", "--max-age", "none")
         assert res.returncode == 0 and "watchlist: korea" in res.stdout
         assert "older than max_age" not in res.stderr
     # the quick start leads with that: the first thing a user sees is a watchlist working
@@ -446,7 +423,7 @@ def test_start_line_delivery_counts_and_log_times_with_zone(tmp_path: Path) -> N
     with FeedServer() as server, FakeSlack() as slack:
         cfg = write_config(
             tmp_path,
-            feeds=_serve(server),
+            feeds=serve_seed(server),
             watchlists=[
                 {"name": "korea", "terms": ["Kim Jong Un"]},
                 {"name": "libya", "terms": ["Libya"], "channel": "#africa"},
@@ -455,7 +432,7 @@ def test_start_line_delivery_counts_and_log_times_with_zone(tmp_path: Path) -> N
         )
         env = _slack_env(slack, SLACK_CHANNEL="#alerts")
         db = tmp_path / "data" / "wirewatch.db"
-        res = ww("once", "--config", str(cfg), "--dry-run", env=env)
+        res = wirewatch("once", "--config", str(cfg), "--dry-run", env=env)
         dry = r"alerts → console; db sqlite:///\S+ \(a dry run, on a copy\)\n"
         assert re.match(dry, res.stderr), res.stderr
         beat = tmp_path / "alive"
@@ -497,7 +474,7 @@ def test_check_warns_about_what_is_valid_but_not_meant(tmp_path: Path) -> None:
         feeds=[{"name": "fast", "url": "https://a.example/x", "interval": "10s"}],
         watchlists="watchlists: []\n",
     )
-    res = ww("check", "--config", str(cfg))
+    res = wirewatch("check", "--config", str(cfg))
     assert res.returncode == 0, res.stderr
     assert f"warning: {cfg / 'watchlists.yaml'}: no watchlists: nothing will alert" in res.stderr
     assert (
@@ -505,14 +482,16 @@ def test_check_warns_about_what_is_valid_but_not_meant(tmp_path: Path) -> None:
         "1m: a pinned interval is kept, so it is polled every 10s (is that meant?)"
     ) in res.stderr
     (cfg / "feeds.yaml").write_text("feeds: []\n")
-    res = ww("check", "--config", str(cfg))
+    res = wirewatch("check", "--config", str(cfg))
     assert f"warning: {cfg / 'feeds.yaml'}: no feeds: nothing will be polled" in res.stderr
 
 
 def test_explain_hits_once_and_entry_ids_can_be_found(tmp_path: Path) -> None:
     with FeedServer() as server, FakeSlack() as slack:
-        cfg = write_config(tmp_path, feeds=_serve(server)[:1])
-        res = ww("explain", "--config", str(cfg), "--text", "Kim Jong Un fires a ballistic missile")
+        cfg = write_config(tmp_path, feeds=serve_seed(server)[:1])
+        res = wirewatch(
+            "explain", "--config", str(cfg), "--text", "Kim Jong Un fires a ballistic missile"
+        )
         assert res.returncode == 0, res.stderr
         assert res.stdout == (
             "korea: MATCH (terms: Kim Jong Un, ballistic missile)\n"
@@ -520,21 +499,21 @@ def test_explain_hits_once_and_entry_ids_can_be_found(tmp_path: Path) -> None:
             '  + terms[1] "ballistic missile": found "ballistic missile" in title at words '
             "6–7\n"
         )
-        alert = ww("once", "--config", str(cfg))
+        alert = wirewatch("once", "--config", str(cfg))
         entry = re.search(r"^  entry:     (\d+)$", alert.stdout, re.M)
         assert entry is not None, alert.stdout
         title = (
             "Kim Jong Un vows closer North Korea-Russia ties after meeting Putin at space facility"
         )
-        res = ww("explain", "--config", str(cfg), "--text", title)
+        res = wirewatch("explain", "--config", str(cfg), "--text", title)
         assert res.stdout.startswith(
             f"stored with this title: entry {entry.group(1)} (cna) (wirewatch explain --entry ID)\n"
         ), res.stdout
-        res = ww("explain", "--config", str(cfg), "--entry", entry.group(1))
+        res = wirewatch("explain", "--config", str(cfg), "--entry", entry.group(1))
         assert res.stdout.startswith(f'entry {entry.group(1)}: "{title}" (feed cna, CNA)\n')
         # a Slack alert carries the entry id in its metadata
-        cfg2 = write_config(tmp_path / "slack", feeds=_serve(server)[:1])
-        ww("once", "--config", str(cfg2), env=_slack_env(slack))
+        cfg2 = write_config(tmp_path / "slack", feeds=serve_seed(server)[:1])
+        wirewatch("once", "--config", str(cfg2), env=_slack_env(slack))
         payload = slack.messages[0]["metadata"]["event_payload"]
         assert payload["entry_id"] == int(entry.group(1))  # (the first entry of its database)
 
@@ -543,11 +522,11 @@ def test_yaml_errors_speak_the_users_language(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, feeds=[{"name": "a", "url": "https://a.example/x"}])
     wl = cfg / "watchlists.yaml"
     wl.write_text("watchlists:\n  - name: korea\n\tterms: [Kim]\n")
-    res = ww("check", "--config", str(cfg))
+    res = wirewatch("check", "--config", str(cfg))
     assert res.returncode == 2
     assert f"{wl}:3: tabs are not allowed in YAML (line 3): indent with spaces" in res.stderr
     wl.write_text("korea:\n  terms: [Kim Jong Un]\n")
-    res = ww("check", "--config", str(cfg))
+    res = wirewatch("check", "--config", str(cfg))
     assert res.returncode == 2
     assert f"{wl}:1: expected a top-level `watchlists:` list; found `korea:`" in res.stderr
 
@@ -569,7 +548,7 @@ def test_help_is_plain_and_loads_nothing_heavy() -> None:
         ["outbox", "retry"],
     ]
     for args in commands:
-        res = ww(*args, "--help")
+        res = wirewatch(*args, "--help")
         assert res.returncode == 0, (args, res.stderr)
         text = res.stdout
         assert not re.search(r"<(str|int|float|path|list|bool)\b|\{[A-Za-z_.\[\]]+\}", text), text
@@ -609,7 +588,7 @@ def test_html_in_a_text_plain_field_is_read_as_html(tmp_path: Path) -> None:
     with FeedServer() as server:
         server.set("/times.xml", atom, headers={"Content-Type": "application/atom+xml"})
         cfg = write_config(tmp_path, feeds=[{"name": "times", "url": server.url("/times.xml")}])
-        res = ww("once", "--config", str(cfg))
+        res = wirewatch("once", "--config", str(cfg))
     assert res.returncode == 0, res.stderr
     assert "  summary:   The leader toured the plant. More here.\n" in res.stdout, res.stdout
     # a plain-text field that only mentions a < b stays as written

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -9,7 +12,9 @@ from typing import Any
 
 import yaml
 
-from tests.feedserver import rss
+from tests.feedserver import FeedServer, rss
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_config(
@@ -108,3 +113,30 @@ def seed_feeds(hours_ago: float = 1.0) -> dict[str, str]:
         ],
     )
     return {"/cna.xml": cna, "/aj.xml": aj}
+
+
+def wirewatch(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """``wirewatch ARGS`` as a user runs it, with only the SLACK_ and WIREWATCH_ variables
+    in ``env`` (none leak in from the test runner's environment)."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "WIREWATCH_"))}
+    full.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+    )
+
+
+def serve_seed(server: FeedServer, version: str = "") -> list[dict[str, str]]:
+    """The seed story's two outlet feeds on ``server``, as config feed entries."""
+    for path, body in seed_feeds().items():
+        server.set(path, body, etag=f'"{path}{version}"')
+    return [
+        {"name": "cna", "source": "CNA", "url": server.url("/cna.xml")},
+        {"name": "aljazeera", "source": "Al Jazeera", "url": server.url("/aj.xml")},
+    ]
