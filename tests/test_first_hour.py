@@ -592,9 +592,9 @@ def test_html_in_a_text_plain_field_is_read_as_html(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "  summary:   The leader toured the plant. More here.\n" in res.stdout, res.stdout
     # a plain-text field that only mentions a < b stays as written
-    from monitor.parse import _text
+    from monitor.parse import text_of
 
-    assert _text("a < b and c > d", {"type": "text/plain"}) == "a < b and c > d"
+    assert text_of("a < b and c > d", {"type": "text/plain"}) == "a < b and c > d"
 
 
 def test_silence_is_told_in_minutes_under_an_hour(

@@ -26,9 +26,9 @@ from monitor.normalize import canonical_url
 from monitor.parse import (
     ParsePool,
     ParseResult,
-    _link,
     body_digest,
     cap_field_lengths,
+    entry_link,
     fast_date,
     install_speedups,
     parse_feed,
@@ -736,7 +736,7 @@ def test_link_fast_path_matches_urljoin_then_canonical(href: str) -> None:
         expected = (
             canonical_url(joined) if joined.lower().startswith(("http://", "https://")) else ""
         )
-        assert _link(href, base) == expected
+        assert entry_link(href, base) == expected
 
 
 def test_parse_result_survives_the_trip_back_from_a_worker() -> None:
