@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.match import compile_watchlists
-from monitor.watchlist import WatchlistFile
+from monitor.match.schema import WatchlistFile
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SYLLABLES = (

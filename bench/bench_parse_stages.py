@@ -27,8 +27,8 @@ from common import WATCHLISTS, build_feed_bodies, machine, table
 
 from monitor.dedupe import DedupeConfig, prepare
 from monitor.match import compile_watchlists
+from monitor.match.schema import WatchlistFile
 from monitor.parse import install_speedups, parse_feed
-from monitor.watchlist import WatchlistFile
 
 
 def main() -> None:

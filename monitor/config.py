@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from monitor.watchlist import Watchlist, yaml_text
+from monitor.match.schema import Watchlist, yaml_text
 from monitor.yamlsrc import ConfigError, YamlDoc, load_yaml
 
 M = TypeVar("M", bound=BaseModel)

@@ -19,8 +19,8 @@ from monitor.match import (
     format_explanations,
     term_words,
 )
+from monitor.match.schema import WatchlistFile
 from monitor.models import Entry
-from monitor.watchlist import WatchlistFile
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

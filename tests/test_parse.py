@@ -765,7 +765,7 @@ def test_pool_workers_match_watchlists_and_follow_a_reload() -> None:
     ``set_watchlists`` results carry the new generation and the new watchlists' hits, so
     the pipeline never uses hits from before a reload."""
     from monitor.dedupe import prepare
-    from monitor.watchlist import WatchlistFile
+    from monitor.match.schema import WatchlistFile
 
     def lists(terms: list[str]) -> list[Any]:
         return list(

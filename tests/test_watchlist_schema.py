@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from monitor.watchlist import Term, Watchlist, WatchlistFile
+from monitor.match.schema import Term, Watchlist, WatchlistFile
 
 FULL_EXAMPLE = r"""
 watchlists:

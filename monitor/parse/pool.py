@@ -26,10 +26,10 @@ import feedparser
 from monitor.dedupe import prepare
 from monitor.dedupe.embed import load_in_background
 from monitor.match import Matcher, compile_watchlists
+from monitor.match.schema import Watchlist
 from monitor.parse.dispatch import parse_feed
 from monitor.parse.result import ParseResult, failed
 from monitor.parse.speedups import install_speedups
-from monitor.watchlist import Watchlist
 
 
 async def _run(

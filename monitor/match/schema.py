@@ -49,7 +49,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from monitor.match import term_words
+from monitor.match.words import term_words
 from monitor.normalize import fold
 
 __all__ = [
