@@ -28,7 +28,7 @@ from dedup_candidates import load_labels
 
 from monitor.cluster import cluster_lines
 from monitor.dedupe import DedupeConfig, StoryIndex
-from monitor.dedupe.index import MERGE_FEATURES
+from monitor.dedupe.scoring import MERGE_FEATURES
 
 
 def traced(lines: list[str], config: DedupeConfig) -> dict[tuple[str, str], tuple[float, ...]]:

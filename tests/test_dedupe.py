@@ -9,16 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rapidfuzz import fuzz
 
-from monitor.dedupe.index import (
-    SIGNALS,
-    DedupeConfig,
-    StoryIndex,
-    StoryItem,
-    _tokens_match,
-    is_material_change,
-    similarity_signals,
-    soft_dice,
-)
+from monitor.dedupe.index import DedupeConfig, StoryIndex, StoryItem, is_material_change
+from monitor.dedupe.scoring import SIGNALS, _tokens_match, similarity_signals, soft_dice
 from monitor.dedupe.textkey import TitleFeatures, features, strip_wire
 
 T0 = datetime(2023, 9, 13, 8, 0, tzinfo=UTC)

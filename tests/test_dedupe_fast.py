@@ -26,18 +26,20 @@ from monitor.dedupe.index import (
     DedupeConfig,
     StoryIndex,
     StoryItem,
-    _covered,
     _late_veto,
     _match,
     _model_score,
-    _near_pairs,
     _Profile,
     _quick_veto,
+    veto,
+)
+from monitor.dedupe.scoring import (
+    _covered,
+    _near_pairs,
     _tokens_match,
     model_score,
     similarity_signals,
     summary_score,
-    veto,
 )
 from monitor.dedupe.textkey import (
     STOPWORDS,
