@@ -162,7 +162,13 @@ async def reconcile(rt: Runtime, *, older_than: float = 0.0) -> int:
                     continue
             if ts:
                 row.state, row.ts, row.sent_at = "sent", ts, now
-                log.info("alert %s was already delivered before a restart (ts %s)", row.id, ts)
+                rt.metrics.delivered(row.sink, queued=row.created_at, published=None, now=now)
+                log.info(
+                    "alert %s was already delivered before a restart (ts %s)",
+                    row.id,
+                    ts,
+                    extra={"alert_id": row.id, "story_id": row.story_id},
+                )
             else:
                 row.state, row.next_attempt_at = "pending", now
             session.add(row)
@@ -436,11 +442,27 @@ async def _send(
         log.exception("notifier %s raised", notifier.name)
         result = DeliveryResult(ok=False, error=f"{type(exc).__name__}: {exc}")
     await _finish(rt, batch, result, report)
+    _count(rt, batch, msgs, result)
     if result.ok and folded:
         await _mark_folded(rt, folded, result.ts, report)
     if result.ok and msg.kind == "followup" and batch[0].parent_id is not None:
         await _update_parent(rt, notifier, batch[0].parent_id)
     return result.ok or result.permanent
+
+
+def _count(
+    rt: Runtime, batch: list[AlertRow], msgs: list[AlertMessage], result: DeliveryResult
+) -> None:
+    """The outcome of one send in the metrics (``_finish`` has written it)."""
+    if result.ok:
+        now = rt.clock()
+        published = {m.alert_id: m.published for m in msgs}
+        for row in batch:
+            queued, when = row.created_at, published.get(row.id or 0)
+            rt.metrics.delivered(row.sink, queued=queued, published=when, now=now)
+    elif result.permanent and not result.uncertain:
+        for row in batch:
+            rt.metrics.alerts_failed.labels(row.sink).inc()
 
 
 async def _finish(
@@ -515,6 +537,8 @@ async def _mark_folded(
         await session.commit()
     report.sent += res.rowcount
     report.folded += res.rowcount
+    if res.rowcount and rows:
+        rt.metrics.alerts_sent.labels(rows[0].sink).inc(res.rowcount)
 
 
 async def _update_parent(rt: Runtime, notifier: Notifier, parent_id: int) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -364,21 +365,27 @@ async def poll_cycle(rt: Runtime, *, all_feeds: bool = False) -> CycleReport:
 async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
     """Poll one feed and record the outcome on its row. Never raises for feed problems."""
     report = PollReport(row.name, row.url)
+    metrics = rt.metrics
+    started = time.perf_counter()
     result = await fetch(
         rt.http, row.url, etag=row.etag, last_modified=row.last_modified, limits=rt.limits
     )
+    metrics.fetch_seconds.observe(time.perf_counter() - started)
     report.status = result.status
     if result.not_modified:
         report.not_modified = True
         report.state = _record_success(rt, row, result, None, [])
+        metrics.poll(error_kind=None, not_modified=True)
         return report
     if result.error or result.body is None:
         report.error = result.error or f"HTTP {result.status} with no body"
         report.state = _record_failure(
             rt, row, report.error, result.error_kind, result.status, result
         )
+        metrics.poll(error_kind=result.error_kind or "http", not_modified=False)
         return report
     tags = tuple(t for t in row.tags.split(",") if t)
+    started = time.perf_counter()
     parsed = await rt.pool.parse(
         result.body,
         result.headers,
@@ -388,12 +395,14 @@ async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
         feed_tags=tags,
         now=rt.clock(),
     )
+    metrics.parse_seconds.observe(time.perf_counter() - started)
     report.entries = len(parsed.entries)
     if parsed.error:
         report.parse_error = parsed.error
     if not parsed.entries and parsed.error:
         report.error = parsed.error
         report.state = _record_failure(rt, row, parsed.error, "parse", result.status, result)
+        metrics.poll(error_kind="parse", not_modified=False)
         return report
     hits = None
     if parsed.hits is not None and parsed.generation == rt.pool.generation:
@@ -409,6 +418,7 @@ async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
         now = rt.clock()
         times = [report.seen_at.get(e.guid, now) for e in parsed.entries]
     report.state = _record_success(rt, row, result, parsed, times)
+    metrics.poll(error_kind=None, not_modified=False)
     return report
 
 
@@ -706,6 +716,7 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
         rt.index_loaded = True
     now = rt.clock()
     stored: list[int] = []
+    rt.metrics.begin_batch()  # (what a rolled-back attempt staged is not counted)
     async with rt.sessions() as session:
         await catch_up(rt, session)  # what other processes sharing the database stored
         feed_ids = sorted({j.feed.id for j in jobs if j.feed.id is not None})
@@ -816,6 +827,7 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
                 seen,
             )
         await session.commit()
+    rt.metrics.commit_batch()
     if rt.seen_entry_id is not None and stored:
         # stored under the ingest lock, taken by catch_up: no other process stored an
         # entry since, so every id up to this batch's highest is in the index
@@ -1085,6 +1097,13 @@ async def _ingest_fresh(
     changed_m = [m for ms in matches.values() for m in ms.values() if m.id and m.dirty]
     if fresh_m:
         await conn.execute(insert(MatchRow), [m.values() for m in fresh_m])
+    rt.metrics.stage(
+        entries=len(pending),
+        new_stories=len(new_stories),
+        matched=(m.watchlist for m in fresh_m),
+        published=(p.entry.published for p in pending),
+        now=now,
+    )
     if changed_m:
         mt = MatchRow.__table__  # type: ignore[attr-defined]
         await conn.execute(

@@ -37,7 +37,7 @@ def _reset_postgres(dsn: str) -> None:
         conn = await asyncpg.connect(dsn)
         try:
             await conn.execute(
-                "DROP TABLE IF EXISTS alerts, matches, entries, stories, feeds, "
+                "DROP TABLE IF EXISTS alerts, matches, entries, stories, feeds, nodes, feed_health, "
                 "alembic_version CASCADE"
             )
         finally:

@@ -1,0 +1,143 @@
+"""The daemon's HTTP endpoints (aiohttp's server), for probes and Prometheus:
+
+* ``/healthz``: the process is alive and its event loop is not blocked;
+* ``/readyz``: the database answers, the scheduler ticked within 3 ticks and the
+  configuration (as last read) is valid;
+* ``/metrics``: Prometheus text (``monitor.metrics``), its gauges read from the
+  database at each scrape.
+
+Off unless ``--http HOST:PORT`` (or ``http:`` in settings.yaml) is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from monitor.health import overdue_after
+from monitor.runtime import Runtime
+from monitor.store.ops import ping, queue, schedule
+
+log = logging.getLogger("wirewatch.http")
+
+BEAT_S = 0.5  # the loop watcher's period
+BLOCKED_S = 5.0  # a loop that did not run the watcher for this long is blocked
+DB_TIMEOUT_S = 3.0  # /readyz and /metrics give the database this long to answer
+
+
+@dataclass
+class Probe:
+    """What the daemon tells the endpoints (times on the loop's monotonic clock)."""
+
+    last_tick: float | None = None
+    tick_lag: float = 0.0
+    config_error: str | None = None  # the last reload's problem; None when valid
+    beat: float | None = None  # the loop watcher's last run
+
+
+class OpsServer:
+    def __init__(self, rt: Runtime, probe: Probe, host: str, port: int) -> None:
+        self.rt, self.probe, self.host, self.port = rt, probe, host, port
+        self._runner: web.AppRunner | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.url = ""
+
+    async def start(self) -> str:
+        """Listen; returns the base URL (with the port chosen when 0 was given)."""
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        self._watcher = asyncio.create_task(self._watch_loop(), name="loop watcher")
+        return self.url
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _watch_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self.probe.beat = loop.time()
+            await asyncio.sleep(BEAT_S)
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        now = asyncio.get_running_loop().time()
+        beat = self.probe.beat
+        if beat is not None and now - beat > BLOCKED_S:
+            return web.Response(status=503, text=f"loop blocked for {now - beat:.1f} s\n")
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        problems: list[str] = []
+        lines: list[str] = []
+        try:
+            async with self.rt.sessions() as session:
+                await asyncio.wait_for(ping(session), DB_TIMEOUT_S)
+            lines.append("database: ok")
+        except Exception as exc:
+            problems.append(f"database: unreachable ({type(exc).__name__})")
+        tick = self.rt.config.settings.poll.tick
+        last = self.probe.last_tick
+        now = asyncio.get_running_loop().time()
+        if last is None:
+            problems.append("scheduler: not ticked yet")
+        elif now - last > 3 * tick:
+            problems.append(f"scheduler: last tick {now - last:.0f} s ago (tick {tick:g} s)")
+        else:
+            lines.append(f"scheduler: last tick {now - last:.1f} s ago")
+        if self.probe.config_error:
+            problems.append(f"config: invalid ({self.probe.config_error})")
+        else:
+            lines.append("config: ok")
+        body = "\n".join([*problems, *lines]) + "\n"
+        return web.Response(status=503 if problems else 200, text=body)
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(self.refresh(), DB_TIMEOUT_S)
+        except Exception as exc:  # counters are still worth serving
+            log.warning("metrics: could not read the queue from the database: %s", exc)
+        return web.Response(
+            body=self.rt.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def refresh(self) -> None:
+        """The gauges the database holds: queued alerts per sink and the oldest one's
+        age, feeds overdue; and the tick lag the daemon measured."""
+        m, rt = self.rt.metrics, self.rt
+        now = rt.clock()
+        async with rt.sessions() as session:
+            q = await queue(session)
+            sched = await schedule(
+                session, now=now, grace=overdue_after(rt.config.settings.poll.tick)
+            )
+        for sink in {*rt.notifiers, *q.pending}:
+            m.alerts_pending.labels(sink).set(q.pending.get(sink, 0))
+        m.oldest_pending.set(_age(q.oldest, now))
+        m.feeds_overdue.set(sched.overdue)
+        m.tick_lag.set(self.probe.tick_lag)
+
+
+def _age(when: datetime | None, now: datetime) -> float:
+    if when is None:
+        return 0.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (now - when).total_seconds())
