@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+# generate_latest writes the 0.0.4 text format, which every Prometheus reads
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from monitor.health import overdue_after
 from monitor.runtime import Runtime
@@ -115,7 +116,7 @@ class OpsServer:
         except Exception as exc:  # counters are still worth serving
             log.warning("metrics: could not read the queue from the database: %s", exc)
         return web.Response(
-            body=self.rt.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            body=self.rt.metrics.render(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
         )
 
     async def refresh(self) -> None:

@@ -167,7 +167,7 @@ async def reconcile(rt: Runtime, *, older_than: float = 0.0) -> int:
                     "alert %s was already delivered before a restart (ts %s)",
                     row.id,
                     ts,
-                    extra={"alert_id": row.id, "story_id": row.story_id},
+                    extra=_ids(row),
                 )
             else:
                 row.state, row.next_attempt_at = "pending", now
@@ -450,6 +450,11 @@ async def _send(
     return result.ok or result.permanent
 
 
+def _ids(row: AlertRow) -> dict[str, object]:
+    """The ids a log line about one alert carries (``--log-format json``)."""
+    return {"alert_id": row.id, "story_id": row.story_id, "entry_id": row.entry_id}
+
+
 def _count(
     rt: Runtime, batch: list[AlertRow], msgs: list[AlertMessage], result: DeliveryResult
 ) -> None:
@@ -489,6 +494,7 @@ async def _finish(
                     row.sink,
                     row.channel,
                     result.error,
+                    extra=_ids(row),
                 )
             elif result.permanent:
                 row.state, row.last_error = "failed", result.error
@@ -501,6 +507,7 @@ async def _finish(
                     row.sink,
                     row.channel or "",
                     why,
+                    extra=_ids(row),
                 )
             else:
                 delay = _backoff(rt, row.attempts, result.retry_after)
@@ -514,6 +521,7 @@ async def _finish(
                     row.channel,
                     result.error,
                     delay,
+                    extra=_ids(row),
                 )
             session.add(row)
         await session.commit()

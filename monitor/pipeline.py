@@ -292,7 +292,7 @@ class Poller:
             return task.result()
         if not isinstance(exc, Exception):
             raise exc
-        log.error("poll of %s crashed", row.name, exc_info=exc)
+        log.error("poll of %s crashed", row.name, exc_info=exc, extra={"feed": row.name})
         failed = PollReport(row.name, row.url, error=f"internal error: {exc!r}")
         failed.state = _record_failure(self.rt, row, failed.error or "", "internal", None, None)
         return failed
@@ -471,7 +471,11 @@ def _record_success(
         st["last_modified"] = result.last_modified
     if result.permanent_redirect and result.permanent_redirect != feed.url:
         log.warning(
-            "feed %s moved permanently: %s -> %s", feed.name, feed.url, result.permanent_redirect
+            "feed %s moved permanently: %s -> %s",
+            feed.name,
+            feed.url,
+            result.permanent_redirect,
+            extra={"feed": feed.name},
         )
         st["url"] = result.permanent_redirect
     st["consecutive_failures"] = 0
@@ -514,9 +518,11 @@ def _record_failure(
     failures = st["consecutive_failures"] = feed.consecutive_failures + 1
     if kind == "gone" or status == 410:
         st["_gone"] = f"410 Gone at {now:%Y-%m-%d %H:%M}Z: disabled"
-        log.warning("feed %s answered 410 Gone: disabled", feed.name)
+        log.warning("feed %s answered 410 Gone: disabled", feed.name, extra={"feed": feed.name})
     else:
-        log.warning("feed %s failed (%s): %s", feed.name, kind or "error", error)
+        log.warning(
+            "feed %s failed (%s): %s", feed.name, kind or "error", error, extra={"feed": feed.name}
+        )
     interval = _interval(rt, feed, failures, result, st, now)
     st["current_interval_s"] = interval
     st["next_due"] = now + timedelta(seconds=interval)

@@ -162,4 +162,4 @@ async def finish_announcement(
 
 async def schema_revision(session: AsyncSession) -> str:
     row = await session.exec(select(text("version_num FROM alembic_version")))
-    return ", ".join(sorted(str(r[0]) for r in row.all()))
+    return ", ".join(sorted(str(r) for r in row.all()))
