@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
+
 # generate_latest writes the 0.0.4 text format, which every Prometheus reads
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 

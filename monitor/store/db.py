@@ -8,7 +8,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -91,9 +91,17 @@ async def has_schema(engine: AsyncEngine) -> bool:
         return await conn.run_sync(check)
 
 
+# (any constant: the PostgreSQL advisory lock several nodes starting at once take)
+MIGRATION_LOCK = 0x5757_0001
+
+
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+    """Bring the schema to the newest revision (idempotent). On PostgreSQL, nodes that
+    start together (a compose file, a Deployment's replicas) migrate one at a time: the
+    first creates the tables, the others find them made."""
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         await conn.run_sync(_upgrade)
 
 
