@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -48,6 +50,7 @@ class OpsServer:
         self.rt, self.probe, self.host, self.port = rt, probe, host, port
         self._runner: web.AppRunner | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._checks: set[asyncio.Task[None]] = set()
         self.url = ""
 
     async def start(self) -> str:
@@ -65,7 +68,24 @@ class OpsServer:
         self._watcher = asyncio.create_task(self._watch_loop(), name="loop watcher")
         return self.url
 
+    async def _within(self, work: Coroutine[Any, Any, None], seconds: float) -> bool:
+        """Run ``work`` (database reads) for at most ``seconds``: False when it has not
+        finished by then. It is never cancelled, only left to finish on its own: a
+        query cancelled half-way can leave its pooled connection unusable, and the next
+        task to take that connection would wait forever (seen with asyncpg under load,
+        when the loop was busy for longer than the timeout)."""
+        task = asyncio.ensure_future(work)
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+        if not done:
+            return False
+        task.result()  # (its error, if any)
+        return True
+
     async def close(self) -> None:
+        if self._checks:
+            await asyncio.wait(self._checks, timeout=DB_TIMEOUT_S * 2)
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -90,9 +110,10 @@ class OpsServer:
         problems: list[str] = []
         lines: list[str] = []
         try:
-            async with self.rt.sessions() as session:
-                await asyncio.wait_for(ping(session), DB_TIMEOUT_S)
-            lines.append("database: ok")
+            if await self._within(self._ping(), DB_TIMEOUT_S):
+                lines.append("database: ok")
+            else:
+                problems.append(f"database: no answer within {DB_TIMEOUT_S:g} s")
         except Exception as exc:
             problems.append(f"database: unreachable ({type(exc).__name__})")
         tick = self.rt.config.settings.poll.tick
@@ -112,13 +133,18 @@ class OpsServer:
         return web.Response(status=503 if problems else 200, text=body)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        try:
-            await asyncio.wait_for(self.refresh(), DB_TIMEOUT_S)
-        except Exception as exc:  # counters are still worth serving
+        try:  # (the counters are worth serving without the database's gauges)
+            if not await self._within(self.refresh(), DB_TIMEOUT_S):
+                log.warning("metrics: the database did not answer in time; gauges not updated")
+        except Exception as exc:
             log.warning("metrics: could not read the queue from the database: %s", exc)
         return web.Response(
             body=self.rt.metrics.render(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
         )
+
+    async def _ping(self) -> None:
+        async with self.rt.sessions() as session:
+            await ping(session)
 
     async def refresh(self) -> None:
         """The gauges the database holds: queued alerts per sink and the oldest one's

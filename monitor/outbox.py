@@ -441,8 +441,8 @@ async def _send(
     except Exception as exc:  # a notifier bug must not lose the alert
         log.exception("notifier %s raised", notifier.name)
         result = DeliveryResult(ok=False, error=f"{type(exc).__name__}: {exc}")
-    await _finish(rt, batch, result, report)
-    _count(rt, batch, msgs, result)
+    marked = await _finish(rt, batch, result, report)
+    _count(rt, [r for r in batch if r.id in marked], msgs, result)
     if result.ok and folded:
         await _mark_folded(rt, folded, result.ts, report)
     if result.ok and msg.kind == "followup" and batch[0].parent_id is not None:
@@ -472,13 +472,19 @@ def _count(
 
 async def _finish(
     rt: Runtime, batch: list[AlertRow], result: DeliveryResult, report: DeliveryReport
-) -> None:
+) -> set[int]:
+    """Write the outcome of one send; returns the ids it changed (not those another
+    process settled meanwhile: a reconciliation that found the message already sent)."""
     now = rt.clock()
+    marked: set[int] = set()
     async with rt.sessions() as session:
         rows = await session.exec(
             select(AlertRow).where(col(AlertRow.id).in_([r.id for r in batch]))
         )
         for row in rows.all():
+            if row.state == "sent":  # (reconciled by another node while this one sent it)
+                continue
+            marked.add(row.id or 0)
             if result.ok:
                 row.state, row.ts, row.sent_at, row.last_error = "sent", result.ts, now, None
                 report.sent += 1
@@ -525,6 +531,7 @@ async def _finish(
                 )
             session.add(row)
         await session.commit()
+    return marked
 
 
 async def _mark_folded(

@@ -47,7 +47,7 @@ from monitor.health import (
 )
 from monitor.http import OpsServer, Probe
 from monitor.intervals import FAILURE_CAP_S, JITTER, RETRY_AFTER_CAP_S
-from monitor.outbox import delivery_loop, reconcile, stranded
+from monitor.outbox import RECONCILE_AFTER, delivery_loop, reconcile, stranded
 from monitor.pipeline import CycleReport, Poller, PollReport, load_index
 from monitor.runtime import Runtime
 from monitor.store.ops import (
@@ -179,7 +179,11 @@ async def startup(rt: Runtime, *, lazy_index: bool = False) -> int:
     if not lazy_index:
         loaded = await load_index(rt)
         rt.index_loaded = True
-    await reconcile(rt)
+    # alerts left "sending" by a previous process: checked at once when this process is
+    # the database's only user; sharing PostgreSQL, another node may be sending them right
+    # now, so only those older than the orphan limit (the delivery worker checks the rest
+    # as they pass it)
+    await reconcile(rt, older_than=0.0 if rt.exclusive else RECONCILE_AFTER)
     for sink, n in (await stranded(rt)).items():
         log.warning(
             "%d alert%s queued for %s, which is not configured now: kept until it is "
