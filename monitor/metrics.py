@@ -102,6 +102,17 @@ class Metrics:
             buckets=_LATENESS_BUCKETS,
             registry=r,
         )
+        self.catch_up_seconds = Histogram(
+            "wirewatch_catch_up_seconds",
+            "Reading what other nodes stored into this node's story index, per ingest "
+            "batch (PostgreSQL), lock wait included.",
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+        self.catch_up_entries = PromCounter(
+            "wirewatch_catch_up_entries", "Entries other nodes stored, read by catch-up.",
+            registry=r,
+        )  # fmt: skip
         self._batch = _Batch()
 
     # -- ingest: staged per transaction, counted at commit --------------------------

@@ -724,7 +724,11 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
     stored: list[int] = []
     rt.metrics.begin_batch()  # (what a rolled-back attempt staged is not counted)
     async with rt.sessions() as session:
-        await catch_up(rt, session)  # what other processes sharing the database stored
+        started = time.perf_counter()
+        caught = await catch_up(rt, session)  # what other processes sharing the database stored
+        if rt.seen_entry_id is not None:
+            rt.metrics.catch_up_seconds.observe(time.perf_counter() - started)
+            rt.metrics.catch_up_entries.inc(caught)
         feed_ids = sorted({j.feed.id for j in jobs if j.feed.id is not None})
         guids = sorted({g for j in jobs for g in j.unique})
         # guids and links are looked up for every feed of the batch at once; the rare
