@@ -25,19 +25,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,68 +45,19 @@ from common import build_feed_bodies, machine, percentile, proc_status_mb, table
 
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer, rss
+from tests.util import (
+    free_port,
+    fresh_database,
+    http_get,
+    metric_samples,
+    pg_run,
+    start_wirewatch,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- plumbing
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except OSError:
-        return 0, ""
-
-
-def _query(dsn: str, sql: str) -> list[Any]:
-    import asyncpg
-
-    async def run() -> list[Any]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(sql))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
-@contextlib.contextmanager
-def fresh_db(base: str, suffix: str) -> Iterator[str]:
-    from sqlalchemy.engine import make_url
-
-    url = make_url(base)
-    name = f"{url.database}_bench{suffix}"
-    drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-    _exec(base, drop, f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        _exec(base, drop)
-
-
-def _exec(dsn: str, *statements: str) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            for s in statements:
-                await conn.execute(s)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
 
 
 def write_config(
@@ -142,49 +89,25 @@ class Nodes:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "WIREWATCH_D"))}
         env.update(SLACK_BOT_TOKEN="xoxb-test-token", SLACK_API_URL=self.slack.base_url)
         for i in range(k):
-            port = _port()
+            port = free_port()
             log = (self.logdir / f"node{len(self.procs)}.log").open("wb")
-            self.procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "monitor",
-                        "run",
-                        "--config",
-                        str(self.cfg),
-                        "--database",
-                        self.dsn,
-                        "--http",
-                        f"127.0.0.1:{port}",
-                    ],
-                    env=env,
-                    cwd=ROOT,
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                )
-            )
+            args = ["run", "--config", str(self.cfg), "--database", self.dsn]
+            args += ["--http", f"127.0.0.1:{port}"]
+            self.procs.append(start_wirewatch(args, env, stdout=subprocess.DEVNULL, stderr=log))
             self.bases.append(f"http://127.0.0.1:{port}")
             self.wait_ready(len(self.bases) - 1, timeout)  # (one at a time: migrations)
             del i
 
     def wait_ready(self, i: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while _get(self.bases[i] + "/readyz")[0] != 200:
+        while http_get(self.bases[i] + "/readyz")[0] != 200:
             if self.procs[i].poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"node {i} did not get ready; see {self.logdir}")
             time.sleep(0.5)
 
     def metrics(self, i: int) -> dict[str, float]:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        _status, text = _get(self.bases[i] + "/metrics")
-        out: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                key = s.name + json.dumps(s.labels, sort_keys=True) if s.labels else s.name
-                out[key] = s.value
-        return out
+        _status, text = http_get(self.bases[i] + "/metrics")
+        return {name: v for (name, labels), v in metric_samples(text).items() if not labels}
 
     def rss_mb(self, i: int) -> tuple[float, float]:
         """(main process, its children) VmRSS in MB."""
@@ -228,7 +151,7 @@ def latency(dsn: str, k: int, *, feeds: int, items: int, spread: float) -> dict[
             {},
             ["water accord"],
         )
-        with fresh_db(dsn, f"lat{k}") as db:
+        with fresh_database(dsn, f"benchlat{k}") as db:
             nodes = Nodes(cfg, db, slack, Path(tmp))
             try:
                 nodes.start(k)
@@ -307,7 +230,7 @@ def throughput(dsn: str, k: int, *, feeds: int, per_feed: int) -> dict[str, Any]
             {"tick": "1s", "min_interval": "1s", "concurrency": 20},
             ["Kim Jong Un"],
         )
-        with fresh_db(dsn, f"tp{k}") as db:
+        with fresh_database(dsn, f"benchtp{k}") as db:
             nodes = Nodes(cfg, db, slack, Path(tmp))
             try:
                 nodes.start(k)
@@ -318,7 +241,7 @@ def throughput(dsn: str, k: int, *, feeds: int, per_feed: int) -> dict[str, Any]
                 first = None
                 total = feeds * per_feed
                 while True:
-                    n = _query(db, "SELECT count(*) AS n FROM entries")[0]["n"]
+                    n = pg_run(db, fetch="SELECT count(*) AS n FROM entries")[0]["n"]
                     if first is None:
                         hits = [r.at for r in server.requests if r.at >= published]
                         first = min(hits) if hits else None
@@ -367,11 +290,19 @@ def memory(dsn: str, k: int, *, feeds: int, entries: int) -> dict[str, Any]:
             {},
             ["Kim Jong Un"],
         )
-        with fresh_db(dsn, "mem") as db:
+        with fresh_database(dsn, "benchmem") as db:
             settings = yaml.safe_load((cfg / "settings.yaml").read_text())
             settings["database_url"] = db
             (cfg / "settings.yaml").write_text(yaml.safe_dump(settings), encoding="utf-8")
             built, _stories = asyncio.run(build(cfg, entries))
+            # (build gives explicit ids: move PostgreSQL's sequences past them)
+            pg_run(
+                db,
+                *(
+                    f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), (SELECT max(id) FROM {t}))"
+                    for t in ("feeds", "stories", "entries")
+                ),
+            )
             nodes = Nodes(cfg, db, slack, Path(tmp))
             try:
                 t0 = time.monotonic()

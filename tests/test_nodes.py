@@ -7,45 +7,45 @@ interval plus the lease, the killed node's feeds too) and each node's /metrics."
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.engine import make_url
 
 from tests.conftest import PG_ENV
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer, drip_handler, rss
-from tests.util import pubdate, write_config
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.test_first_hour import ww
+from tests.util import (
+    free_port,
+    fresh_database,
+    http_get,
+    metric_samples,
+    pg_run,
+    pubdate,
+    start_wirewatch,
+    write_config,
+)
 
 INTERVAL = 3.0  # every feed's poll interval
 LEASE = 6.0  # poll.lease: how long a killed node's feeds stay claimed
 SLACK_ENV = {"SLACK_BOT_TOKEN": "xoxb-test-token"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _env(slack: FakeSlack) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "WIREWATCH_D"))}
     return {**env, **SLACK_ENV, "SLACK_API_URL": slack.base_url}
+
+
+def _query(dsn: str, sql: str) -> list[Any]:
+    return pg_run(dsn, fetch=sql)
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float, every: float = 0.3) -> None:
@@ -57,64 +57,20 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, every: float = 0
     print(f"{what}: {time.monotonic() - began:.1f} s")  # (shown with -s, or on failure)
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
-
-
 def _metrics(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    status, text = _get(base + "/metrics")
+    status, text = http_get(base + "/metrics")
     assert status == 200, text
-    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def _query(dsn: str, sql: str) -> list[Any]:
-    import asyncpg
-
-    async def run() -> list[Any]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(sql))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
+    return metric_samples(text)
 
 
 @pytest.fixture
 def fresh_pg() -> Iterator[str]:
     """A database of its own, made for the test and dropped after it."""
-    import asyncpg
-
     dsn = os.environ.get(PG_ENV)
     if not dsn:
         pytest.skip(f"PostgreSQL tests need {PG_ENV} (set by .ci/run)")
-    url = make_url(dsn)
-    name = f"{url.database}_nodes"
-
-    async def admin(*statements: str) -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            for statement in statements:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-    asyncio.run(admin(drop, f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(admin(drop))
+    with fresh_database(dsn, "nodes") as url:
+        yield url
 
 
 # --------------------------------------------------------------------------- 3 nodes
@@ -205,36 +161,19 @@ def test_three_nodes_share_the_feeds_and_survive_a_kill(tmp_path: Path, fresh_pg
             },
         )
         env = _env(slack)
-        ports = [_free_port() for _ in range(3)]
+        ports = [free_port() for _ in range(3)]
         bases = [f"http://127.0.0.1:{p}" for p in ports]
         logs = [tmp_path / f"node{i}.log" for i in range(3)]
         procs: list[subprocess.Popen[bytes]] = []
 
         def start(i: int) -> None:
             with logs[i].open("wb") as log:
-                procs.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "monitor",
-                            "run",
-                            "--config",
-                            str(cfg),
-                            "--database",
-                            fresh_pg,
-                            "--http",
-                            f"127.0.0.1:{ports[i]}",
-                        ],
-                        env=env,
-                        cwd=ROOT,
-                        stdout=subprocess.DEVNULL,
-                        stderr=log,
-                    )
-                )
+                args = ["run", "--config", str(cfg), "--database", fresh_pg]
+                args += ["--http", f"127.0.0.1:{ports[i]}"]
+                procs.append(start_wirewatch(args, env, stdout=subprocess.DEVNULL, stderr=log))
 
         def ready(i: int) -> Callable[[], bool]:
-            return lambda: _get(bases[i] + "/readyz")[0] == 200
+            return lambda: http_get(bases[i] + "/readyz")[0] == 200
 
         def settled(phase: int) -> Callable[[], bool]:
             def check() -> bool:
@@ -274,23 +213,8 @@ def test_three_nodes_share_the_feeds_and_survive_a_kill(tmp_path: Path, fresh_pg
             time.sleep(max(0.0, INTERVAL + LEASE - (time.monotonic() - killed_at) + 2))
             checked_until = time.monotonic()
             survivors = [_metrics(bases[0]), _metrics(bases[1])]
-            status = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "monitor",
-                    "status",
-                    "--json",
-                    "--config",
-                    str(cfg),
-                    "--database",
-                    fresh_pg,
-                ],
-                capture_output=True,
-                text=True,
-                env=env,
-                cwd=ROOT,
-                timeout=60,
+            status = ww(
+                "status", "--json", "--config", str(cfg), "--database", fresh_pg, env=SLACK_ENV
             )
         finally:
             for proc in procs:
@@ -400,13 +324,8 @@ def test_sigterm_during_a_busy_cycle_exits_in_time_and_loses_nothing(tmp_path: P
         env = _env(slack)
         log = tmp_path / "run.log"
         with log.open("wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
+            args = ["run", "--config", str(cfg)]
+            proc = start_wirewatch(args, env, stdout=subprocess.DEVNULL, stderr=err)
         try:
             slack.wait_for(3, timeout=60)
         finally:
@@ -425,14 +344,7 @@ def test_sigterm_during_a_busy_cycle_exits_in_time_and_loses_nothing(tmp_path: P
         assert "stopped" in text
         assert at_stop < n  # stopped mid-cycle: alerts were still to be sent
         slack.set_delay(0)
-        res = subprocess.run(
-            [sys.executable, "-m", "monitor", "once", "--config", str(cfg)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=180,
-        )
+        res = ww("once", "--config", str(cfg), env={**SLACK_ENV, "SLACK_API_URL": slack.base_url})
         assert res.returncode == 0, res.stderr
         top = [m for m in slack.messages if not m["thread_ts"]]
         for title in titles:

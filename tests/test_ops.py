@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
@@ -32,7 +30,8 @@ from monitor.scheduler import Daemon, startup
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, MatchRow, StoryRow
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer, raw_handler, redirect_handler, rss
-from tests.util import pubdate, seed_feeds, write_config
+from tests.test_first_hour import ww
+from tests.util import metric_samples, pubdate, seed_feeds, start_wirewatch, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -162,14 +161,6 @@ def test_feed_health_goes_to_the_console_without_an_ops_channel(
 # --------------------------------------------------------------------- endpoints
 
 
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
 def test_metrics_agree_with_the_database_and_probes_answer(
     tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
 ) -> None:
@@ -218,7 +209,7 @@ def test_metrics_agree_with_the_database_and_probes_answer(
                             probes[path] = (resp.status, await resp.text())
                     async with http.get(base + "/metrics") as resp:
                         probes["type"] = resp.headers["Content-Type"]
-                        metrics = _samples(await resp.text())
+                        metrics = metric_samples(await resp.text())
                 async with rt.sessions() as session:
                     db = {
                         "entries": (await session.exec(select(func.count(col(EntryRow.id))))).one(),
@@ -302,10 +293,10 @@ def test_readyz_needs_a_tick_and_a_valid_config(tmp_path: Path) -> None:
 
 def test_http_address_is_checked(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, feeds=[], settings={"http": "localhost"})
-    res = _ww("check", "--config", str(cfg))
+    res = ww("check", "--config", str(cfg))
     assert res.returncode == 2 and "not an address: 'localhost'" in res.stderr, res.stderr
     cfg = write_config(tmp_path, feeds=[])
-    res = _ww("run", "--config", str(cfg), "--http", "nowhere")
+    res = ww("run", "--config", str(cfg), "--http", "nowhere")
     assert res.returncode == 2 and "--http: not an address" in res.stderr, res.stderr
 
 
@@ -359,10 +350,9 @@ def test_the_daemon_logs_json_lines_without_the_token(
         feeds.append({"name": path.strip("/.xml"), "url": feed_server.url(path)})
     cfg = write_config(tmp_path, feeds=feeds, settings={"poll": {"tick": "1s"}})
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "WIREWATCH_D"))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "run", "--config", str(cfg), "--log-format", "json"],
-        env={**env, **_slack_env(slack)},
-        cwd=ROOT,
+    proc = start_wirewatch(
+        ["run", "--config", str(cfg), "--log-format", "json"],
+        {**env, **_slack_env(slack)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -386,19 +376,6 @@ def test_the_daemon_logs_json_lines_without_the_token(
 # --------------------------------------------------------------------- status
 
 
-def _ww(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "WIREWATCH_D"))}
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", *args],
-        capture_output=True,
-        text=True,
-        env=full,
-        cwd=ROOT,
-        timeout=120,
-    )
-
-
 def test_status_reads_without_creating_and_reports_the_queue(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
@@ -407,11 +384,11 @@ def test_status_reads_without_creating_and_reports_the_queue(
         feed_server.set(path, body)
         feeds.append({"name": path.strip("/.xml"), "url": feed_server.url(path)})
     cfg = write_config(tmp_path, feeds=feeds)
-    res = _ww("status", "--config", str(cfg))
+    res = ww("status", "--config", str(cfg))
     assert res.returncode == 1 and "no database at" in res.stderr, res.stderr
     assert not (tmp_path / "data" / "wirewatch.db").exists()
-    assert _ww("once", "--config", str(cfg)).returncode == 0
-    res = _ww("status", "--config", str(cfg), "--json")
+    assert ww("once", "--config", str(cfg)).returncode == 0
+    res = ww("status", "--config", str(cfg), "--json")
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["nodes"] == []  # `once` is not a node
@@ -419,7 +396,7 @@ def test_status_reads_without_creating_and_reports_the_queue(
     assert report["outbox"] == {"queued": 0, "by_sink": {}, "oldest_age_s": None, "failed": 0}
     assert report["schema"] == "0005_ops"
     assert report["database"].startswith("sqlite:///")
-    res = _ww("status", "--config", str(cfg))
+    res = ww("status", "--config", str(cfg))
     assert res.returncode == 0, res.stderr
     assert "nodes alive: 0" in res.stdout
     assert "feeds: 2 enabled, 0 due, 0 overdue" in res.stdout
