@@ -68,7 +68,7 @@ def write_config(
     settings = {
         "poll": {"per_host": 50, "per_host_spacing": "0s", "parse_workers": 1, **poll},
         "delivery": {"per_channel_interval": "0s", "burst_max": 100000},
-        "log_level": "WARNING",
+        "log_level": "INFO",
     }
     (cfg / "settings.yaml").write_text(yaml.safe_dump(settings), encoding="utf-8")
     (cfg / "feeds.yaml").write_text(yaml.safe_dump({"feeds": feeds}), encoding="utf-8")
@@ -310,6 +310,11 @@ def memory(dsn: str, k: int, *, feeds: int, entries: int) -> dict[str, Any]:
                 ready = time.monotonic() - t0
                 time.sleep(20)  # the first polls of 10,000 feeds under way
                 sizes = [nodes.rss_mb(i) for i in range(k)]
+                window = [
+                    line.split("; ")[-1]
+                    for line in (Path(tmp) / "node0.log").read_text().splitlines()
+                    if "in the story window" in line
+                ]
                 loaded = [nodes.metrics(i) for i in range(k)]
             finally:
                 nodes.stop()
@@ -329,7 +334,14 @@ def memory(dsn: str, k: int, *, feeds: int, entries: int) -> dict[str, Any]:
         int(line.split()[1]) / 1024 for line in floor.splitlines() if line.startswith("VmRSS")
     )
     del loaded
-    return {"k": k, "rss": sizes, "floor_mb": floor_mb, "ready_s": ready, "build_s": built}
+    return {
+        "k": k,
+        "rss": sizes,
+        "window": window,
+        "floor_mb": floor_mb,
+        "ready_s": ready,
+        "build_s": built,
+    }
 
 
 # --------------------------------------------------------------------------- main
@@ -419,7 +431,8 @@ def main() -> None:
         ]
         print(
             f"memory: floor {r['floor_mb']:.0f} MB (a process that imported Wirewatch); "
-            f"build {r['build_s']:.0f} s; 3 nodes ready in {r['ready_s']:.0f} s"
+            f"build {r['build_s']:.0f} s; 3 nodes ready in {r['ready_s']:.0f} s; node 0: "
+            f"{', '.join(r['window'])}"
         )
         print(table(["node", "RSS main", "RSS parse worker", "main / floor"], rows))
 

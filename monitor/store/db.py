@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-COMMAND_TIMEOUT_S = 300.0  # PostgreSQL: see create_engine
+COMMAND_TIMEOUT_S = 60.0  # PostgreSQL: see create_engine
 
 
 def async_url(url: str) -> str:
@@ -53,10 +53,11 @@ def create_engine(url: str, *, create: bool = True) -> AsyncEngine:
     else:
         kwargs["pool_pre_ping"] = True
         # a statement that gets no answer for this long fails instead of waiting for
-        # ever: a pooled connection left half-way through a cancelled query answers
-        # nothing, and the task that takes it next would otherwise hang (seen in the
-        # three-node test: one node's delivery stalled). Long enough for the longest
-        # legitimate wait, another node's ingest holding the ingest lock.
+        # ever. The three-node test saw a node's delivery task wait for ever on a
+        # statement (a pre-ping, a COMMIT) whose connection PostgreSQL no longer served;
+        # with the timeout the task fails and the delivery worker starts it again. Long
+        # enough for the longest legitimate wait: another node's ingest batch holding
+        # the ingest lock.
         kwargs["connect_args"] = {"command_timeout": COMMAND_TIMEOUT_S}
     engine = create_async_engine(async_url(url), **kwargs)
     if engine.dialect.name == "sqlite":
