@@ -68,6 +68,12 @@ LogLevel = Annotated[
     str | None,
     typer.Option("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR."),
 ]
+LogFormat = Annotated[
+    str,
+    typer.Option(
+        "--log-format", metavar="FORMAT", help="text, or json (one object per line, with ids)."
+    ),
+]
 Database = Annotated[
     str | None,
     typer.Option(
@@ -101,12 +107,85 @@ class _LocalTimeFormatter(_SafeFormatter):
         return when.isoformat(timespec="milliseconds")
 
 
-def _setup_logging(level: str) -> None:
+# (a database URL's password; Slack tokens and webhook URLs wherever they appear)
+_SECRET_SHAPES = re.compile(
+    r"(?<=://)([^/:@\s]*):[^@/\s]+(?=@)|xox[abposr]-[0-9A-Za-z-]+"
+    r"|https://hooks\.slack\.com/[^\s\"']+"
+)
+
+
+class _Redactor:
+    """Secrets never reach the log: the configured ones by value, and anything shaped
+    like a Slack token, a Slack webhook URL or a password in a URL."""
+
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        self.secrets = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len))[::-1]
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return _SECRET_SHAPES.sub(
+            lambda m: f"{m.group(1)}:[redacted]" if m.group(1) is not None else "[redacted]", text
+        )
+
+
+class _JsonFormatter(logging.Formatter):
+    """``--log-format json``: one object per line (``time`` with its UTC offset, ``level``,
+    ``logger``, ``message``, and ``feed``, ``story_id``, ``alert_id``, ``entry_id`` where
+    the line is about one)."""
+
+    IDS = ("feed", "story_id", "alert_id", "entry_id")
+
+    def __init__(self, redact: _Redactor) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created).astimezone()
+        obj: dict[str, Any] = {
+            "time": when.isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": self.redact(strip_unsafe(record.getMessage())),
+        }
+        for key in self.IDS:
+            value = getattr(record, key, None)
+            if value is not None:
+                obj[key] = value
+        if record.exc_info:
+            obj["exception"] = self.redact(self.formatException(record.exc_info))
+        return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+class _TextFormatter(_LocalTimeFormatter):
+    def __init__(self, redact: _Redactor) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(super().format(record))
+
+
+_LOG_FORMATS = ("text", "json")
+
+
+def _secrets(cfg: AppConfig) -> tuple[str, ...]:
+    s = cfg.settings
+    return tuple(
+        v for v in (s.slack.bot_token, s.slack.webhook_url, s.webhook.url, s.webhook.secret) if v
+    )
+
+
+def _setup_logging(level: str, fmt: str = "text", secrets: tuple[str, ...] = ()) -> None:
     if level.upper() not in _LEVELS:
         typer.echo(f"error: --log-level: {level!r} is not one of {', '.join(_LEVELS)}", err=True)
         raise typer.Exit(2)
+    if fmt not in _LOG_FORMATS:
+        typer.echo(f"error: --log-format: {fmt!r} is not one of text, json", err=True)
+        raise typer.Exit(2)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LocalTimeFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    redact = _Redactor(secrets)
+    handler.setFormatter(_JsonFormatter(redact) if fmt == "json" else _TextFormatter(redact))
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     # (slack_sdk logs each of its own HTTP retries at INFO; the outbox's warning says it)
     for noisy in ("apscheduler", "aiosqlite", "asyncio", "alembic", "slack_sdk"):
@@ -161,6 +240,20 @@ def _run(coro: Coroutine[Any, Any, T], database_url: str | None = None) -> T:
             raise
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(1) from None
+
+
+def _http_address(value: str | None, cfg: AppConfig) -> str:
+    """``--http`` over settings ``http:``; empty: no endpoints."""
+    from monitor.config import parse_http_address
+
+    address = cfg.settings.http if value is None else value.strip()
+    if address:
+        try:
+            parse_http_address(address)
+        except ValueError as exc:
+            typer.echo(f"error: --http: {exc}", err=True)
+            raise typer.Exit(2) from None
+    return address
 
 
 def _max_age(value: str | None, cfg: AppConfig) -> float | None:
@@ -249,18 +342,30 @@ def run(
             help="Touch FILE at every scheduler tick (for a container health check).",
         ),
     ] = None,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            "--http",
+            metavar="HOST:PORT",
+            help="Serve /healthz, /readyz and /metrics here (e.g. 127.0.0.1:9108).",
+        ),
+    ] = None,
+    log_format: LogFormat = "text",
 ) -> None:
     """Run the daemon: poll feeds on schedule, deliver alerts, reload config on change or
     SIGHUP. SIGINT/SIGTERM finish what is in flight and exit 0."""
     _stop_on_signals()
     try:
         cfg = _load(config, feeds, watchlists, database)
-        _setup_logging(log_level or cfg.settings.log_level)
+        _setup_logging(log_level or cfg.settings.log_level, log_format, _secrets(cfg))
         age = _max_age(max_age, cfg)
+        address = _http_address(http, cfg)
         _no_moved_database(cfg)
         with _sole_user(cfg.settings.database_url, "wirewatch run") as exclusive:
             code = _run(
-                _daemon(cfg, config, feeds, watchlists, database, age, exclusive, heartbeat),
+                _daemon(
+                    cfg, config, feeds, watchlists, database, age, exclusive, heartbeat, address
+                ),
                 cfg.settings.database_url,
             )
     except _Stopped:  # stopped before the event loop took over the signals
@@ -277,6 +382,7 @@ async def _daemon(
     age: float | None,
     exclusive: bool,
     heartbeat: Path | None = None,
+    http: str = "",
 ) -> int:
     from monitor.config import load_config
     from monitor.runtime import open_runtime
@@ -319,7 +425,7 @@ async def _daemon(
             ),
             files=list(cfg.files),
         )
-        daemon = Daemon(rt, reloader, heartbeat)
+        daemon = Daemon(rt, reloader, heartbeat, http=http)
         if reload.is_set():
             daemon.request_reload()
         await daemon.run()
@@ -448,6 +554,7 @@ def once(
     ] = 30.0,
     log_level: LogLevel = None,
     database: Database = None,
+    log_format: LogFormat = "text",
 ) -> None:
     """Poll every feed once, deliver the alerts, exit. Exit 0 when the cycle ran, even if
     some feeds failed (they are listed); 1 when it could not run, or alerts were queued
@@ -457,7 +564,7 @@ def once(
     tmp: tempfile.TemporaryDirectory[str] | None = None
     try:
         cfg = _load(config, feeds, watchlists, database)
-        _setup_logging(log_level or "WARNING")
+        _setup_logging(log_level or "WARNING", log_format, _secrets(cfg))
         age = _max_age(max_age, cfg)
         from monitor.store.db import sqlite_path
 
@@ -781,6 +888,119 @@ async def _entries_titled(cfg: AppConfig, title: str) -> list[tuple[int, str]]:
         return [(int(i or 0), name) for i, name in rows.all()]
 
 
+@app.command(short_help="Nodes alive, feeds due and overdue, outbox, last tick.")
+def status(
+    config: ConfigDir = Path("config"),
+    feeds: FeedsFile = None,
+    watchlists: WatchFile = None,
+    database: Database = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """What is running and whether it keeps up: the nodes alive (ticking, or holding
+    feed leases), feeds due and overdue, the outbox's depth and its oldest alert's age,
+    the last scheduler tick, the database and the version. Read-only."""
+    cfg = _load(config, feeds, watchlists, database)
+    _require_database(cfg)
+    report = _run(_status(cfg), cfg.settings.database_url)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(f"wirewatch {report['version']}; database {report['database']}")
+    now = datetime.now(UTC)
+    alive = [n for n in report["nodes"] if n["alive"]]
+    typer.echo(f"nodes alive: {len(alive)}")
+    for n in alive:
+        tick = n["last_tick"]
+        ticked = _ago(datetime.fromisoformat(tick), now) if tick else "no tick recorded"
+        leases = f"{n['leases']} feed{'' if n['leases'] == 1 else 's'} leased"
+        extra = f"  {n['http']}/metrics" if n["http"] else ""
+        typer.echo(f"  {clean(n['owner'])}: last tick {ticked}, {leases}{extra}")
+    f = report["feeds"]
+    typer.echo(
+        f"feeds: {f['enabled']} enabled, {f['due']} due, {f['overdue']} overdue "
+        f"(due more than {_dur(f['overdue_after_s'])} ago)"
+    )
+    o = report["outbox"]
+    sinks = ", ".join(f"{k} {v}" for k, v in sorted(o["by_sink"].items()))
+    oldest = "" if o["oldest_age_s"] is None else f", oldest {_dur(o['oldest_age_s'])}"
+    typer.echo(
+        f"outbox: {o['queued']} queued{f' ({sinks})' if sinks else ''}{oldest}; "
+        f"{o['failed']} failed"
+    )
+    last = report["last_tick"]
+    typer.echo(f"last tick: {_ago(datetime.fromisoformat(last), now) if last else 'never'}")
+
+
+async def _status(cfg: AppConfig) -> dict[str, Any]:
+    from monitor.health import overdue_after
+    from monitor.store.db import display_url
+    from monitor.store.ops import nodes, queue, schedule, schema_revision
+    from monitor.store.queries import held_leases
+
+    now = datetime.now(UTC)
+    tick = cfg.settings.poll.tick
+    grace = overdue_after(tick)  # as /metrics counts them
+    async with _session(cfg) as session:
+        revision = await schema_revision(session)
+        rows = await nodes(session)
+        leases = {owner: n for owner, n, _ in await held_leases(session, now)}
+        sched = await schedule(session, now=now, grace=grace)
+        q = await queue(session)
+    alive_after = now - timedelta(seconds=max(3 * tick, 15.0))
+    out_nodes: list[dict[str, Any]] = []
+    for n in rows:
+        ticked = n.last_tick if n.last_tick.tzinfo else n.last_tick.replace(tzinfo=UTC)
+        out_nodes.append(
+            {
+                "owner": n.owner,
+                "alive": n.stopped_at is None and (ticked >= alive_after or n.owner in leases),
+                "last_tick": ticked.isoformat(),
+                "started_at": n.started_at.isoformat(),
+                "stopped_at": n.stopped_at.isoformat() if n.stopped_at else None,
+                "leases": leases.get(n.owner, 0),
+                "version": n.version,
+                "http": n.http,
+            }
+        )
+    for owner, n_leases in leases.items():  # holding leases with no tick recorded
+        if owner not in {n.owner for n in rows}:
+            out_nodes.append(
+                {
+                    "owner": owner,
+                    "alive": True,
+                    "last_tick": None,
+                    "started_at": None,
+                    "stopped_at": None,
+                    "leases": n_leases,
+                    "version": "",
+                    "http": "",
+                }
+            )
+    oldest = q.oldest
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    ticks = [n["last_tick"] for n in out_nodes if n["last_tick"]]
+    return {
+        "version": __version__,
+        "database": display_url(cfg.settings.database_url),
+        "schema": revision,
+        "nodes": out_nodes,
+        "feeds": {
+            "enabled": sched.enabled,
+            "due": sched.due,
+            "overdue": sched.overdue,
+            "overdue_after_s": grace,
+        },
+        "outbox": {
+            "queued": q.depth,
+            "by_sink": q.pending,
+            "oldest_age_s": None if oldest is None else round((now - oldest).total_seconds(), 1),
+            "failed": q.failed,
+        },
+        "last_tick": max(ticks) if ticks else None,
+    }
+
+
 feeds_app = typer.Typer(
     help="Feed health; add feeds; OPML import/export.",
     invoke_without_command=True,
@@ -799,13 +1019,16 @@ def feeds_health(
 ) -> None:
     """Print the health of every feed: last success, last error, failures, interval.
 
-    States: ok, failing, silent (far longer than its usual cadence without a new item),
-    disabled (in the config, or by a 410 Gone), new (never polled yet), removed (no
-    longer in the config; its history stays). Read-only: the config given is compared
+    States: ok, retrying (failed fewer than health.failures times in a row), failing
+    (that many or more), silent (far longer than its usual cadence without a new item),
+    moved (a 301 took it to a URL the feeds file does not give yet), disabled (in the
+    config, or by a 410 Gone), new (never polled yet), removed (no longer in the config;
+    its history stays). The daemon tells the ops channel when a feed turns failing,
+    silent, disabled or moved, and when it recovers. Read-only: the config given is compared
     with the database, not written into it."""
     if ctx.invoked_subcommand is not None:
         return
-    from monitor.health import per_day, silent
+    from monitor.health import feed_state, per_day, silent
 
     cfg = _load(config, feeds, watchlists, database)
     _require_database(cfg)
@@ -820,18 +1043,9 @@ def feeds_health(
     for r in rows:
         h = history.get(r.id) if r.id is not None else None
         f = configured.get(r.name)
-        if f is None:
-            state = "removed"
-        elif not f.enabled or r.disabled_reason:
-            state = "disabled"
-        elif r.consecutive_failures:
-            state = "failing"
-        elif r.last_success is None and r.last_error is None:
-            state = "new"
-        elif h is not None and silent(h, now):
-            state = "silent"
-        else:
-            state = "ok"
+        quiet = h is not None and silent(h, now)
+        state = feed_state(r, f, quiet, cfg.settings.health.failures)
+        state = "disabled" if state == "off" else state
         every = r.current_interval_s or (f.interval if f is not None else None)
         typer.echo(
             f"{_clip(r.name, 24):<24} {state:<9} {_ago(r.last_success, now):>9} "

@@ -129,6 +129,9 @@ DEFAULT_CHANNEL = "#news-alerts"
 
 class SlackSettings(_Strict):
     channel: str = DEFAULT_CHANNEL
+    # feed-health messages (a feed failing, silent, disabled, moved, and recovered);
+    # printed on the console when no channel is set or no bot token
+    ops_channel: str | None = None
     bot_token: str | None = None
     webhook_url: str | None = None
     api_url: str | None = None
@@ -152,6 +155,18 @@ class DeliverySettings(_Strict):
         return _seconds(v)
 
 
+class HealthSettings(_Strict):
+    failures: int = Field(default=5, ge=1, le=1000)  # consecutive failures: "failing"
+
+
+def parse_http_address(value: str) -> tuple[str, int]:
+    """``127.0.0.1:9108``, ``[::1]:9108`` or ``:9108`` (all addresses) → (host, port)."""
+    m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]*):(\d{1,5})", value.strip())
+    if m is None or not 0 <= int(m.group(2)) <= 65535:
+        raise ValueError(f"not an address: {value!r} (use HOST:PORT, e.g. 127.0.0.1:9108)")
+    return m.group(1).strip("[]") or "0.0.0.0", int(m.group(2))
+
+
 class Settings(_Strict):
     database_url: str = "sqlite:///data/wirewatch.db"
     max_age: float | None = 24 * 3600.0
@@ -163,6 +178,16 @@ class Settings(_Strict):
     slack: SlackSettings = SlackSettings()
     webhook: WebhookSettings = WebhookSettings()
     delivery: DeliverySettings = DeliverySettings()
+    health: HealthSettings = HealthSettings()
+    # /healthz /readyz /metrics served on HOST:PORT by the daemon; off when empty
+    http: str = ""
+
+    @field_validator("http")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if v.strip():
+            parse_http_address(v)
+        return v.strip()
 
     @field_validator("max_age", "retention", mode="before")
     @classmethod
@@ -337,6 +362,7 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
                 "channel": env.get("SLACK_CHANNEL") or None,
                 "webhook_url": env.get("SLACK_WEBHOOK_URL") or None,
                 "api_url": env.get("SLACK_API_URL") or None,
+                "ops_channel": env.get("SLACK_OPS_CHANNEL") or None,
             }.items()
             if v is not None
         }

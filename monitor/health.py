@@ -168,3 +168,91 @@ def silence(h: History, now: datetime) -> tuple[float, float] | None:
 
 def silent(h: History, now: datetime) -> bool:
     return silence(h, now) is not None
+
+
+def span(seconds: float) -> str:
+    """A time span for people: ``12 min`` under an hour, ``7.0 h`` under two days,
+    ``3.5 d`` beyond ("every 0.0 h" said nothing)."""
+    if seconds < 3600:
+        return f"{max(1, round(seconds / 60))} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+# -- feed states, as `wirewatch feeds` shows them and the ops channel is told ---------
+
+# states the ops channel is told about; every other state counts as "ok" there
+ANNOUNCED = ("failing", "silent", "disabled", "moved")
+
+
+def feed_state(row: Any, configured: Any | None, is_silent: bool, failing_after: int) -> str:
+    """A feed's state from its stored row (``FeedRow``), its config (None: removed) and
+    whether it has gone silent. ``retrying``: failed fewer than ``failing_after`` times
+    in a row; ``moved``: a permanent redirect took it away from its configured URL;
+    ``off``: disabled in the config."""
+    if configured is None:
+        return "removed"
+    if row.disabled_reason:
+        return "disabled"
+    if not configured.enabled:
+        return "off"
+    if row.consecutive_failures >= failing_after:
+        return "failing"
+    if row.consecutive_failures:
+        return "retrying"
+    if row.last_success is None and row.last_error is None:
+        return "new"
+    if is_silent:
+        return "silent"
+    if row.config_url and row.url != row.config_url:
+        return "moved"
+    return "ok"
+
+
+def overdue_after(tick: float) -> float:
+    """How long past its due time a feed may wait before it counts as overdue: a few
+    scheduler ticks (it is claimed at the first tick after it falls due), at least a
+    minute. ``/metrics`` and ``wirewatch status`` count by it."""
+    return max(3 * tick, 60.0)
+
+
+def announced_state(state: str) -> str:
+    """The state as the ops channel knows it: a bad one, or ``ok``."""
+    return state if state in ANNOUNCED else "ok"
+
+
+def state_detail(state: str, row: Any, quiet: tuple[float, float] | None, now: datetime) -> str:
+    """One line saying why a feed is in ``state`` (kept with the state, sent with it)."""
+    if state == "failing":
+        return (
+            f"{row.consecutive_failures} failures in a row"
+            f"{_since(row.last_success, now)}; last error: {row.last_error or '?'}"
+        )
+    if state == "disabled":
+        return f"{row.disabled_reason} (a new URL in the feeds file enables it again)"
+    if state == "moved":
+        return (
+            f"moved permanently from {row.config_url} to {row.url}; polled at the new "
+            "address (put it in the feeds file)"
+        )
+    if state == "silent" and quiet is not None:
+        return f"no new item for {span(quiet[0])} (it usually publishes every {span(quiet[1])})"
+    return ""
+
+
+def _since(when: datetime | None, now: datetime) -> str:
+    return "" if when is None else f", last success {span((now - when).total_seconds())} ago"
+
+
+def health_message(feed: str, state: str, detail: str, before: str) -> str:
+    """The ops channel's text for a change of ``feed`` from ``before`` to ``state``."""
+    if state == "ok":
+        return f"feed {feed} recovered: healthy again (was {before})"
+    what = {
+        "failing": "is failing",
+        "silent": "has gone silent",
+        "disabled": "was disabled",
+        "moved": "has moved",
+    }.get(state, state)
+    return f"feed {feed} {what}: {detail}" if detail else f"feed {feed} {what}"

@@ -162,7 +162,13 @@ async def reconcile(rt: Runtime, *, older_than: float = 0.0) -> int:
                     continue
             if ts:
                 row.state, row.ts, row.sent_at = "sent", ts, now
-                log.info("alert %s was already delivered before a restart (ts %s)", row.id, ts)
+                rt.metrics.delivered(row.sink, queued=row.created_at, published=None, now=now)
+                log.info(
+                    "alert %s was already delivered before a restart (ts %s)",
+                    row.id,
+                    ts,
+                    extra=_ids(row),
+                )
             else:
                 row.state, row.next_attempt_at = "pending", now
             session.add(row)
@@ -435,7 +441,8 @@ async def _send(
     except Exception as exc:  # a notifier bug must not lose the alert
         log.exception("notifier %s raised", notifier.name)
         result = DeliveryResult(ok=False, error=f"{type(exc).__name__}: {exc}")
-    await _finish(rt, batch, result, report)
+    marked = await _finish(rt, batch, result, report)
+    _count(rt, [r for r in batch if r.id in marked], msgs, result)
     if result.ok and folded:
         await _mark_folded(rt, folded, result.ts, report)
     if result.ok and msg.kind == "followup" and batch[0].parent_id is not None:
@@ -443,15 +450,41 @@ async def _send(
     return result.ok or result.permanent
 
 
+def _ids(row: AlertRow) -> dict[str, object]:
+    """The ids a log line about one alert carries (``--log-format json``)."""
+    return {"alert_id": row.id, "story_id": row.story_id, "entry_id": row.entry_id}
+
+
+def _count(
+    rt: Runtime, batch: list[AlertRow], msgs: list[AlertMessage], result: DeliveryResult
+) -> None:
+    """The outcome of one send in the metrics (``_finish`` has written it)."""
+    if result.ok:
+        now = rt.clock()
+        published = {m.alert_id: m.published for m in msgs}
+        for row in batch:
+            queued, when = row.created_at, published.get(row.id or 0)
+            rt.metrics.delivered(row.sink, queued=queued, published=when, now=now)
+    elif result.permanent and not result.uncertain:
+        for row in batch:
+            rt.metrics.alerts_failed.labels(row.sink).inc()
+
+
 async def _finish(
     rt: Runtime, batch: list[AlertRow], result: DeliveryResult, report: DeliveryReport
-) -> None:
+) -> set[int]:
+    """Write the outcome of one send; returns the ids it changed (not those another
+    process settled meanwhile: a reconciliation that found the message already sent)."""
     now = rt.clock()
+    marked: set[int] = set()
     async with rt.sessions() as session:
         rows = await session.exec(
             select(AlertRow).where(col(AlertRow.id).in_([r.id for r in batch]))
         )
         for row in rows.all():
+            if row.state == "sent":  # (reconciled by another node while this one sent it)
+                continue
+            marked.add(row.id or 0)
             if result.ok:
                 row.state, row.ts, row.sent_at, row.last_error = "sent", result.ts, now, None
                 report.sent += 1
@@ -467,6 +500,7 @@ async def _finish(
                     row.sink,
                     row.channel,
                     result.error,
+                    extra=_ids(row),
                 )
             elif result.permanent:
                 row.state, row.last_error = "failed", result.error
@@ -479,6 +513,7 @@ async def _finish(
                     row.sink,
                     row.channel or "",
                     why,
+                    extra=_ids(row),
                 )
             else:
                 delay = _backoff(rt, row.attempts, result.retry_after)
@@ -492,9 +527,11 @@ async def _finish(
                     row.channel,
                     result.error,
                     delay,
+                    extra=_ids(row),
                 )
             session.add(row)
         await session.commit()
+    return marked
 
 
 async def _mark_folded(
@@ -515,6 +552,8 @@ async def _mark_folded(
         await session.commit()
     report.sent += res.rowcount
     report.folded += res.rowcount
+    if res.rowcount and rows:
+        rt.metrics.alerts_sent.labels(rows[0].sink).inc(res.rowcount)
 
 
 async def _update_parent(rt: Runtime, notifier: Notifier, parent_id: int) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -291,7 +292,7 @@ class Poller:
             return task.result()
         if not isinstance(exc, Exception):
             raise exc
-        log.error("poll of %s crashed", row.name, exc_info=exc)
+        log.error("poll of %s crashed", row.name, exc_info=exc, extra={"feed": row.name})
         failed = PollReport(row.name, row.url, error=f"internal error: {exc!r}")
         failed.state = _record_failure(self.rt, row, failed.error or "", "internal", None, None)
         return failed
@@ -364,21 +365,27 @@ async def poll_cycle(rt: Runtime, *, all_feeds: bool = False) -> CycleReport:
 async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
     """Poll one feed and record the outcome on its row. Never raises for feed problems."""
     report = PollReport(row.name, row.url)
+    metrics = rt.metrics
+    started = time.perf_counter()
     result = await fetch(
         rt.http, row.url, etag=row.etag, last_modified=row.last_modified, limits=rt.limits
     )
+    metrics.fetch_seconds.observe(time.perf_counter() - started)
     report.status = result.status
     if result.not_modified:
         report.not_modified = True
         report.state = _record_success(rt, row, result, None, [])
+        metrics.poll(error_kind=None, not_modified=True)
         return report
     if result.error or result.body is None:
         report.error = result.error or f"HTTP {result.status} with no body"
         report.state = _record_failure(
             rt, row, report.error, result.error_kind, result.status, result
         )
+        metrics.poll(error_kind=result.error_kind or "http", not_modified=False)
         return report
     tags = tuple(t for t in row.tags.split(",") if t)
+    started = time.perf_counter()
     parsed = await rt.pool.parse(
         result.body,
         result.headers,
@@ -388,12 +395,14 @@ async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
         feed_tags=tags,
         now=rt.clock(),
     )
+    metrics.parse_seconds.observe(time.perf_counter() - started)
     report.entries = len(parsed.entries)
     if parsed.error:
         report.parse_error = parsed.error
     if not parsed.entries and parsed.error:
         report.error = parsed.error
         report.state = _record_failure(rt, row, parsed.error, "parse", result.status, result)
+        metrics.poll(error_kind="parse", not_modified=False)
         return report
     hits = None
     if parsed.hits is not None and parsed.generation == rt.pool.generation:
@@ -409,6 +418,7 @@ async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
         now = rt.clock()
         times = [report.seen_at.get(e.guid, now) for e in parsed.entries]
     report.state = _record_success(rt, row, result, parsed, times)
+    metrics.poll(error_kind=None, not_modified=False)
     return report
 
 
@@ -461,7 +471,11 @@ def _record_success(
         st["last_modified"] = result.last_modified
     if result.permanent_redirect and result.permanent_redirect != feed.url:
         log.warning(
-            "feed %s moved permanently: %s -> %s", feed.name, feed.url, result.permanent_redirect
+            "feed %s moved permanently: %s -> %s",
+            feed.name,
+            feed.url,
+            result.permanent_redirect,
+            extra={"feed": feed.name},
         )
         st["url"] = result.permanent_redirect
     st["consecutive_failures"] = 0
@@ -504,9 +518,11 @@ def _record_failure(
     failures = st["consecutive_failures"] = feed.consecutive_failures + 1
     if kind == "gone" or status == 410:
         st["_gone"] = f"410 Gone at {now:%Y-%m-%d %H:%M}Z: disabled"
-        log.warning("feed %s answered 410 Gone: disabled", feed.name)
+        log.warning("feed %s answered 410 Gone: disabled", feed.name, extra={"feed": feed.name})
     else:
-        log.warning("feed %s failed (%s): %s", feed.name, kind or "error", error)
+        log.warning(
+            "feed %s failed (%s): %s", feed.name, kind or "error", error, extra={"feed": feed.name}
+        )
     interval = _interval(rt, feed, failures, result, st, now)
     st["current_interval_s"] = interval
     st["next_due"] = now + timedelta(seconds=interval)
@@ -706,8 +722,13 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
         rt.index_loaded = True
     now = rt.clock()
     stored: list[int] = []
+    rt.metrics.begin_batch()  # (what a rolled-back attempt staged is not counted)
     async with rt.sessions() as session:
-        await catch_up(rt, session)  # what other processes sharing the database stored
+        started = time.perf_counter()
+        caught = await catch_up(rt, session)  # what other processes sharing the database stored
+        if rt.seen_entry_id is not None:
+            rt.metrics.catch_up_seconds.observe(time.perf_counter() - started)
+            rt.metrics.catch_up_entries.inc(caught)
         feed_ids = sorted({j.feed.id for j in jobs if j.feed.id is not None})
         guids = sorted({g for j in jobs for g in j.unique})
         # guids and links are looked up for every feed of the batch at once; the rare
@@ -816,6 +837,7 @@ async def _ingest_jobs(rt: Runtime, jobs: list[_Job]) -> None:
                 seen,
             )
         await session.commit()
+    rt.metrics.commit_batch()
     if rt.seen_entry_id is not None and stored:
         # stored under the ingest lock, taken by catch_up: no other process stored an
         # entry since, so every id up to this batch's highest is in the index
@@ -1085,6 +1107,13 @@ async def _ingest_fresh(
     changed_m = [m for ms in matches.values() for m in ms.values() if m.id and m.dirty]
     if fresh_m:
         await conn.execute(insert(MatchRow), [m.values() for m in fresh_m])
+    rt.metrics.stage(
+        entries=len(pending),
+        new_stories=len(new_stories),
+        matched=(m.watchlist for m in fresh_m),
+        published=(p.entry.published for p in pending),
+        now=now,
+    )
     if changed_m:
         mt = MatchRow.__table__  # type: ignore[attr-defined]
         await conn.execute(

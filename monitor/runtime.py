@@ -31,6 +31,7 @@ from monitor.deliver.slack import SlackBotNotifier, SlackWebhookNotifier
 from monitor.deliver.webhook import WebhookNotifier
 from monitor.fetch import FetchLimits, make_session
 from monitor.match import Matcher, compile_watchlists
+from monitor.metrics import Metrics
 from monitor.parse import ParsePool
 from monitor.store.db import create_engine, migrate, sessionmaker
 
@@ -128,6 +129,8 @@ class Runtime:
     # this process is the database's only user (the CLI holds a SQLite file's lock): a
     # lease found at start belongs to a process that is gone, and is taken over
     exclusive: bool = False
+    # Prometheus counters of this process (served on /metrics when --http is given)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def limits(self) -> FetchLimits:

@@ -5,7 +5,12 @@
 * ``deliver`` drains the alert outbox;
 * ``reload`` notices changed YAML (mtime watch; SIGHUP forces it) and swaps the
   matcher without a restart, keeping the last good config when the new one is bad;
-* ``health`` (hourly) logs a feed that has gone silent, once, and when it stops being.
+* ``health`` (hourly) logs a feed that has gone silent, once, and when it stops being;
+* ``feed_states`` (every half minute) judges each feed's health and tells the ops
+  channel (``slack.ops_channel``, or the console) once per change of state.
+
+With ``http`` (``--http HOST:PORT``) it serves ``/healthz``, ``/readyz`` and ``/metrics``
+(``monitor.http``).
 
 Shutdown (SIGINT/SIGTERM): no new jobs start; in-flight polls and sends finish; leases
 are released; then the process exits.
@@ -23,16 +28,36 @@ from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from monitor.config import AppConfig, ConfigError
+from monitor import __version__
+from monitor.config import AppConfig, ConfigError, parse_http_address
 from monitor.dedupe.embed import load_in_background
-from monitor.health import feed_history, silence
+from monitor.deliver.ops import OpsSink, ops_sink
+from monitor.health import (
+    announced_state,
+    feed_history,
+    feed_state,
+    health_message,
+    silence,
+    span,
+    state_detail,
+)
+from monitor.http import OpsServer, Probe
 from monitor.intervals import FAILURE_CAP_S, JITTER, RETRY_AFTER_CAP_S
-from monitor.outbox import delivery_loop, reconcile, stranded
+from monitor.outbox import RECONCILE_AFTER, delivery_loop, reconcile, stranded
 from monitor.pipeline import CycleReport, Poller, PollReport, load_index
 from monitor.runtime import Runtime
+from monitor.store.ops import (
+    claim_announcements,
+    finish_announcement,
+    health_states,
+    record_stop,
+    record_tick,
+    set_health,
+)
 from monitor.store.queries import (
     Pruned,
     clamp_schedule,
@@ -75,6 +100,8 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+FEED_STATES_S = 30.0  # how often feed health is judged and changes announced
+ANNOUNCE_HOLD_S = 60.0  # a node's claim on a feed-health message it is sending
 CLOCK_CHECK_S = 5.0  # how often the wall clock is compared with the monotonic one
 CLOCK_STEP_S = 60.0  # a step back larger than this moves the schedule back with it
 
@@ -152,7 +179,11 @@ async def startup(rt: Runtime, *, lazy_index: bool = False) -> int:
     if not lazy_index:
         loaded = await load_index(rt)
         rt.index_loaded = True
-    await reconcile(rt)
+    # alerts left "sending" by a previous process: checked at once when this process is
+    # the database's only user; sharing PostgreSQL, another node may be sending them right
+    # now, so only those older than the orphan limit (the delivery worker checks the rest
+    # as they pass it)
+    await reconcile(rt, older_than=0.0 if rt.exclusive else RECONCILE_AFTER)
     for sink, n in (await stranded(rt)).items():
         log.warning(
             "%d alert%s queued for %s, which is not configured now: kept until it is "
@@ -182,16 +213,6 @@ async def _leases_at_start(rt: Runtime, session: AsyncSession) -> None:
     for owner, n, until in await held_leases(session, rt.clock()):
         if owner != rt.owner:
             log.warning("%s", lease_note(owner, n, until))
-
-
-def span(seconds: float) -> str:
-    """A time span for people: ``12 min`` under an hour, ``7.0 h`` under two days,
-    ``3.5 d`` beyond ("every 0.0 h" said nothing)."""
-    if seconds < 3600:
-        return f"{max(1, round(seconds / 60))} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
 
 
 def lease_note(owner: str, feeds: int, until: datetime) -> str:
@@ -225,9 +246,20 @@ async def apply_reload(rt: Runtime, reloader: Reloader) -> bool:
 
 class Daemon:
     def __init__(
-        self, rt: Runtime, reloader: Reloader | None = None, heartbeat: Path | None = None
+        self,
+        rt: Runtime,
+        reloader: Reloader | None = None,
+        heartbeat: Path | None = None,
+        *,
+        http: str = "",
+        ops: OpsSink | None = None,
     ) -> None:
         self.rt = rt
+        self.probe = Probe()  # what /healthz and /readyz report
+        self.server: OpsServer | None = None
+        if http:
+            self.server = OpsServer(rt, self.probe, *parse_http_address(http))
+        self.ops = ops or ops_sink(rt.config.settings.slack.ops_channel, rt.notifiers)
         self.reloader = reloader
         # touched at every poll tick that ran: a container's HEALTHCHECK reads its age
         self.heartbeat = heartbeat
@@ -238,6 +270,7 @@ class Daemon:
         # slow server never holds up the next tick's feeds
         self.poller = Poller(rt)
         self.silent: set[str] = set()  # feeds already reported silent
+        self.quiet: dict[str, tuple[float, float]] = {}  # their (age, usual gap)
 
     def _tracked(self, fn: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
         async def job() -> None:
@@ -264,6 +297,23 @@ class Daemon:
         except Exception:  # kept for the next tick; feeds falling due still start
             log.warning("could not write back finished polls; retrying", exc_info=True)
         await self.poller.start_due()
+        now = asyncio.get_running_loop().time()
+        if self.probe.last_tick is not None:
+            tick = self.rt.config.settings.poll.tick
+            self.probe.tick_lag = max(0.0, now - self.probe.last_tick - tick)
+        self.probe.last_tick = now
+        try:
+            async with self.rt.sessions() as session:
+                http = self.server.url if self.server is not None else ""
+                await record_tick(
+                    session,
+                    owner=self.rt.owner,
+                    version=__version__,
+                    http=http,
+                    now=self.rt.clock(),
+                )
+        except Exception as exc:  # (status shows an older tick; polling goes on)
+            log.warning("could not record this node's tick: %s", exc)
         if self.heartbeat is not None:
             try:
                 self.heartbeat.touch()
@@ -309,6 +359,69 @@ class Daemon:
         for name in sorted((self.silent - quiet.keys()) & healthy):  # not failing, removed
             log.info("feed %s: no longer silent", name)
         self.silent = set(quiet)
+        self.quiet = quiet
+
+    async def _feed_states(self) -> None:
+        """Judge every configured feed's health (failing after ``health.failures``
+        failures in a row, silent, disabled by a 410, moved by a 301, or ok) and record
+        the changes; then announce each change not yet announced, once: a node claims
+        the message in the database before sending it, so N nodes send it once."""
+        rt = self.rt
+        now = rt.clock()
+        failing_after = rt.config.settings.health.failures
+        configured = {f.name: f for f in rt.config.feeds}
+        async with rt.sessions() as session:
+            rows = list((await session.exec(select(FeedRow))).all())
+            known = await health_states(session)
+        changes: list[tuple[str, str, str]] = []
+        for row in rows:
+            state = feed_state(
+                row, configured.get(row.name), row.name in self.silent, failing_after
+            )
+            if state in ("removed", "off"):  # the operator's doing: nothing to tell
+                continue
+            said = announced_state(state)
+            detail = state_detail(said, row, self.quiet.get(row.name), now)
+            old = known.get(row.name)
+            if (old is None and said != "ok") or (
+                old is not None and (old.state, old.detail) != (said, detail)
+            ):
+                changes.append((row.name, said, detail))
+        if changes:
+            try:
+                async with rt.sessions() as session:
+                    await set_health(session, changes, now)
+            except IntegrityError:  # another node recorded it first: judged again soon
+                log.debug("feed health recorded by another node meanwhile")
+        await self._announce()
+
+    async def _announce(self) -> None:
+        rt = self.rt
+        async with rt.sessions() as session:
+            due = await claim_announcements(
+                session, owner=rt.owner, now=rt.clock(), hold=ANNOUNCE_HOLD_S
+            )
+        for row in due:
+            text = health_message(row.feed, row.state, row.detail, row.announced)
+            result = await self.ops.post(text)
+            async with rt.sessions() as session:
+                await finish_announcement(
+                    session,
+                    owner=rt.owner,
+                    feed=row.feed,
+                    state=row.state if result.ok else None,
+                    now=rt.clock(),
+                )
+            if result.ok:
+                level = logging.INFO if row.state == "ok" else logging.WARNING
+                log.log(level, "%s (sent to %s)", text, self.ops.name, extra={"feed": row.feed})
+            else:
+                log.warning(
+                    "feed %s: could not send the feed-health message (%s); will retry",
+                    row.feed,
+                    result.error,
+                    extra={"feed": row.feed},
+                )
 
     async def _prune(self) -> None:
         async with self.rt.ingest_lock:  # not in the middle of a batch being stored
@@ -361,7 +474,10 @@ class Daemon:
             return
         if self.reload_requested.is_set() or self.reloader.changed():
             self.reload_requested.clear()
-            await apply_reload(self.rt, self.reloader)
+            ok = await apply_reload(self.rt, self.reloader)
+            self.probe.config_error = (
+                None if ok else "the last reload failed: running on the last good config"
+            )
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -370,6 +486,16 @@ class Daemon:
         self.reload_requested.set()
 
     async def run(self) -> None:
+        if self.server is not None:  # (/healthz answers while the window loads)
+            url = await self.server.start()
+            log.info("serving %s/healthz, /readyz and /metrics", url)
+        try:
+            await self._run()
+        finally:
+            if self.server is not None:
+                await self.server.close()
+
+    async def _run(self) -> None:
         rt = self.rt
         loaded = await startup(rt)
         if self.reloader is not None:
@@ -408,6 +534,13 @@ class Daemon:
             next_run_time=rt.clock() + timedelta(minutes=1),  # once soon after a start
             **common,
         )
+        scheduler.add_job(
+            self._tracked(self._feed_states),
+            "interval",
+            seconds=FEED_STATES_S,
+            id="feed_states",
+            **common,
+        )
         scheduler.start()
         deliverer = asyncio.create_task(delivery_loop(rt, self.stopping), name="delivery")
         watcher = asyncio.create_task(self._watch_clock(scheduler), name="clock")
@@ -424,6 +557,7 @@ class Daemon:
             scheduler.shutdown(wait=False)
             async with rt.sessions() as session:
                 await release_leases(session, rt.owner)
+                await record_stop(session, rt.owner, rt.clock())
                 queued = await queued_alerts(session)
             if queued:
                 log.warning(

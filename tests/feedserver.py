@@ -33,6 +33,7 @@ class Request:
     method: str
     path: str
     headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)  # when it came in
 
 
 class FeedServer:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -140,3 +146,72 @@ def serve_seed(server: FeedServer, version: str = "") -> list[dict[str, str]]:
         {"name": "cna", "source": "CNA", "url": server.url("/cna.xml")},
         {"name": "aljazeera", "source": "Al Jazeera", "url": server.url("/aj.xml")},
     ]
+
+
+# --------------------------------------------------------------- processes (tests, bench)
+
+REPO = ROOT
+
+
+def start_wirewatch(args: list[str], env: dict[str, str], **popen: Any) -> subprocess.Popen[Any]:
+    """``python -m monitor ARGS`` as its own process, from the repository root."""
+    return subprocess.Popen([sys.executable, "-m", "monitor", *args], env=env, cwd=REPO, **popen)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """(status, body); status 0 when nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def pg_run(dsn: str, *statements: str, fetch: str | None = None) -> list[Any]:
+    """Run ``statements`` on PostgreSQL, then ``fetch``'s rows (asyncpg, one connection)."""
+    import asyncpg
+
+    async def run() -> list[Any]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+            return list(await conn.fetch(fetch)) if fetch else []
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+@contextmanager
+def fresh_database(dsn: str, suffix: str) -> Iterator[str]:
+    """A PostgreSQL database ``<dsn's database>_<suffix>``, made new and dropped after."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(dsn)
+    name = f"{url.database}_{suffix}"
+    drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    pg_run(dsn, drop, f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        pg_run(dsn, drop)
+
+
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text → {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out

@@ -8,12 +8,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+COMMAND_TIMEOUT_S = 60.0  # PostgreSQL: see create_engine
 
 
 def async_url(url: str) -> str:
@@ -51,6 +52,13 @@ def create_engine(url: str, *, create: bool = True) -> AsyncEngine:
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
+        # a statement that gets no answer for this long fails instead of waiting for
+        # ever. The three-node test saw a node's delivery task wait for ever on a
+        # statement (a pre-ping, a COMMIT) whose connection PostgreSQL no longer served;
+        # with the timeout the task fails and the delivery worker starts it again. Long
+        # enough for the longest legitimate wait: another node's ingest batch holding
+        # the ingest lock.
+        kwargs["connect_args"] = {"command_timeout": COMMAND_TIMEOUT_S}
     engine = create_async_engine(async_url(url), **kwargs)
     if engine.dialect.name == "sqlite":
 
@@ -91,9 +99,17 @@ async def has_schema(engine: AsyncEngine) -> bool:
         return await conn.run_sync(check)
 
 
+# (any constant: the PostgreSQL advisory lock several nodes starting at once take)
+MIGRATION_LOCK = 0x5757_0001
+
+
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+    """Bring the schema to the newest revision (idempotent). On PostgreSQL, nodes that
+    start together (a compose file, a Deployment's replicas) migrate one at a time: the
+    first creates the tables, the others find them made."""
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         await conn.run_sync(_upgrade)
 
 

@@ -124,3 +124,35 @@ class AlertRow(SQLModel, table=True):
     ts: str | None = Field(default=None, max_length=64)
     terms: str = Field(sa_column=Column(Text, nullable=False, default="[]"))
     words: str = Field(sa_column=Column(Text, nullable=False, default="[]"))
+
+
+class NodeRow(SQLModel, table=True):
+    """A daemon sharing the database: written at every scheduler tick (``wirewatch
+    status`` lists the nodes alive and the last tick)."""
+
+    __tablename__ = "nodes"
+
+    owner: str = Field(primary_key=True, max_length=100)  # host:pid, as on feed leases
+    version: str = Field(default="", max_length=40)
+    http: str = Field(default="", max_length=200)  # where its /metrics is served, if it is
+    started_at: datetime = Field()
+    last_tick: datetime = Field()
+    stopped_at: datetime | None = Field(default=None)
+
+
+class FeedHealthRow(SQLModel, table=True):
+    """A feed's health state as last judged (ok, failing, silent, disabled, moved) and
+    the state last announced to the ops channel: the two differ while a message is due.
+    ``claim_*``: the node sending that message (one message per change, whatever the
+    number of nodes)."""
+
+    __tablename__ = "feed_health"
+
+    feed: str = Field(primary_key=True, max_length=200)
+    state: str = Field(default="ok", max_length=20)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    since: datetime = Field()
+    announced: str = Field(default="ok", max_length=20)
+    announced_at: datetime | None = Field(default=None)
+    claim_owner: str | None = Field(default=None, max_length=100)
+    claim_until: datetime | None = Field(default=None)
