@@ -1021,6 +1021,7 @@ async def _requeue(
             state="pending",
             next_attempt_at=datetime.now(UTC),
             attempts=0,
+            check_failures=0,
             last_error=func.substr(
                 REQUEUED + func.replace(func.coalesce(col(AlertRow.last_error), "-"), REQUEUED, ""),
                 1,

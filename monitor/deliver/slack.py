@@ -19,8 +19,11 @@ Safety rules the renderer keeps:
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +52,7 @@ __all__ = [
     "render_slack",
     "render_slack_digest",
     "render_update",
+    "rendered_hash",
     "safe_url",
     "when",
 ]
@@ -291,16 +295,20 @@ def _render_alert(msg: AlertMessage, *, carried: bool) -> Rendered:
 
 
 def _render_followup(msg: AlertMessage) -> Rendered:
+    # under a digest the thread holds the copies of many stories: each reply names its own
+    story = ""
+    if msg.parent_in_digest and msg.parent_title:
+        story = f"On *{_esc_trunc(msg.parent_title, TITLE_LIMIT)}*: "
     outlets = _outlets(msg)
     if len(outlets) > 1:  # several outlets batched into one reply
         names = ", ".join(_esc_trunc(r.source, 100) for r in msg.sources)
-        line = "Also reported by " + _join_within(outlets, MAX_SECTION - 40)
-        text = _fallback("", f"Also reported by {names}")
-        return text, [_section(line)]
+        line = story + "also reported by " + _join_within(outlets, MAX_SECTION - 40 - len(story))
+        text = _fallback(story, f"Also reported by {names}")
+        return text, [_section(line if story else line[0].upper() + line[1:])]
     who = _esc_trunc(msg.source, 200) or "another outlet"
     line = f"Also reported by *{who}*: {_link(msg.link, msg.title)} · {when(msg.published)}"
-    text = _fallback("", f"Also reported by {who}: {_esc_trunc(msg.title, TITLE_LIMIT)}")
-    return text, [_section(line)]
+    text = _fallback(story, f"Also reported by {who}: {_esc_trunc(msg.title, TITLE_LIMIT)}")
+    return text, [_section(story + line if story else line)]
 
 
 def _digest_item(item: AlertMessage) -> str:
@@ -341,6 +349,12 @@ def render_slack_digest(
     return out
 
 
+def rendered_hash(text: str, blocks: Blocks | None) -> str:
+    """A short fingerprint of what a message shows (its fallback text and blocks)."""
+    raw = json.dumps([text, blocks or []], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
+
+
 # --------------------------------------------------------------------------- error mapping
 
 
@@ -373,6 +387,39 @@ _HINTS = {
     "channel_is_archived": "the channel is archived: unarchive it or pick another",
     "missing_scope": "give the Slack app the chat:write scope and reinstall it",
 }
+
+
+# errors a history lookup shares with the post it checks for: that post cannot have
+# gone out, and sending again only reports the error (nothing can be doubled)
+_POST_FAILS_TOO = frozenset(
+    {
+        "channel_not_found",
+        "is_archived",
+        "channel_is_archived",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "thread_not_found",
+    }
+)
+# answers Slack gives when busy or broken for a moment (retried, never counted)
+_TRANSIENT_ANSWERS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+_LOOKUP_HINTS = {
+    "missing_scope": "give the Slack app channels:history and groups:history, reinstall it",
+    "not_in_channel": "invite the bot to the channel (/invite @bot)",
+    "unknown_method": "SLACK_API_URL does not serve conversations.history: check it",
+    "not_allowed_token_type": "SLACK_BOT_TOKEN must be a bot token (xoxb-)",
+}
+
+
+def lookup_hint(error: str) -> str:
+    """``error`` from a history lookup, with what to do about it when known."""
+    hint = _LOOKUP_HINTS.get(error)
+    return f"{error} ({hint})" if hint else error
 
 
 def error_hint(error: str) -> str:
@@ -513,7 +560,8 @@ class SlackBotNotifier:
         parts = render_messages(msg)
         if len(parts) == 1 and not msg.digest:
             text, blocks = parts[0]
-            return await self._post(channel, text, blocks, thread_ts, _metadata(msg))
+            result = await self._post(channel, text, blocks, thread_ts, _metadata(msg))
+            return replace(result, parts=(result.ts,)) if result.ok and result.ts else result
         key = (channel, msg.alert_id)
         done = self._digest_progress.setdefault(key, {})
         result = DeliveryResult(ok=True)
@@ -524,10 +572,20 @@ class SlackBotNotifier:
                 channel, text, blocks, thread_ts, _metadata(msg, i, len(parts))
             )
             if not result.ok:
-                return result
+                # the parts already out are reported, so that their stories are marked
+                # shown and only the others are sent again
+                first = 0
+                while first in done:
+                    first += 1
+                return replace(result, parts=tuple(done[j] for j in range(first)))
             done[i] = result.ts or ""
         self._digest_progress.pop(key, None)
-        return DeliveryResult(ok=True, ts=done.get(0), channel=result.channel)
+        return DeliveryResult(
+            ok=True,
+            ts=done.get(0),
+            channel=result.channel,
+            parts=tuple(done[i] for i in range(len(parts))),
+        )
 
     async def _post(
         self,
@@ -557,15 +615,25 @@ class SlackBotNotifier:
             self._channel_ids[channel] = channel_id
         return DeliveryResult(ok=True, ts=str(resp.get("ts")), channel=channel_id)
 
-    async def update(self, msg: AlertMessage, ts: str) -> DeliveryResult:
+    async def update(self, msg: AlertMessage, ts: str, part: int = 0) -> DeliveryResult:
+        """``chat.update`` replaces the whole message: it is re-rendered from everything
+        it shows, a card from its story, a digest part from all of its lines."""
         try:
             channel = await self._resolve(self._channel(msg))
         except LookupFailed as exc:
             return DeliveryResult(ok=False, error=str(exc)[:200])
-        text, blocks = render_update(msg)
+        if msg.digest:
+            rendered = render_slack_digest(msg.digest)
+            if not 0 <= part < len(rendered):
+                return DeliveryResult(ok=False, error=f"no part {part} in this digest")
+            text, blocks = rendered[part]
+            metadata = _metadata(msg, part, len(rendered))
+        else:
+            text, blocks = render_update(msg)
+            metadata = _metadata(msg)
         try:
             resp = await self.client.chat_update(
-                channel=channel, ts=ts, text=text, blocks=blocks, metadata=_metadata(msg)
+                channel=channel, ts=ts, text=text, blocks=blocks, metadata=metadata
             )
         except SlackApiError as exc:
             return _from_api_error(exc)
@@ -656,9 +724,14 @@ class SlackBotNotifier:
                     break
         except SlackApiError as exc:
             result = _from_api_error(exc)
-            if result.permanent:
-                return None
-            raise LookupFailed(f"history: {result.error}") from exc
+            if result.error in _POST_FAILS_TOO:
+                return None  # a post would fail the same way: sending reports it
+            method = "conversations.replies" if msg.kind == "followup" else "conversations.history"
+            answered = result.retry_after is None and not (result.error or "").startswith("http_5")
+            raise LookupFailed(
+                f"{method}: {lookup_hint(result.error or '')}",
+                permanent=answered and result.error not in _TRANSIENT_ANSWERS,
+            ) from exc
         except _NETWORK_ERRORS as exc:
             raise LookupFailed(f"history: {type(exc).__name__}: {exc}") from exc
         if not found:
@@ -717,7 +790,7 @@ class SlackWebhookNotifier:
         self._digest_progress.pop(msg.alert_id, None)
         return DeliveryResult(ok=True)
 
-    async def update(self, msg: AlertMessage, ts: str) -> DeliveryResult:
+    async def update(self, msg: AlertMessage, ts: str, part: int = 0) -> DeliveryResult:
         return DeliveryResult(ok=True)
 
     async def find_sent(self, msg: AlertMessage, since: datetime) -> str | None:

@@ -173,7 +173,7 @@ class WebhookNotifier:
             return DeliveryResult(ok=False, error=f"http_{status}")
         return DeliveryResult(ok=False, error=f"http_{status}", permanent=True)
 
-    async def update(self, msg: AlertMessage, ts: str) -> DeliveryResult:
+    async def update(self, msg: AlertMessage, ts: str, part: int = 0) -> DeliveryResult:
         return DeliveryResult(ok=True)
 
     async def find_sent(self, msg: AlertMessage, since: datetime) -> str | None:
