@@ -522,14 +522,14 @@ class SlackBotNotifier:
         default_channel: str,
         base_url: str | None = None,
         client: AsyncWebClient | None = None,
-        timeout: int = 15,
+        timeout: float = 15,
         connect_retries: int = 2,
     ) -> None:
         self.default_channel = default_channel
         self.client = client or AsyncWebClient(
             token=token,
             base_url=base_url or DEFAULT_BASE_URL,
-            timeout=timeout,
+            timeout=max(1, round(timeout)),  # (the session's own timeout is the one used)
             retry_handlers=[connect_retry_handler(connect_retries)],
             # one pooled HTTP session for every call (without it slack-sdk opens and
             # closes a session per request: a new connection and TLS handshake each time)

@@ -1,0 +1,72 @@
+"""What a person sees in the channel after digests, copies and edits (issue 13): the
+Slack stand-in applies ``chat.update`` as Slack does, replacing the whole message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.fakeslack import FakeSlack, shown
+from tests.feedserver import FeedServer, rss
+from tests.test_delivery import _env, _poll_and_deliver, _stories
+from tests.util import pubdate, write_config
+
+
+def test_a_copy_of_a_digest_story_threads_under_the_digest_and_the_digest_keeps_every_line(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    """The reported case: a burst went out as a two-part digest; a later copy of one of
+    its stories edited "the parent" to count outlets, and that parent was the digest,
+    replaced by one story's card: 19 stories vanished from the channel."""
+    feed_server.set("/a.xml", _stories("a", 25))
+    feeds = [{"name": "a", "source": "Outlet A", "url": feed_server.url("/a.xml")}]
+    wl = [{"name": "w", "terms": ["Kim Jong Un"], "channel": "#desk"}]
+    settings = {"delivery": {"burst_max": 3, "burst_window": "1h"}}
+    cfg = write_config(tmp_path, feeds=feeds, watchlists=wl, settings=settings)
+    _poll_and_deliver(cfg, _env(slack))
+
+    before = slack.view("#desk")
+    assert len(before) == 5  # three cards, then a digest of 22 in two parts (20 + 2)
+    digest = before[3]
+    assert "part 1/2" in shown(digest)
+    links = [f"https://a.example/{i}|" for i in range(25)]  # (as Slack links: <url|title>)
+    for link in links:
+        assert sum(link in shown(m) for m in before) == 1, link
+
+    # a second outlet carries story 5 (the third line of the digest's first part)
+    title = "Kim Jong Un tours factory in Chongjin on visit 6"  # as outlet A gave it
+    feed_server.set(
+        "/b.xml",
+        rss(
+            "b",
+            [
+                {
+                    "title": title,
+                    "link": "https://b.example/copy",
+                    "guid": "b-copy",
+                    "description": "State media showed the leader at the hospital.",
+                    "pubDate": pubdate(),
+                }
+            ],
+        ),
+    )
+    feeds.append({"name": "b", "source": "Outlet B", "url": feed_server.url("/b.xml")})
+    cfg = write_config(tmp_path, feeds=feeds, watchlists=wl, settings=settings)
+    rows = _poll_and_deliver(cfg, _env(slack))
+    assert [r.kind for r in rows].count("followup") == 1
+
+    after = slack.view("#desk")
+    assert len(after) == 5, "the copy must not be posted at top level"
+    # every story the channel showed is still there, once, and the digest is a digest
+    for link in links:
+        assert sum(link in shown(m) for m in after) == 1, link
+    assert "part 1/2" in shown(after[3]) and "Digest" in shown(after[3])
+    assert any(u["ts"] == digest["ts"] for u in slack.updates), "the line shows its count"
+    line = next(b for b in after[3]["blocks"] if "https://a.example/5|" in json.dumps(b))
+    assert "+1 outlet" in json.dumps(line)
+    # the copy is in the digest's thread, naming the story it belongs to
+    replies = after[3]["replies"]
+    assert len(replies) == 1
+    assert "https://b.example/copy" in shown(replies[0])
+    assert "Outlet B" in shown(replies[0]) and title in shown(replies[0])
+    assert all(not m["replies"] for i, m in enumerate(after) if i != 3)
