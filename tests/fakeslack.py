@@ -284,6 +284,19 @@ class FakeSlack:
         top.sort(key=lambda m: float(m["ts"]))
         return top
 
+    def tamper(self, channel: str, ts: str, *, repost: bool = False, **fields: Any) -> None:
+        """Change the channel behind Wirewatch's back (a test of ``wirewatch audit``):
+        replace fields of message ``ts``, or post a second copy of it (``repost``)."""
+        cid = self.channel_id(channel)
+        with self._lock:
+            m = next(m for m in self._messages if m["channel_id"] == cid and m["ts"] == ts)
+            if repost:
+                copy = dict(m)
+                copy["ts"] = self._next_ts()
+                self._messages.append(copy)
+            else:
+                m.update(fields)
+
     def messages_in(self, channel: str) -> list[dict[str, Any]]:
         cid = self.channel_id(channel)
         with self._lock:
@@ -646,6 +659,12 @@ class FakeSlack:
         oldest = float(p.get("oldest") or 0)
         latest = float(p.get("latest") or 0) or float("inf")
         inclusive = self._flag(p.get("inclusive"))
+        counts: dict[tuple[str, str], int] = {}
+        with self._lock:
+            for r in self._messages:
+                if r["thread_ts"] and r["thread_ts"] != r["ts"]:
+                    k = (r["channel_id"], r["thread_ts"])
+                    counts[k] = counts.get(k, 0) + 1
         out = []
         for m in msgs:
             t = float(m["ts"])
@@ -663,6 +682,10 @@ class FakeSlack:
                     item["blocks"] = m["blocks"]
                 if m["thread_ts"]:
                     item["thread_ts"] = m["thread_ts"]
+                replies = counts.get((m["channel_id"], m["ts"]), 0)
+                if replies and not m["thread_ts"]:  # a parent, as Slack lists it
+                    item["thread_ts"] = m["ts"]
+                    item["reply_count"] = replies
                 if m["metadata"] and self._flag(p.get("include_all_metadata")):
                     item["metadata"] = m["metadata"]
                 out.append(item)

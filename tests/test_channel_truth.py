@@ -4,12 +4,29 @@ Slack stand-in applies ``chat.update`` as Slack does, replacing the whole messag
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.fakeslack import FakeSlack, shown
 from tests.feedserver import FeedServer, rss
 from tests.test_delivery import _env, _poll_and_deliver, _stories
 from tests.util import pubdate, write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _audit(cfg: Path, slack: FakeSlack, *args: str) -> subprocess.CompletedProcess[str]:
+    """``wirewatch audit ARGS`` as an operator (or cron) runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "audit", *args, "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_env(slack)},
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def test_a_copy_of_a_digest_story_threads_under_the_digest_and_the_digest_keeps_every_line(
@@ -70,3 +87,21 @@ def test_a_copy_of_a_digest_story_threads_under_the_digest_and_the_digest_keeps_
     assert "https://b.example/copy" in shown(replies[0])
     assert "Outlet B" in shown(replies[0]) and title in shown(replies[0])
     assert all(not m["replies"] for i, m in enumerate(after) if i != 3)
+
+    # the audit reads the channel back and agrees
+    ok = _audit(cfg, slack, "--since", "1h")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "26 copies" not in ok.stdout and "25 stories and 1 copies" in ok.stdout
+
+    # what the old edit did: the digest's first part replaced by one story's card
+    card = after[0]
+    slack.tamper("#desk", digest["ts"], text=card["text"], blocks=card["blocks"])
+    # and a card posted twice
+    slack.tamper("#desk", after[1]["ts"], repost=True)
+    bad = _audit(cfg, slack, "--since", "1h", "--channel", "#desk")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    lines = bad.stdout.splitlines()
+    assert sum(ln.startswith("missing") for ln in lines) == 20, bad.stdout  # its lines
+    assert sum(ln.startswith("twice") for ln in lines) == 2, bad.stdout  # card 0 and 1
+    assert any(ln.startswith("mislabelled") for ln in lines), bad.stdout
+    assert "copy-missing" not in bad.stdout  # (the thread stays with its parent message)

@@ -745,6 +745,62 @@ class SlackBotNotifier:
         self._digest_progress[(self._channel(msg), msg.alert_id)] = dict(found)
         return None
 
+    async def read_channel(
+        self, channel: str, oldest: datetime, threads: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """What ``channel`` shows from ``oldest`` on, for ``wirewatch audit``: top-level
+        messages (``conversations.history``, with metadata), oldest first, each with
+        ``replies`` (``conversations.replies``) when it has a thread; ``threads`` are
+        more thread ts to read (replies under messages older than ``oldest``). Raises
+        ``LookupFailed`` when Slack cannot be read."""
+        cid = await self._resolve(channel)
+        if oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        after = f"{oldest.timestamp():.6f}"
+        top = await self._pages("conversations_history", channel=cid, oldest=after)
+        top.sort(key=lambda m: float(m.get("ts") or 0))
+        wanted = {str(m.get("ts")) for m in top if m.get("reply_count") or m.get("thread_ts")}
+        wanted.update(threads)
+        by_ts = {str(m.get("ts")): m for m in top}
+        for ts in sorted(wanted, key=float):
+            thread = await self._pages("conversations_replies", channel=cid, ts=ts, missing_ok=True)
+            replies = [r for r in thread if str(r.get("ts")) != ts]
+            parent = by_ts.get(ts)
+            if parent is None:  # an older parent: kept for its replies, not as shown
+                parent = {"ts": ts, "older": True}
+                parent.update(next((r for r in thread if str(r.get("ts")) == ts), {}))
+                parent["older"] = True
+                by_ts[ts] = parent
+                top.insert(0, parent)
+            parent["replies"] = sorted(replies, key=lambda r: float(r.get("ts") or 0))
+        return top
+
+    async def _pages(
+        self, method: str, *, missing_ok: bool = False, **args: Any
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        cursor: str | None = None
+        call = getattr(self.client, method)
+        for _ in range(1000):
+            try:
+                resp = await call(limit=200, include_all_metadata=True, cursor=cursor, **args)
+            except SlackApiError as exc:
+                result = _from_api_error(exc)
+                if result.retry_after is not None:  # rate limited: wait as asked, go on
+                    await asyncio.sleep(min(result.retry_after, 60.0))
+                    continue
+                if missing_ok and result.error == "thread_not_found":
+                    return out
+                name = method.replace("_", ".")
+                raise LookupFailed(f"{name}: {lookup_hint(result.error or '')}") from exc
+            except _NETWORK_ERRORS as exc:
+                raise LookupFailed(f"{method.replace('_', '.')}: {exc}") from exc
+            out.extend(m for m in resp.get("messages") or [] if isinstance(m, dict))
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor or not resp.get("has_more", True):
+                break
+        return out
+
     async def aclose(self) -> None:
         session = getattr(self.client, "session", None)
         if session is not None and not session.closed:

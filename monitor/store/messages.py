@@ -14,7 +14,7 @@ from sqlalchemy import delete, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from monitor.store.tables import AlertRow, MessageAlertRow, MessageRow
+from monitor.store.tables import AlertRow, EntryRow, MessageAlertRow, MessageRow
 
 TOP_LEVEL = ("card", "digest-part")
 
@@ -208,3 +208,15 @@ async def alerts_in_order(session: AsyncSession, alert_ids: Sequence[int]) -> li
         )
         found.update({r.id: r for r in rows.all() if r.id is not None})
     return [found[a] for a in ids if a in found]
+
+
+async def entries_by_id(session: AsyncSession, entry_ids: Sequence[int]) -> dict[int, EntryRow]:
+    """Entries by id (those that still exist)."""
+    out: dict[int, EntryRow] = {}
+    ids = sorted(set(entry_ids))
+    for start in range(0, len(ids), 500):
+        rows = await session.exec(
+            select(EntryRow).where(col(EntryRow.id).in_(ids[start : start + 500]))
+        )
+        out.update({e.id: e for e in rows.all() if e.id is not None})
+    return out
