@@ -144,8 +144,8 @@ def compare(
                 continue
             content = _content(msg)
             for aid in _named(msg):
-                named = alerts.get(aid)
-                if named is None or marker(named.link, named.title) in content:
+                claimed = alerts.get(aid)
+                if claimed is None or marker(claimed.link, claimed.title) in content:
                     continue  # outside the window (not ours to check), or shown
                 where = "a reply" if thread else "a message"
                 out.append(
@@ -154,7 +154,7 @@ def compare(
                         channel,
                         aid,
                         f"{where} (ts {msg.get('ts')}) names it in its metadata but does "
-                        f"not show {named.title[:80]!r}",
+                        f"not show {claimed.title[:80]!r}",
                     )
                 )
     # a copy is in its thread when a reply there links it (a reply may list several)
