@@ -117,6 +117,7 @@ class FakeSlack:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._messages: list[dict[str, Any]] = []
+        self._hooks: list[dict[str, Any]] = []  # bodies posted to ``hook_url``
         self._updates: list[dict[str, Any]] = []
         self._calls: list[dict[str, Any]] = []
         self._names: dict[str, str] = {}  # channel id -> name
@@ -193,6 +194,18 @@ class FakeSlack:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/"
+
+    @property
+    def hook_url(self) -> str:
+        """A generic JSON webhook receiver (Wirewatch's own webhook sink): every body is
+        kept in ``hooks`` with its ``X-Wirewatch-Delivery`` as ``_delivery``. ``inject``
+        faults apply to it as to the Web API."""
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    @property
+    def hooks(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._hooks)
 
     @property
     def webhook_url(self) -> str:
@@ -307,6 +320,7 @@ class FakeSlack:
             self._messages.clear()
             self._updates.clear()
             self._calls.clear()
+            self._hooks.clear()
 
     def wait_for(
         self, count: int, timeout: float = 5.0, *, channel: str | None = None
@@ -461,6 +475,11 @@ class FakeSlack:
                 return self._server_status, "<html><body>Server Error</body></html>", {}
         if is_webhook:
             return self._webhook(p)
+        if method == "hook":
+            with self._cond:
+                self._hooks.append({**p, "_delivery": h.headers.get("X-Wirewatch-Delivery")})
+                self._cond.notify_all()
+            return 204, "", {}
         auth = h.headers.get("Authorization") or ""
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else p.get("token")
         if self.token is not None:
