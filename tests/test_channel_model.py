@@ -106,11 +106,13 @@ def _template(root: Path) -> Path:
     cfg = _config(root, {n: f"#{n}-0" for n in WATCHLISTS}, {})
 
     async def make() -> None:
-        async with open_runtime(cfg, start_pool=False, notifiers={}) as rt:
-            async with rt.sessions() as s:
-                now = datetime.now(UTC)
-                s.add(FeedRow(name="wire", url="https://wire.example/feed", created_at=now))
-                await s.commit()
+        async with (
+            open_runtime(cfg, start_pool=False, notifiers={}) as rt,
+            rt.sessions() as s,
+        ):
+            now = datetime.now(UTC)
+            s.add(FeedRow(name="wire", url="https://wire.example/feed", created_at=now))
+            await s.commit()
 
     asyncio.run(make())
     return root / "data"
