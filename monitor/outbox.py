@@ -226,9 +226,9 @@ def _check_failed(row: AlertRow, why: str, now: datetime) -> None:
         return
     row.state = "failed"
     row.last_error = (
-        f"could not check whether the channel shows it after {row.check_failures} tries: "
-        f"{why}; fix that, look in the channel, then `wirewatch outbox retry` to send it "
-        "(a second copy if it did arrive)"
+        f"{why}; could not check {row.check_failures} times whether the channel shows it: "
+        "fix that, look in the channel, then `wirewatch outbox retry` to send it (a second "
+        "copy if it did arrive)"
     )
     log.error("alert %s to %s %s failed: %s", row.id, row.sink, row.channel, row.last_error)
 

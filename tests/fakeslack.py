@@ -131,6 +131,7 @@ class FakeSlack:
         self._hold = 0.0
         self._channel_errors: dict[str, str] = {}
         self._faults: list[str] = []
+        self._method_errors: dict[str, str] = {}
         self._fault_retry_after = 0.0
         self._hang = 1.0
         self._httpd: _Server | None = None
@@ -239,6 +240,15 @@ class FakeSlack:
         client killed in between never learns that Slack accepted the message."""
         with self._lock:
             self._hold = seconds
+
+    def method_error(self, method: str, error: str | None) -> None:
+        """Answer every call of ``method`` (``conversations.history``) with ``error``
+        (``missing_scope``...) until cleared with ``None``."""
+        with self._lock:
+            if error is None:
+                self._method_errors.pop(method, None)
+            else:
+                self._method_errors[method] = error
 
     def inject(self, *faults: str, retry_after: float = 0.0, hang: float = 1.0) -> None:
         """Queue one-shot faults for the next Web API requests (see the module doc)."""
@@ -487,6 +497,10 @@ class FakeSlack:
                 return 200, {"ok": False, "error": "not_authed"}, {}
             if token != self.token:
                 return 200, {"ok": False, "error": "invalid_auth"}, {}
+        with self._lock:
+            refused = self._method_errors.get(method)
+        if refused:
+            return 200, {"ok": False, "error": refused}, {}
         handler = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,

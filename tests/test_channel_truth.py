@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sqlmodel import select
+
 from tests.fakeslack import FakeSlack, shown
 from tests.feedserver import FeedServer, rss
 from tests.test_delivery import _env, _poll_and_deliver, _stories
@@ -105,3 +107,60 @@ def test_a_copy_of_a_digest_story_threads_under_the_digest_and_the_digest_keeps_
     assert sum(ln.startswith("twice") for ln in lines) == 2, bad.stdout  # card 0 and 1
     assert any(ln.startswith("mislabelled") for ln in lines), bad.stdout
     assert "copy-missing" not in bad.stdout  # (the thread stays with its parent message)
+
+
+def test_a_row_whose_history_check_slack_refuses_turns_failed_with_what_to_do(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    """Slack accepted the post but the answer never came, and the app lacks the history
+    scope: the row cannot be checked. It must not stay in ``sending`` for good."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from monitor.config import load_config
+    from monitor.outbox import RECONCILE_AFTER, deliver_pending
+    from monitor.pipeline import poll_cycle
+    from monitor.runtime import open_runtime
+    from monitor.scheduler import startup
+    from monitor.store.tables import AlertRow
+
+    feed_server.set("/a.xml", _stories("a", 1))
+    cfg = write_config(
+        tmp_path,
+        feeds=[{"name": "a", "url": feed_server.url("/a.xml")}],
+        watchlists=[{"name": "w", "terms": ["Kim Jong Un"], "channel": "#desk"}],
+    )
+    offset = [0.0]
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=offset[0])
+
+    async def go() -> list[AlertRow]:
+        async with open_runtime(load_config(cfg, env=_env(slack)), clock=clock) as rt:
+            await startup(rt)
+            slack.inject("accept_drop")  # posted; the answer is lost
+            await poll_cycle(rt, all_feeds=True)
+            await deliver_pending(rt)
+            slack.method_error("conversations.history", "missing_scope")
+            states = []
+            for _ in range(4):
+                offset[0] += RECONCILE_AFTER + 1
+                await deliver_pending(rt)
+                async with rt.sessions() as s:
+                    states.append((await s.exec(select(AlertRow))).one())
+            return states
+
+    states = asyncio.run(go())
+    assert [s.state for s in states] == ["sending", "sending", "failed", "failed"]
+    why = states[-1].last_error or ""
+    assert "missing_scope" in why and "channels:history" in why and "outbox retry" in why
+    assert len(slack.messages) == 1  # never sent blind a second time
+    listing = subprocess.run(
+        [sys.executable, "-m", "monitor", "outbox", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_env(slack)},
+        cwd=ROOT,
+        timeout=60,
+    ).stdout
+    assert "failed" in listing and "missing_scope" in listing
