@@ -781,6 +781,7 @@ class SlackBotNotifier:
         out: list[dict[str, Any]] = []
         cursor: str | None = None
         call = getattr(self.client, method)
+        hiccups = 0
         for _ in range(1000):
             try:
                 resp = await call(limit=200, include_all_metadata=True, cursor=cursor, **args)
@@ -788,6 +789,10 @@ class SlackBotNotifier:
                 result = _from_api_error(exc)
                 if result.retry_after is not None:  # rate limited: wait as asked, go on
                     await asyncio.sleep(min(result.retry_after, 60.0))
+                    continue
+                if not result.permanent and hiccups < 3:  # a 5xx: a moment, then again
+                    hiccups += 1
+                    await asyncio.sleep(0.5 * hiccups)
                     continue
                 if missing_ok and result.error == "thread_not_found":
                     return out

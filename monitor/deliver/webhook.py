@@ -111,6 +111,11 @@ class WebhookNotifier:
     """POSTs each alert as signed JSON to ``url``."""
 
     name = "webhook"
+    # one body per alert, never a digest: a receiver drops retried copies by
+    # X-Wirewatch-Delivery, and a digest resent after an unanswered POST (the outbox
+    # cannot ask a webhook what arrived) could group its alerts differently, under
+    # another delivery id: the receiver would show them twice. Machines need no pacing.
+    paced = False
 
     def __init__(
         self,
