@@ -532,27 +532,16 @@ def _views(
         return []
     ids = [r.id or 0 for r in batch]
     common = NewMessage(key[0], key[1], result.channel, ts="", kind="", items=())
-    if msg.kind == "followup":
-        text, blocks = render_slack(msg)
+    if not msg.digest:  # a card, or a reply in its story's thread
+        reply = msg.kind == "followup"
         return [
             replace(
                 common,
                 ts=result.parts[0],
-                kind="thread-reply",
+                kind="thread-reply" if reply else "card",
                 items=ids,
-                parent_ts=msg.thread_ts,
-                rendered_hash=rendered_hash(text, blocks),
-            )
-        ]
-    if not msg.digest:
-        text, blocks = render_slack(msg)
-        return [
-            replace(
-                common,
-                ts=result.parts[0],
-                kind="card",
-                items=ids,
-                rendered_hash=rendered_hash(text, blocks),
+                parent_ts=msg.thread_ts if reply else None,
+                rendered_hash=rendered_hash(*render_slack(msg)),
             )
         ]
     rendered = render_slack_digest(msg.digest)

@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from tests.fakeslack import FakeSlack, shown
 from tests.feedserver import FeedServer, rss
-from tests.test_delivery import _env, _poll_and_deliver, _stories
+from tests.test_delivery import _env, _outbox, _poll_and_deliver, _stories
 from tests.util import pubdate, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,12 +155,5 @@ def test_a_row_whose_history_check_slack_refuses_turns_failed_with_what_to_do(
     why = states[-1].last_error or ""
     assert "missing_scope" in why and "channels:history" in why and "outbox retry" in why
     assert len(slack.messages) == 1  # never sent blind a second time
-    listing = subprocess.run(
-        [sys.executable, "-m", "monitor", "outbox", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **_env(slack)},
-        cwd=ROOT,
-        timeout=60,
-    ).stdout
+    listing = _outbox(cfg, slack)  # what the operator sees
     assert "failed" in listing and "missing_scope" in listing

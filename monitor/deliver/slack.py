@@ -79,10 +79,10 @@ SEVERITY_LABEL = {"high": ":large_orange_circle: High", "critical": ":red_circle
 
 # Slack error codes retrying cannot fix. Anything else (internal_error, fatal_error,
 # service_unavailable, request_timeout, unknown codes) is treated as transient.
-PERMANENT_ERRORS = frozenset(
+# a channel gone or a token refused: a post fails as a history lookup does
+_CHANNEL_OR_TOKEN_ERRORS = frozenset(
     {
         "channel_not_found",
-        "not_in_channel",
         "is_archived",
         "channel_is_archived",
         "invalid_auth",
@@ -90,6 +90,11 @@ PERMANENT_ERRORS = frozenset(
         "account_inactive",
         "token_revoked",
         "token_expired",
+    }
+)
+PERMANENT_ERRORS = _CHANNEL_OR_TOKEN_ERRORS | frozenset(
+    {
+        "not_in_channel",
         "no_permission",
         "missing_scope",
         "not_allowed_token_type",
@@ -391,19 +396,7 @@ _HINTS = {
 
 # errors a history lookup shares with the post it checks for: that post cannot have
 # gone out, and sending again only reports the error (nothing can be doubled)
-_POST_FAILS_TOO = frozenset(
-    {
-        "channel_not_found",
-        "is_archived",
-        "channel_is_archived",
-        "invalid_auth",
-        "not_authed",
-        "account_inactive",
-        "token_revoked",
-        "token_expired",
-        "thread_not_found",
-    }
-)
+_POST_FAILS_TOO = _CHANNEL_OR_TOKEN_ERRORS | {"thread_not_found"}
 # answers Slack gives when busy or broken for a moment (retried, never counted)
 _TRANSIENT_ANSWERS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
