@@ -429,7 +429,9 @@ class Model(RuleBasedStateMachine):
         # a terminal keeps no record to reconcile with: an alert printed by a process
         # killed before it recorded the print is printed again (never lost); that is
         # the only way one may show twice
-        out = self.console.getvalue()
+        # (a copy's line names its story under it: "(story: …)", not a print of it)
+        lines = self.console.getvalue().splitlines()
+        out = "\n".join(ln for ln in lines if not ln.strip().startswith("(story:"))
         twice = 0
         for r in rows:
             title = f"Item {self.titles[r.entry_id]} of story {r.story_id}"
