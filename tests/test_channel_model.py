@@ -303,8 +303,12 @@ class Model(RuleBasedStateMachine):
         once) and starts again with nothing in memory."""
 
         async def kill() -> None:
+            # cut off while a request is in flight (its answer held back): the moment a
+            # real kill loses; a cut inside a database call would leave this process's
+            # SQLite lock held, which a real kill releases
+            self.slack.inject("accept_timeout", hang=HANG)
             try:
-                await asyncio.wait_for(self._deliver(), timeout=0.05)
+                await asyncio.wait_for(self._deliver(), timeout=CLIENT_TIMEOUT / 2)
             except TimeoutError:
                 self.kills += 1
             await self._stop_tasks()
