@@ -504,8 +504,10 @@ async def _send(
     else:  # a digest that went out in part: its posted parts are shown, the rest is not
         await _finish(rt, [r for r in batch if r.id in shown], _OK, report, shown)
         await _finish(rt, [r for r in batch if r.id not in shown], result, report)
-    # copies queued before their story went out are counted on its card or line
-    copies = [q for q in folded or () if q.parent_id in shown]
+    # copies queued before their story went out are counted on its card or line (a
+    # sink without message ids shows the whole batch when it reports ok)
+    out = set(shown) if views else {r.id for r in batch} if result.ok else set()
+    copies = [q for q in folded or () if q.parent_id in out]
     if views:
         views = [
             replace(v, copies=[q.id or 0 for q in copies if q.parent_id in v.items]) for v in views
