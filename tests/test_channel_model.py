@@ -306,6 +306,10 @@ class Model(RuleBasedStateMachine):
             # cut off while a request is in flight (its answer held back): the moment a
             # real kill loses; a cut inside a database call would leave this process's
             # SQLite lock held, which a real kill releases
+            if self.SINK == "console":  # (no request to cut: a restart between steps)
+                await self._close()
+                await self._open()
+                return
             self.slack.inject("accept_timeout", hang=HANG)
             try:
                 await asyncio.wait_for(self._deliver(), timeout=CLIENT_TIMEOUT / 2)
@@ -440,6 +444,10 @@ class Model(RuleBasedStateMachine):
         for r in rows:
             title = f"Item {self.titles[r.entry_id]} of story {r.story_id}"
             n = out.count(title + " ")
+            if (r.last_error or "").startswith("shown in the parent"):
+                # a copy queued before its story was printed: its outlet is listed there
+                assert f"Copyist {self.titles[r.entry_id] - 1}" in out, f"copy {r.id} not shown"
+                continue
             assert n >= 1, f"alert {r.id} never printed"
             assert n <= 2, f"alert {r.id} printed {n} times"
             twice += n - 1
