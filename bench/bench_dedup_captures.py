@@ -79,7 +79,7 @@ def _miss_kind(a: Item, b: Item, config: DedupeConfig, weighed: set[Pair]) -> st
     """Why a near pair was left apart, in the index's own terms."""
     from datetime import datetime
 
-    from monitor.dedupe.index import veto
+    from monitor.dedupe.scoring import veto
     from monitor.dedupe.textkey import features
 
     if a.published and b.published:

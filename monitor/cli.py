@@ -1235,6 +1235,7 @@ async def _requeue(
             state="pending",
             next_attempt_at=datetime.now(UTC),
             attempts=0,
+            check_failures=0,
             last_error=func.substr(
                 REQUEUED + func.replace(func.coalesce(col(AlertRow.last_error), "-"), REQUEUED, ""),
                 1,
@@ -1353,6 +1354,48 @@ async def _stored_entries(cfg: AppConfig, seconds: float) -> list[Any]:
             StoredEntry(row.story_id or 0, stored_entry(row, feeds.get(row.feed_id)))
             for row in rows.all()
         ]
+
+
+@app.command(short_help="Compare what the Slack channels show with the outbox.")
+def audit(
+    since: Annotated[
+        str, typer.Option("--since", metavar="DURATION", help="How far back: e.g. 24h, 7d.")
+    ] = "24h",
+    channel: Annotated[
+        str | None, typer.Option("--channel", metavar="C", help="Only this channel.")
+    ] = None,
+    config: ConfigDir = Path("config"),
+    feeds: FeedsFile = None,
+    watchlists: WatchFile = None,
+    database: Database = None,
+) -> None:
+    """Read each channel back (conversations.history and .replies) and list every story
+    the outbox says is shown but the channel does not show, every story shown twice at
+    top level, and every message whose metadata names alerts it does not show. Exits 1
+    on any discrepancy (for cron), 2 when a channel cannot be read."""
+    from monitor.audit import format_audit, run_audit
+    from monitor.config import parse_duration
+    from monitor.runtime import open_runtime
+
+    cfg = _load(config, feeds, watchlists, database)
+    try:
+        seconds = parse_duration(since)
+    except ValueError as exc:
+        typer.echo(f"error: --since: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _require_database(cfg)
+    start = datetime.now(UTC) - timedelta(seconds=3650 * 86400.0 if seconds is None else seconds)
+
+    async def go() -> Any:
+        async with open_runtime(cfg, start_pool=False) as rt:
+            return await run_audit(rt, since=start, channel=channel)
+
+    report = _run(go(), cfg.settings.database_url)
+    typer.echo(format_audit(report))
+    if report.errors:
+        raise typer.Exit(2)
+    if report.problems:
+        raise typer.Exit(1)
 
 
 @feeds_app.command("add", short_help="Discover, validate and add a feed.")

@@ -56,5 +56,6 @@ class AlertMessage:
     kind: str = "new"  # "new" (parent message) | "followup" (thread reply: also reported by)
     thread_ts: str | None = None  # parent message ts for follow-ups
     parent_title: str = ""  # follow-ups: the story's headline as its parent alert gave it
+    parent_in_digest: bool = False  # follow-ups: the parent is a line of a digest message
     digest: list[AlertMessage] = field(default_factory=list)  # non-empty: a digest of these
     entry_id: int | None = None  # the stored entry (`wirewatch explain --entry ID`)

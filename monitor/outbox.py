@@ -14,18 +14,33 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from monitor.deliver.base import DeliveryResult, Notifier
-from monitor.deliver.slack import error_hint
+from monitor.deliver.base import DeliveryResult, LookupFailed, Notifier
+from monitor.deliver.slack import (
+    DIGEST_ITEMS_PER_MESSAGE,
+    error_hint,
+    render_slack,
+    render_slack_digest,
+    render_update,
+    rendered_hash,
+)
 from monitor.intervals import RETRY_AFTER_CAP_S
 from monitor.models import AlertMessage, SourceRef
 from monitor.runtime import Runtime
+from monitor.store.messages import (
+    NewMessage,
+    alerts_in_order,
+    digest_items,
+    record_messages,
+    set_rendered,
+    showing,
+)
 from monitor.store.queries import stories_sources
 from monitor.store.tables import AlertRow, EntryRow, MatchRow
 
@@ -77,6 +92,7 @@ async def build_messages(
             matches.setdefault((m.story_id, m.watchlist), m)
     sources = await stories_sources(session, story_ids)
     parents: dict[int, tuple[str | None, str]] = {}  # parent alert id -> (ts, headline)
+    in_digest: set[int] = set()  # parents shown as a digest line
     if parent_ids:
         for pid, ts, title in (
             await session.exec(
@@ -86,6 +102,12 @@ async def build_messages(
             )
         ).all():
             parents[pid or 0] = (ts, title)
+        # the message that shows the parent is where its copies thread (for a digest,
+        # the part listing it)
+        for pid, where in (await showing(session, parent_ids)).items():
+            parents[pid] = (where.ts, parents.get(pid, (None, ""))[1])
+            if where.kind == "digest-part":
+                in_digest.add(pid)
     out: list[AlertMessage] = []
     for alert in alerts:
         assert alert.id is not None
@@ -123,6 +145,7 @@ async def build_messages(
                 kind=alert.kind,
                 thread_ts=parent_ts,
                 parent_title=parent_title,
+                parent_in_digest=alert.parent_id in in_digest,
             )
         )
     return out
@@ -157,6 +180,14 @@ async def reconcile(rt: Runtime, *, older_than: float = 0.0) -> int:
                 since = (row.sending_at or now) - timedelta(seconds=60)
                 try:
                     ts = await notifier.find_sent(msg, since)
+                except LookupFailed as exc:
+                    if exc.permanent:
+                        _check_failed(row, str(exc), now)
+                        session.add(row)
+                        fixed += 1
+                    else:  # Slack unreachable or busy: ask again later, for as long
+                        log.warning("alert %s: could not check the channel: %s", row.id, exc)
+                    continue
                 except Exception as exc:  # reconciliation must not stop delivery
                     log.warning("alert %s: could not check the channel history: %s", row.id, exc)
                     continue
@@ -175,6 +206,37 @@ async def reconcile(rt: Runtime, *, older_than: float = 0.0) -> int:
             fixed += 1
         await session.commit()
     return fixed
+
+
+CHECK_TRIES = 3  # answered lookups that failed before a row in "sending" turns failed
+
+
+def _check_failed(row: AlertRow, why: str, now: datetime) -> None:
+    """A lookup Slack refused (a missing scope, an unknown method): resending blind
+    could post the alert twice, so the row waits for the next check; after
+    ``CHECK_TRIES`` it is failed with the reason and what to do, never left in
+    ``sending`` for good."""
+    row.check_failures += 1
+    row.sending_at = now  # (the next check comes RECONCILE_AFTER from now)
+    if row.check_failures < CHECK_TRIES:
+        row.last_error = f"could not check whether the channel shows it: {why}"
+        log.warning(
+            "alert %s to %s %s: could not check whether the channel shows it (%d of %d): %s",
+            row.id,
+            row.sink,
+            row.channel,
+            row.check_failures,
+            CHECK_TRIES,
+            why,
+        )
+        return
+    row.state = "failed"
+    row.last_error = (
+        f"{why}; could not check {row.check_failures} times whether the channel shows it: "
+        "fix that, look in the channel, then `wirewatch outbox retry` to send it (a second "
+        "copy if it did arrive)"
+    )
+    log.error("alert %s to %s %s failed: %s", row.id, row.sink, row.channel, row.last_error)
 
 
 async def _due_keys(rt: Runtime) -> list[tuple[str, str]]:
@@ -441,10 +503,31 @@ async def _send(
     except Exception as exc:  # a notifier bug must not lose the alert
         log.exception("notifier %s raised", notifier.name)
         result = DeliveryResult(ok=False, error=f"{type(exc).__name__}: {exc}")
-    marked = await _finish(rt, batch, result, report)
-    _count(rt, [r for r in batch if r.id in marked], msgs, result)
-    if result.ok and folded:
-        await _mark_folded(rt, folded, result.ts, report)
+    views = _views(key, msg, batch, result)
+    shown = {aid: view for view in views for aid in view.items}
+    if result.ok or not shown:
+        marked = await _finish(rt, batch, result, report, shown)
+        _count(rt, [r for r in batch if r.id in marked], msgs, result)
+    else:  # a digest that went out in part: its posted parts are shown, the rest is not
+        posted = [r for r in batch if r.id in shown]
+        marked = await _finish(rt, posted, _OK, report, shown)
+        _count(rt, [r for r in posted if r.id in marked], msgs, _OK)
+        rest = [r for r in batch if r.id not in shown]
+        marked = await _finish(rt, rest, result, report)
+        _count(rt, [r for r in rest if r.id in marked], msgs, result)
+    # copies queued before their story went out are counted on its card or line (a
+    # sink without message ids shows the whole batch when it reports ok)
+    out = set(shown) if views else {r.id for r in batch} if result.ok else set()
+    copies = [q for q in folded or () if q.parent_id in out]
+    if views:
+        views = [
+            replace(v, copies=[q.id or 0 for q in copies if q.parent_id in v.items]) for v in views
+        ]
+        async with rt.sessions() as session:
+            await record_messages(session, views, now)
+            await session.commit()
+    if copies:
+        await _mark_folded(rt, copies, {a: v.ts for a, v in shown.items()}, report)
     if result.ok and msg.kind == "followup" and batch[0].parent_id is not None:
         await _update_parent(rt, notifier, batch[0].parent_id)
     return result.ok or result.permanent
@@ -470,11 +553,60 @@ def _count(
             rt.metrics.alerts_failed.labels(row.sink).inc()
 
 
+_OK = DeliveryResult(ok=True)
+
+
+def _views(
+    key: tuple[str, str], msg: AlertMessage, batch: list[AlertRow], result: DeliveryResult
+) -> list[NewMessage]:
+    """The messages a send posted (``result.parts``: a sink with message ids) and the
+    alerts each shows: a card, each part of a digest, or a thread reply."""
+    if not result.parts:
+        return []
+    ids = [r.id or 0 for r in batch]
+    common = NewMessage(key[0], key[1], result.channel, ts="", kind="", items=())
+    if not msg.digest:  # a card, or a reply in its story's thread
+        reply = msg.kind == "followup"
+        return [
+            replace(
+                common,
+                ts=result.parts[0],
+                kind="thread-reply" if reply else "card",
+                items=ids,
+                parent_ts=msg.thread_ts if reply else None,
+                rendered_hash=rendered_hash(*render_slack(msg)),
+            )
+        ]
+    rendered = render_slack_digest(msg.digest)
+    per = DIGEST_ITEMS_PER_MESSAGE
+    order = [m.alert_id for m in msg.digest]
+    return [
+        replace(
+            common,
+            ts=ts,
+            kind="digest-part",
+            items=order[i * per : (i + 1) * per],
+            group_ts=result.parts[0],
+            part=i,
+            parts=len(rendered),
+            rendered_hash=rendered_hash(*rendered[i]),
+        )
+        for i, ts in enumerate(result.parts[: len(rendered)])
+    ]
+
+
 async def _finish(
-    rt: Runtime, batch: list[AlertRow], result: DeliveryResult, report: DeliveryReport
+    rt: Runtime,
+    batch: list[AlertRow],
+    result: DeliveryResult,
+    report: DeliveryReport,
+    shown: dict[int, NewMessage] | None = None,
 ) -> set[int]:
     """Write the outcome of one send; returns the ids it changed (not those another
-    process settled meanwhile: a reconciliation that found the message already sent)."""
+    process settled meanwhile: a reconciliation that found the message already sent).
+    ``shown``: the message showing each alert, whose ts the alert keeps."""
+    if not batch:
+        return set()
     now = rt.clock()
     marked: set[int] = set()
     async with rt.sessions() as session:
@@ -486,7 +618,10 @@ async def _finish(
                 continue
             marked.add(row.id or 0)
             if result.ok:
-                row.state, row.ts, row.sent_at, row.last_error = "sent", result.ts, now, None
+                # each alert keeps the ts of the message showing it (a digest's part)
+                where = (shown or {}).get(row.id or 0)
+                ts = where.ts if where is not None else result.ts
+                row.state, row.ts, row.sent_at, row.last_error = "sent", ts, now, None
                 report.sent += 1
             elif result.uncertain:
                 # the request may have reached Slack: reconcile against the channel
@@ -535,40 +670,68 @@ async def _finish(
 
 
 async def _mark_folded(
-    rt: Runtime, rows: list[AlertRow], ts: str | None, report: DeliveryReport
+    rt: Runtime, rows: list[AlertRow], ts_of: dict[int, str], report: DeliveryReport
 ) -> None:
+    """Copies counted on their story's message: sent, with that message's ts."""
     now = rt.clock()
+    by_ts: dict[str | None, list[int]] = defaultdict(list)
+    for r in rows:
+        by_ts[ts_of.get(r.parent_id or 0)].append(r.id or 0)
     async with rt.sessions() as session:
-        res = await session.exec(
-            update(AlertRow)
-            .where(col(AlertRow.id).in_([r.id for r in rows]), col(AlertRow.state) == "pending")
-            .values(
-                state="sent",
-                ts=ts,
-                sent_at=now,
-                last_error="shown in the parent message (queued before it was sent)",
+        for ts, ids in by_ts.items():
+            res = await session.exec(
+                update(AlertRow)
+                .where(col(AlertRow.id).in_(ids), col(AlertRow.state) == "pending")
+                .values(
+                    state="sent",
+                    ts=ts,
+                    sent_at=now,
+                    last_error="shown in the parent message (queued before it was sent)",
+                )
             )
-        )
+            report.sent += res.rowcount
+            report.folded += res.rowcount
+            if res.rowcount:
+                rt.metrics.alerts_sent.labels(rows[0].sink).inc(res.rowcount)
         await session.commit()
-    report.sent += res.rowcount
-    report.folded += res.rowcount
-    if res.rowcount and rows:
-        rt.metrics.alerts_sent.labels(rows[0].sink).inc(res.rowcount)
 
 
 async def _update_parent(rt: Runtime, notifier: Notifier, parent_id: int) -> None:
+    """Re-render the message showing alert ``parent_id`` from everything it shows (a
+    new copy changed its outlet count): a card stays a card, a digest part keeps every
+    line. A message Wirewatch has no record of is left alone."""
     async with rt.sessions() as session:
-        parent = await session.get(AlertRow, parent_id)
-        if parent is None or not parent.ts:
-            return
-        msg = await build_message(session, rt, parent)
+        where = (await showing(session, [parent_id])).get(parent_id)
+        if where is None or where.id is None:
+            return  # posted before messages were recorded, or forgotten: never guess
+        if where.kind == "card":
+            rows = await alerts_in_order(session, [parent_id])
+            msgs = await build_messages(session, rt, rows)
+        else:
+            items = await digest_items(session, where)
+            rows = await alerts_in_order(session, [aid for _, aid in items])
+            if len(rows) != len(items):
+                return  # a line's alert is gone: re-rendering would drop it
+            msgs = await build_messages(session, rt, rows)
+    if not msgs:
+        return
+    msg = replace(msgs[0], digest=msgs if where.kind == "digest-part" else [])
+    msg.channel = where.channel_id or where.channel
     try:
-        result = await notifier.update(msg, parent.ts)
+        result = await notifier.update(msg, where.ts, where.part)
     except Exception as exc:
-        log.warning("could not update the parent of alert %s: %s", parent_id, exc)
+        log.warning("could not update the message showing alert %s: %s", parent_id, exc)
         return
     if not result.ok:
-        log.warning("could not update the parent of alert %s: %s", parent_id, result.error)
+        log.warning("could not update the message showing alert %s: %s", parent_id, result.error)
+        return
+    if msg.digest:
+        text, blocks = render_slack_digest(msg.digest)[where.part]
+    else:
+        text, blocks = render_update(msg)
+    async with rt.sessions() as session:
+        await set_rendered(session, where.id, rendered_hash(text, blocks), rt.clock())
+        await session.commit()
 
 
 async def stranded(rt: Runtime) -> dict[str, int]:

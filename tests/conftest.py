@@ -37,8 +37,8 @@ def _reset_postgres(dsn: str) -> None:
         conn = await asyncpg.connect(dsn)
         try:
             await conn.execute(
-                "DROP TABLE IF EXISTS alerts, matches, entries, stories, feeds, nodes, "
-                "feed_health, alembic_version CASCADE"
+                "DROP TABLE IF EXISTS message_alerts, messages, alerts, matches, entries, "
+                "stories, feeds, nodes, feed_health, alembic_version CASCADE"
             )
         finally:
             await conn.close()

@@ -29,7 +29,19 @@ Faults: ``rate_limit(n, retry_after=1)`` (next n requests answer 429 + Retry-Aft
 ``down()`` / ``up()`` (listening socket closed and reopened on the same port; open
 connections are cut), ``accept_then_drop(n)`` (the next n posts are recorded, then the
 connection is closed without an answer), ``set_delay(seconds)`` (answer latency),
-``reset_faults()``.
+``reset_faults()``. ``inject(*faults)`` queues one-shot faults for the next Web API
+requests, one each, in order: ``"ratelimited"`` (429 + Retry-After ``retry_after``),
+``"server_error"`` (500), ``"drop"`` (connection closed before the request is handled),
+``"accept_drop"`` (a post or edit applied, then the connection closed unanswered),
+``"accept_timeout"`` (applied, then answered only after ``hang`` seconds: longer than the
+client's timeout).
+
+The channel as a person sees it: ``chat.update`` replaces the whole message (text,
+blocks and metadata; what it omits is gone, as in Slack), replies stay in their thread,
+``conversations.history`` lists top-level messages and ``conversations.replies`` a thread.
+``view(channel)`` gives that state (top-level messages, newest last, each with its
+``replies``); ``versions`` (on each message) keeps every text it has shown, so a test can
+check that nothing once visible was erased.
 """
 
 from __future__ import annotations
@@ -79,6 +91,15 @@ class _Server(ThreadingHTTPServer):
                 s.close()
 
 
+def _shown(m: dict[str, Any]) -> str:
+    """Everything a person can read in a message: its text and its blocks."""
+    return (m.get("text") or "") + "\n" + json.dumps(m.get("blocks") or [], ensure_ascii=False)
+
+
+def shown(m: dict[str, Any]) -> str:
+    return _shown(m)
+
+
 class _Drop(Exception):
     """Close the connection without answering."""
 
@@ -96,6 +117,7 @@ class FakeSlack:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._messages: list[dict[str, Any]] = []
+        self._hooks: list[dict[str, Any]] = []  # bodies posted to ``hook_url``
         self._updates: list[dict[str, Any]] = []
         self._calls: list[dict[str, Any]] = []
         self._names: dict[str, str] = {}  # channel id -> name
@@ -108,6 +130,10 @@ class FakeSlack:
         self._delay = 0.0
         self._hold = 0.0
         self._channel_errors: dict[str, str] = {}
+        self._faults: list[str] = []
+        self._method_errors: dict[str, str] = {}
+        self._fault_retry_after = 0.0
+        self._hang = 1.0
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self.port = port
@@ -171,6 +197,18 @@ class FakeSlack:
         return f"http://127.0.0.1:{self.port}/api/"
 
     @property
+    def hook_url(self) -> str:
+        """A generic JSON webhook receiver (Wirewatch's own webhook sink): every body is
+        kept in ``hooks`` with its ``X-Wirewatch-Delivery`` as ``_delivery``. ``inject``
+        faults apply to it as to the Web API."""
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    @property
+    def hooks(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._hooks)
+
+    @property
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.port}{WEBHOOK_PATH}"
 
@@ -203,6 +241,30 @@ class FakeSlack:
         with self._lock:
             self._hold = seconds
 
+    def method_error(self, method: str, error: str | None) -> None:
+        """Answer every call of ``method`` (``conversations.history``) with ``error``
+        (``missing_scope``...) until cleared with ``None``."""
+        with self._lock:
+            if error is None:
+                self._method_errors.pop(method, None)
+            else:
+                self._method_errors[method] = error
+
+    def inject(self, *faults: str, retry_after: float = 0.0, hang: float = 1.0) -> None:
+        """Queue one-shot faults for the next Web API requests (see the module doc)."""
+        known = {"ratelimited", "server_error", "drop", "accept_drop", "accept_timeout"}
+        for f in faults:
+            if f not in known:
+                raise ValueError(f"unknown fault {f!r}")
+        with self._lock:
+            self._faults.extend(faults)
+            self._fault_retry_after = retry_after
+            self._hang = hang
+
+    def pending_faults(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
     def set_delay(self, seconds: float) -> None:
         with self._lock:
             self._delay = seconds
@@ -213,6 +275,7 @@ class FakeSlack:
             self._delay = 0.0
             self._hold = 0.0
             self._channel_errors.clear()
+            self._faults.clear()
 
     # ------------------------------------------------------------------ inspection
 
@@ -231,6 +294,32 @@ class FakeSlack:
         with self._lock:
             return list(self._calls)
 
+    def view(self, channel: str) -> list[dict[str, Any]]:
+        """What a person sees in ``channel``: top-level messages, oldest first, each a copy
+        with ``replies`` (its thread, oldest first)."""
+        cid = self.channel_id(channel)
+        with self._lock:
+            mine = [dict(m) for m in self._messages if m["channel_id"] == cid]
+        top = [m for m in mine if m["thread_ts"] in (None, m["ts"])]
+        for m in top:
+            m["replies"] = [r for r in mine if r["thread_ts"] == m["ts"] and r is not m]
+            m["replies"] = [r for r in m["replies"] if r["ts"] != m["ts"]]
+        top.sort(key=lambda m: float(m["ts"]))
+        return top
+
+    def tamper(self, channel: str, ts: str, *, repost: bool = False, **fields: Any) -> None:
+        """Change the channel behind Wirewatch's back (a test of ``wirewatch audit``):
+        replace fields of message ``ts``, or post a second copy of it (``repost``)."""
+        cid = self.channel_id(channel)
+        with self._lock:
+            m = next(m for m in self._messages if m["channel_id"] == cid and m["ts"] == ts)
+            if repost:
+                copy = dict(m)
+                copy["ts"] = self._next_ts()
+                self._messages.append(copy)
+            else:
+                m.update(fields)
+
     def messages_in(self, channel: str) -> list[dict[str, Any]]:
         cid = self.channel_id(channel)
         with self._lock:
@@ -241,6 +330,7 @@ class FakeSlack:
             self._messages.clear()
             self._updates.clear()
             self._calls.clear()
+            self._hooks.clear()
 
     def wait_for(
         self, count: int, timeout: float = 5.0, *, channel: str | None = None
@@ -369,8 +459,18 @@ class FakeSlack:
         return payload
 
     def _dispatch(
-        self, h: BaseHTTPRequestHandler, method: str, p: dict[str, Any], is_webhook: bool
+        self,
+        h: BaseHTTPRequestHandler,
+        method: str,
+        p: dict[str, Any],
+        is_webhook: bool,
+        faults: bool = True,
     ) -> tuple[int, dict[str, Any] | str, dict[str, str]]:
+        with self._lock:
+            use = faults and self._faults and not is_webhook
+            fault = self._faults.pop(0) if use else None
+        if fault is not None:
+            return self._one_fault(h, fault, method, p)
         with self._lock:
             if self._rate_limited > 0:
                 self._rate_limited -= 1
@@ -385,6 +485,11 @@ class FakeSlack:
                 return self._server_status, "<html><body>Server Error</body></html>", {}
         if is_webhook:
             return self._webhook(p)
+        if method == "hook":
+            with self._cond:
+                self._hooks.append({**p, "_delivery": h.headers.get("X-Wirewatch-Delivery")})
+                self._cond.notify_all()
+            return 204, "", {}
         auth = h.headers.get("Authorization") or ""
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else p.get("token")
         if self.token is not None:
@@ -392,6 +497,10 @@ class FakeSlack:
                 return 200, {"ok": False, "error": "not_authed"}, {}
             if token != self.token:
                 return 200, {"ok": False, "error": "invalid_auth"}, {}
+        with self._lock:
+            refused = self._method_errors.get(method)
+        if refused:
+            return 200, {"ok": False, "error": refused}, {}
         handler = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
@@ -403,6 +512,23 @@ class FakeSlack:
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method"}, {}
         return 200, handler(p), {}
+
+    def _one_fault(
+        self, h: BaseHTTPRequestHandler, fault: str, method: str, p: dict[str, Any]
+    ) -> tuple[int, dict[str, Any] | str, dict[str, str]]:
+        if fault == "ratelimited":
+            ra = self._fault_retry_after
+            value = str(int(ra)) if float(ra).is_integer() else str(ra)
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": value}
+        if fault == "server_error":
+            return 500, "<html><body>Server Error</body></html>", {}
+        if fault == "drop":
+            raise _Drop
+        answer = self._dispatch(h, method, p, False, faults=False)  # applied as usual...
+        if fault == "accept_drop":
+            raise _Drop  # ...and never answered
+        time.sleep(self._hang)  # ...answered after the client gave up
+        return answer
 
     # ------------------------------------------------------------------ validation
 
@@ -471,6 +597,7 @@ class FakeSlack:
             "payload": p,
             "via": via,
         }
+        msg["versions"] = [_shown(msg)]
         with self._cond:
             self._messages.append(msg)
             drop = self._drops > 0
@@ -536,11 +663,11 @@ class FakeSlack:
         with self._lock:
             for m in self._messages:
                 if m["channel_id"] == cid and m["ts"] == ts:
+                    # Slack replaces the whole message: what the edit omits is gone
                     m["text"] = p.get("text") or ""
-                    if "blocks" in p:
-                        m["blocks"] = p["blocks"]
-                    if p.get("metadata"):
-                        m["metadata"] = p["metadata"]
+                    m["blocks"] = p.get("blocks")
+                    m["metadata"] = p.get("metadata")
+                    m["versions"] = [*m.get("versions", []), _shown(m)]
                     self._updates.append(
                         {
                             "channel": channel,
@@ -565,6 +692,12 @@ class FakeSlack:
         oldest = float(p.get("oldest") or 0)
         latest = float(p.get("latest") or 0) or float("inf")
         inclusive = self._flag(p.get("inclusive"))
+        counts: dict[tuple[str, str], int] = {}
+        with self._lock:
+            for r in self._messages:
+                if r["thread_ts"] and r["thread_ts"] != r["ts"]:
+                    k = (r["channel_id"], r["thread_ts"])
+                    counts[k] = counts.get(k, 0) + 1
         out = []
         for m in msgs:
             t = float(m["ts"])
@@ -582,6 +715,10 @@ class FakeSlack:
                     item["blocks"] = m["blocks"]
                 if m["thread_ts"]:
                     item["thread_ts"] = m["thread_ts"]
+                replies = counts.get((m["channel_id"], m["ts"]), 0)
+                if replies and not m["thread_ts"]:  # a parent, as Slack lists it
+                    item["thread_ts"] = m["ts"]
+                    item["reply_count"] = replies
                 if m["metadata"] and self._flag(p.get("include_all_metadata")):
                     item["metadata"] = m["metadata"]
                 out.append(item)

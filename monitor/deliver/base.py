@@ -31,6 +31,8 @@ class DeliveryResult:
     ``uncertain``: the request may have reached the server before the connection broke,
     so the message may exist: reconcile with ``find_sent`` before sending again.
     ``channel``: the channel id Slack reported for the post (for later edits/lookups).
+    ``parts``: the ts of every message posted for it, in order (a digest posts several;
+    after a failure part-way, the parts that did go out).
     """
 
     ok: bool
@@ -40,6 +42,7 @@ class DeliveryResult:
     retry_after: float | None = None
     uncertain: bool = False
     channel: str | None = None
+    parts: tuple[str, ...] = ()
 
 
 def network_error(exc: BaseException, peer: str) -> str:
@@ -59,7 +62,13 @@ def network_error(exc: BaseException, peer: str) -> str:
 
 
 class LookupFailed(Exception):
-    """``find_sent`` could not determine whether the message exists (treat as transient)."""
+    """``find_sent`` could not determine whether the message exists. ``permanent``: the
+    sink answered with an error that retrying will not fix (a missing scope, an unknown
+    method): the outbox gives up after a few tries rather than guess."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
 
 
 @runtime_checkable
@@ -71,8 +80,9 @@ class Notifier(Protocol):
         ``msg.thread_ts``; a non-empty ``msg.digest`` is a digest (all of its parts)."""
         ...
 
-    async def update(self, msg: AlertMessage, ts: str) -> DeliveryResult:
-        """Edit the parent message ``ts`` to show every outlet carrying the story.
+    async def update(self, msg: AlertMessage, ts: str, part: int = 0) -> DeliveryResult:
+        """Replace message ``ts`` with ``msg`` re-rendered whole: a card (every outlet
+        carrying the story) or, when ``msg.digest`` is set, part ``part`` of that digest.
         Sinks that cannot edit return ``DeliveryResult(ok=True)`` without doing anything."""
         ...
 

@@ -100,7 +100,7 @@ class ConsoleNotifier:
             return DeliveryResult(ok=False, error=f"console: {exc}"[:200])
         return DeliveryResult(ok=True)
 
-    async def update(self, msg: AlertMessage, ts: str) -> DeliveryResult:
+    async def update(self, msg: AlertMessage, ts: str, part: int = 0) -> DeliveryResult:
         return DeliveryResult(ok=True)
 
     async def find_sent(self, msg: AlertMessage, since: datetime) -> str | None:

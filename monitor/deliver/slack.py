@@ -19,8 +19,11 @@ Safety rules the renderer keeps:
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +52,7 @@ __all__ = [
     "render_slack",
     "render_slack_digest",
     "render_update",
+    "rendered_hash",
     "safe_url",
     "when",
 ]
@@ -75,10 +79,10 @@ SEVERITY_LABEL = {"high": ":large_orange_circle: High", "critical": ":red_circle
 
 # Slack error codes retrying cannot fix. Anything else (internal_error, fatal_error,
 # service_unavailable, request_timeout, unknown codes) is treated as transient.
-PERMANENT_ERRORS = frozenset(
+# a channel gone or a token refused: a post fails as a history lookup does
+_CHANNEL_OR_TOKEN_ERRORS = frozenset(
     {
         "channel_not_found",
-        "not_in_channel",
         "is_archived",
         "channel_is_archived",
         "invalid_auth",
@@ -86,6 +90,11 @@ PERMANENT_ERRORS = frozenset(
         "account_inactive",
         "token_revoked",
         "token_expired",
+    }
+)
+PERMANENT_ERRORS = _CHANNEL_OR_TOKEN_ERRORS | frozenset(
+    {
+        "not_in_channel",
         "no_permission",
         "missing_scope",
         "not_allowed_token_type",
@@ -291,16 +300,20 @@ def _render_alert(msg: AlertMessage, *, carried: bool) -> Rendered:
 
 
 def _render_followup(msg: AlertMessage) -> Rendered:
+    # under a digest the thread holds the copies of many stories: each reply names its own
+    story = ""
+    if msg.parent_in_digest and msg.parent_title:
+        story = f"On *{_esc_trunc(msg.parent_title, TITLE_LIMIT)}*: "
     outlets = _outlets(msg)
     if len(outlets) > 1:  # several outlets batched into one reply
         names = ", ".join(_esc_trunc(r.source, 100) for r in msg.sources)
-        line = "Also reported by " + _join_within(outlets, MAX_SECTION - 40)
-        text = _fallback("", f"Also reported by {names}")
-        return text, [_section(line)]
+        line = story + "also reported by " + _join_within(outlets, MAX_SECTION - 40 - len(story))
+        text = _fallback(story, f"Also reported by {names}")
+        return text, [_section(line if story else line[0].upper() + line[1:])]
     who = _esc_trunc(msg.source, 200) or "another outlet"
     line = f"Also reported by *{who}*: {_link(msg.link, msg.title)} · {when(msg.published)}"
-    text = _fallback("", f"Also reported by {who}: {_esc_trunc(msg.title, TITLE_LIMIT)}")
-    return text, [_section(line)]
+    text = _fallback(story, f"Also reported by {who}: {_esc_trunc(msg.title, TITLE_LIMIT)}")
+    return text, [_section(story + line if story else line)]
 
 
 def _digest_item(item: AlertMessage) -> str:
@@ -341,6 +354,12 @@ def render_slack_digest(
     return out
 
 
+def rendered_hash(text: str, blocks: Blocks | None) -> str:
+    """A short fingerprint of what a message shows (its fallback text and blocks)."""
+    raw = json.dumps([text, blocks or []], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
+
+
 # --------------------------------------------------------------------------- error mapping
 
 
@@ -373,6 +392,27 @@ _HINTS = {
     "channel_is_archived": "the channel is archived: unarchive it or pick another",
     "missing_scope": "give the Slack app the chat:write scope and reinstall it",
 }
+
+
+# errors a history lookup shares with the post it checks for: that post cannot have
+# gone out, and sending again only reports the error (nothing can be doubled)
+_POST_FAILS_TOO = _CHANNEL_OR_TOKEN_ERRORS | {"thread_not_found"}
+# answers Slack gives when busy or broken for a moment (retried, never counted)
+_TRANSIENT_ANSWERS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+_LOOKUP_HINTS = {
+    "missing_scope": "give the Slack app channels:history and groups:history, reinstall it",
+    "not_in_channel": "invite the bot to the channel (/invite @bot)",
+    "unknown_method": "SLACK_API_URL does not serve conversations.history: check it",
+    "not_allowed_token_type": "SLACK_BOT_TOKEN must be a bot token (xoxb-)",
+}
+
+
+def lookup_hint(error: str) -> str:
+    """``error`` from a history lookup, with what to do about it when known."""
+    hint = _LOOKUP_HINTS.get(error)
+    return f"{error} ({hint})" if hint else error
 
 
 def error_hint(error: str) -> str:
@@ -475,14 +515,14 @@ class SlackBotNotifier:
         default_channel: str,
         base_url: str | None = None,
         client: AsyncWebClient | None = None,
-        timeout: int = 15,
+        timeout: float = 15,
         connect_retries: int = 2,
     ) -> None:
         self.default_channel = default_channel
         self.client = client or AsyncWebClient(
             token=token,
             base_url=base_url or DEFAULT_BASE_URL,
-            timeout=timeout,
+            timeout=max(1, round(timeout)),  # (the session's own timeout is the one used)
             retry_handlers=[connect_retry_handler(connect_retries)],
             # one pooled HTTP session for every call (without it slack-sdk opens and
             # closes a session per request: a new connection and TLS handshake each time)
@@ -513,7 +553,8 @@ class SlackBotNotifier:
         parts = render_messages(msg)
         if len(parts) == 1 and not msg.digest:
             text, blocks = parts[0]
-            return await self._post(channel, text, blocks, thread_ts, _metadata(msg))
+            result = await self._post(channel, text, blocks, thread_ts, _metadata(msg))
+            return replace(result, parts=(result.ts,)) if result.ok and result.ts else result
         key = (channel, msg.alert_id)
         done = self._digest_progress.setdefault(key, {})
         result = DeliveryResult(ok=True)
@@ -524,10 +565,20 @@ class SlackBotNotifier:
                 channel, text, blocks, thread_ts, _metadata(msg, i, len(parts))
             )
             if not result.ok:
-                return result
+                # the parts already out are reported, so that their stories are marked
+                # shown and only the others are sent again
+                first = 0
+                while first in done:
+                    first += 1
+                return replace(result, parts=tuple(done[j] for j in range(first)))
             done[i] = result.ts or ""
         self._digest_progress.pop(key, None)
-        return DeliveryResult(ok=True, ts=done.get(0), channel=result.channel)
+        return DeliveryResult(
+            ok=True,
+            ts=done.get(0),
+            channel=result.channel,
+            parts=tuple(done[i] for i in range(len(parts))),
+        )
 
     async def _post(
         self,
@@ -557,15 +608,25 @@ class SlackBotNotifier:
             self._channel_ids[channel] = channel_id
         return DeliveryResult(ok=True, ts=str(resp.get("ts")), channel=channel_id)
 
-    async def update(self, msg: AlertMessage, ts: str) -> DeliveryResult:
+    async def update(self, msg: AlertMessage, ts: str, part: int = 0) -> DeliveryResult:
+        """``chat.update`` replaces the whole message: it is re-rendered from everything
+        it shows, a card from its story, a digest part from all of its lines."""
         try:
             channel = await self._resolve(self._channel(msg))
         except LookupFailed as exc:
             return DeliveryResult(ok=False, error=str(exc)[:200])
-        text, blocks = render_update(msg)
+        if msg.digest:
+            rendered = render_slack_digest(msg.digest)
+            if not 0 <= part < len(rendered):
+                return DeliveryResult(ok=False, error=f"no part {part} in this digest")
+            text, blocks = rendered[part]
+            metadata = _metadata(msg, part, len(rendered))
+        else:
+            text, blocks = render_update(msg)
+            metadata = _metadata(msg)
         try:
             resp = await self.client.chat_update(
-                channel=channel, ts=ts, text=text, blocks=blocks, metadata=_metadata(msg)
+                channel=channel, ts=ts, text=text, blocks=blocks, metadata=metadata
             )
         except SlackApiError as exc:
             return _from_api_error(exc)
@@ -656,9 +717,14 @@ class SlackBotNotifier:
                     break
         except SlackApiError as exc:
             result = _from_api_error(exc)
-            if result.permanent:
-                return None
-            raise LookupFailed(f"history: {result.error}") from exc
+            if result.error in _POST_FAILS_TOO:
+                return None  # a post would fail the same way: sending reports it
+            method = "conversations.replies" if msg.kind == "followup" else "conversations.history"
+            answered = result.retry_after is None and not (result.error or "").startswith("http_5")
+            raise LookupFailed(
+                f"{method}: {lookup_hint(result.error or '')}",
+                permanent=answered and result.error not in _TRANSIENT_ANSWERS,
+            ) from exc
         except _NETWORK_ERRORS as exc:
             raise LookupFailed(f"history: {type(exc).__name__}: {exc}") from exc
         if not found:
@@ -671,6 +737,67 @@ class SlackBotNotifier:
             return found[0]
         self._digest_progress[(self._channel(msg), msg.alert_id)] = dict(found)
         return None
+
+    async def read_channel(
+        self, channel: str, oldest: datetime, threads: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """What ``channel`` shows from ``oldest`` on, for ``wirewatch audit``: top-level
+        messages (``conversations.history``, with metadata), oldest first, each with
+        ``replies`` (``conversations.replies``) when it has a thread; ``threads`` are
+        more thread ts to read (replies under messages older than ``oldest``). Raises
+        ``LookupFailed`` when Slack cannot be read."""
+        cid = await self._resolve(channel)
+        if oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        after = f"{oldest.timestamp():.6f}"
+        top = await self._pages("conversations_history", channel=cid, oldest=after)
+        top.sort(key=lambda m: float(m.get("ts") or 0))
+        wanted = {str(m.get("ts")) for m in top if m.get("reply_count") or m.get("thread_ts")}
+        wanted.update(threads)
+        by_ts = {str(m.get("ts")): m for m in top}
+        for ts in sorted(wanted, key=float):
+            thread = await self._pages("conversations_replies", channel=cid, ts=ts, missing_ok=True)
+            replies = [r for r in thread if str(r.get("ts")) != ts]
+            parent = by_ts.get(ts)
+            if parent is None:  # an older parent: kept for its replies, not as shown
+                parent = {"ts": ts, "older": True}
+                parent.update(next((r for r in thread if str(r.get("ts")) == ts), {}))
+                parent["older"] = True
+                by_ts[ts] = parent
+                top.insert(0, parent)
+            parent["replies"] = sorted(replies, key=lambda r: float(r.get("ts") or 0))
+        return top
+
+    async def _pages(
+        self, method: str, *, missing_ok: bool = False, **args: Any
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        cursor: str | None = None
+        call = getattr(self.client, method)
+        hiccups = 0
+        for _ in range(1000):
+            try:
+                resp = await call(limit=200, include_all_metadata=True, cursor=cursor, **args)
+            except SlackApiError as exc:
+                result = _from_api_error(exc)
+                if result.retry_after is not None:  # rate limited: wait as asked, go on
+                    await asyncio.sleep(min(result.retry_after, 60.0))
+                    continue
+                if not result.permanent and hiccups < 3:  # a 5xx: a moment, then again
+                    hiccups += 1
+                    await asyncio.sleep(0.5 * hiccups)
+                    continue
+                if missing_ok and result.error == "thread_not_found":
+                    return out
+                name = method.replace("_", ".")
+                raise LookupFailed(f"{name}: {lookup_hint(result.error or '')}") from exc
+            except _NETWORK_ERRORS as exc:
+                raise LookupFailed(f"{method.replace('_', '.')}: {exc}") from exc
+            out.extend(m for m in resp.get("messages") or [] if isinstance(m, dict))
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor or not resp.get("has_more", True):
+                break
+        return out
 
     async def aclose(self) -> None:
         session = getattr(self.client, "session", None)
@@ -717,7 +844,7 @@ class SlackWebhookNotifier:
         self._digest_progress.pop(msg.alert_id, None)
         return DeliveryResult(ok=True)
 
-    async def update(self, msg: AlertMessage, ts: str) -> DeliveryResult:
+    async def update(self, msg: AlertMessage, ts: str, part: int = 0) -> DeliveryResult:
         return DeliveryResult(ok=True)
 
     async def find_sent(self, msg: AlertMessage, since: datetime) -> str | None:

@@ -111,6 +111,11 @@ class WebhookNotifier:
     """POSTs each alert as signed JSON to ``url``."""
 
     name = "webhook"
+    # one body per alert, never a digest: a receiver drops retried copies by
+    # X-Wirewatch-Delivery, and a digest resent after an unanswered POST (the outbox
+    # cannot ask a webhook what arrived) could group its alerts differently, under
+    # another delivery id: the receiver would show them twice. Machines need no pacing.
+    paced = False
 
     def __init__(
         self,
@@ -173,7 +178,7 @@ class WebhookNotifier:
             return DeliveryResult(ok=False, error=f"http_{status}")
         return DeliveryResult(ok=False, error=f"http_{status}", permanent=True)
 
-    async def update(self, msg: AlertMessage, ts: str) -> DeliveryResult:
+    async def update(self, msg: AlertMessage, ts: str, part: int = 0) -> DeliveryResult:
         return DeliveryResult(ok=True)
 
     async def find_sent(self, msg: AlertMessage, since: datetime) -> str | None:

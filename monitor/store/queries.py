@@ -16,6 +16,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor.config import FeedConfig
+from monitor.store.messages import forget_messages_of
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, MatchRow, StoryRow
 
 log = logging.getLogger(__name__)
@@ -272,6 +273,8 @@ async def prune(
                 and published < before
                 and eid not in newest[feed_id]
             ]
+            doomed = await session.exec(select(AlertRow.id).where(col(AlertRow.story_id).in_(ids)))
+            await forget_messages_of(session, [a for a in doomed.all() if a is not None])
             res = await session.exec(delete(AlertRow).where(col(AlertRow.story_id).in_(ids)))
             done.alerts += res.rowcount or 0
             await session.exec(delete(MatchRow).where(col(MatchRow.story_id).in_(ids)))

@@ -124,6 +124,9 @@ class AlertRow(SQLModel, table=True):
     ts: str | None = Field(default=None, max_length=64)
     terms: str = Field(sa_column=Column(Text, nullable=False, default="[]"))
     words: str = Field(sa_column=Column(Text, nullable=False, default="[]"))
+    # reconciliation lookups Slack answered with an error (a missing scope, a channel
+    # gone): after a few the row turns failed instead of staying "sending" for good
+    check_failures: int = Field(default=0)
 
 
 class NodeRow(SQLModel, table=True):
@@ -156,3 +159,43 @@ class FeedHealthRow(SQLModel, table=True):
     announced_at: datetime | None = Field(default=None)
     claim_owner: str | None = Field(default=None, max_length=100)
     claim_until: datetime | None = Field(default=None)
+
+
+class MessageRow(SQLModel, table=True):
+    """One message Wirewatch posted (Slack: its ``ts``). A message is a view over the
+    alerts it shows (``message_alerts``): every edit re-renders it from that set.
+    ``kind``: ``card`` (one story), ``digest-part`` (part ``part`` of ``parts`` of the
+    digest whose first part is ``group_ts``) or ``thread-reply`` (under ``parent_ts``)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("sink", "channel", "ts", name="uq_messages_channel_ts"),
+        Index("ix_messages_group", "sink", "channel", "group_ts"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    sink: str = Field(max_length=40)
+    channel: str = Field(max_length=200)  # as configured (name or id)
+    channel_id: str | None = Field(default=None, max_length=64)  # as Slack reported it
+    ts: str = Field(max_length=64)
+    kind: str = Field(max_length=20)  # card | digest-part | thread-reply
+    parent_ts: str | None = Field(default=None, max_length=64)  # thread replies
+    group_ts: str | None = Field(default=None, max_length=64)  # digest parts: part 0's ts
+    part: int = Field(default=0)
+    parts: int = Field(default=1)
+    rendered_hash: str = Field(default="", max_length=64)  # of the text and blocks shown
+    created_at: datetime = Field()
+    updated_at: datetime = Field()
+
+
+class MessageAlertRow(SQLModel, table=True):
+    """Which alerts a message shows, in order. ``role``: ``item`` (a card's story, a
+    digest line, a reply's copy) or ``copy`` (a copy counted on its story's card or line:
+    queued before the story went out, so the post itself lists its outlet)."""
+
+    __tablename__ = "message_alerts"
+
+    message_id: int = Field(foreign_key="messages.id", primary_key=True)
+    alert_id: int = Field(foreign_key="alerts.id", primary_key=True, index=True)
+    position: int = Field(default=0)
+    role: str = Field(default="item", max_length=10)

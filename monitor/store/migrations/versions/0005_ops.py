@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_ops"
-down_revision = "0003"
+down_revision = "0004_messages"
 branch_labels = None
 depends_on = None
 
