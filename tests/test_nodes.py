@@ -22,7 +22,6 @@ import pytest
 from tests.conftest import PG_ENV
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer, drip_handler, rss
-from tests.test_first_hour import ww
 from tests.util import (
     free_port,
     fresh_database,
@@ -31,6 +30,7 @@ from tests.util import (
     pg_run,
     pubdate,
     start_wirewatch,
+    wirewatch,
     write_config,
 )
 
@@ -220,7 +220,7 @@ def test_three_nodes_share_the_feeds_and_survive_a_kill(tmp_path: Path, fresh_pg
             time.sleep(max(0.0, INTERVAL + LEASE - (time.monotonic() - killed_at) + 2))
             checked_until = time.monotonic()
             survivors = [_metrics(bases[0]), _metrics(bases[1])]
-            status = ww(
+            status = wirewatch(
                 "status", "--json", "--config", str(cfg), "--database", fresh_pg, env=SLACK_ENV
             )
         finally:
@@ -351,7 +351,9 @@ def test_sigterm_during_a_busy_cycle_exits_in_time_and_loses_nothing(tmp_path: P
         assert "stopped" in text
         assert at_stop < n  # stopped mid-cycle: alerts were still to be sent
         slack.set_delay(0)
-        res = ww("once", "--config", str(cfg), env={**SLACK_ENV, "SLACK_API_URL": slack.base_url})
+        res = wirewatch(
+            "once", "--config", str(cfg), env={**SLACK_ENV, "SLACK_API_URL": slack.base_url}
+        )
         assert res.returncode == 0, res.stderr
         top = [m for m in slack.messages if not m["thread_ts"]]
         for title in titles:

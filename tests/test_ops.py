@@ -30,8 +30,7 @@ from monitor.scheduler import Daemon, startup
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, MatchRow, StoryRow
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer, raw_handler, redirect_handler, rss
-from tests.test_first_hour import ww
-from tests.util import metric_samples, pubdate, seed_feeds, start_wirewatch, write_config
+from tests.util import metric_samples, pubdate, seed_feeds, start_wirewatch, wirewatch, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -293,10 +292,10 @@ def test_readyz_needs_a_tick_and_a_valid_config(tmp_path: Path) -> None:
 
 def test_http_address_is_checked(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, feeds=[], settings={"http": "localhost"})
-    res = ww("check", "--config", str(cfg))
+    res = wirewatch("check", "--config", str(cfg))
     assert res.returncode == 2 and "not an address: 'localhost'" in res.stderr, res.stderr
     cfg = write_config(tmp_path, feeds=[])
-    res = ww("run", "--config", str(cfg), "--http", "nowhere")
+    res = wirewatch("run", "--config", str(cfg), "--http", "nowhere")
     assert res.returncode == 2 and "--http: not an address" in res.stderr, res.stderr
 
 
@@ -384,11 +383,11 @@ def test_status_reads_without_creating_and_reports_the_queue(
         feed_server.set(path, body)
         feeds.append({"name": path.strip("/.xml"), "url": feed_server.url(path)})
     cfg = write_config(tmp_path, feeds=feeds)
-    res = ww("status", "--config", str(cfg))
+    res = wirewatch("status", "--config", str(cfg))
     assert res.returncode == 1 and "no database at" in res.stderr, res.stderr
     assert not (tmp_path / "data" / "wirewatch.db").exists()
-    assert ww("once", "--config", str(cfg)).returncode == 0
-    res = ww("status", "--config", str(cfg), "--json")
+    assert wirewatch("once", "--config", str(cfg)).returncode == 0
+    res = wirewatch("status", "--config", str(cfg), "--json")
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["nodes"] == []  # `once` is not a node
@@ -396,7 +395,7 @@ def test_status_reads_without_creating_and_reports_the_queue(
     assert report["outbox"] == {"queued": 0, "by_sink": {}, "oldest_age_s": None, "failed": 0}
     assert report["schema"] == "0005_ops"
     assert report["database"].startswith("sqlite:///")
-    res = ww("status", "--config", str(cfg))
+    res = wirewatch("status", "--config", str(cfg))
     assert res.returncode == 0, res.stderr
     assert "nodes alive: 0" in res.stdout
     assert "feeds: 2 enabled, 0 due, 0 overdue" in res.stdout

@@ -7,19 +7,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from monitor.match.schema import FIELD_NAMES
+
 if TYPE_CHECKING:
     from monitor.models import Entry
 
 
-FIELD_ORDER: tuple[str, ...] = (
-    "title",
-    "summary",
-    "content",
-    "author",
-    "categories",
-    "feed",
-    "url",
-)
+# the order fields are matched and shown in: the schema's own list
+FIELD_ORDER: tuple[str, ...] = FIELD_NAMES
 FIELD_RANK = {f: i for i, f in enumerate(FIELD_ORDER)}
 
 # ---------------------------------------------------------------------------
