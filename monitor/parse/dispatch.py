@@ -12,7 +12,7 @@ from monitor.parse.entries import Context, reference_time
 from monitor.parse.jsonfeed import parse_json
 from monitor.parse.result import ParseResult, failed
 from monitor.parse.sniff import looks_like_html, looks_like_json
-from monitor.parse.speedups import install_speedups, installed
+from monitor.parse.speedups import install_speedups
 from monitor.parse.xmlfeed import parse_xml
 
 
@@ -38,8 +38,8 @@ def parse_feed(
 
     ``speedups`` installs the feedparser speed-ups in this process on first use (they change
     no result; ``False`` leaves feedparser as it is, e.g. to compare)."""
-    if speedups and not installed():
-        install_speedups()
+    if speedups:
+        install_speedups()  # idempotent: returns at once when already installed
     ctx = Context(
         url, feed, source, tuple(feed_tags), max_field_chars, reference_time(headers, now)
     )

@@ -175,11 +175,6 @@ def install_speedups() -> bool:
     return True
 
 
-def installed() -> bool:
-    """Whether ``install_speedups`` is in effect in this process."""
-    return bool(_ORIGINALS)
-
-
 def remove_speedups() -> None:
     """Undo ``install_speedups`` (for comparisons and tests)."""
     if not _ORIGINALS:
