@@ -115,7 +115,7 @@ async def pipeline(cfg_dir: Path, profile: bool) -> tuple[list[Row], dict[str, A
 
     from monitor.config import load_config
     from monitor.pipeline import poll_cycle
-    from monitor.runtime import open_runtime
+    from monitor.pipeline.runtime import open_runtime
     from monitor.scheduler import startup
     from monitor.store.tables import AlertRow, EntryRow, StoryRow
 

@@ -12,7 +12,7 @@ same clock) - ``created_at``. Digests are off (``delivery.burst_max`` raised) so
 alert is one message; ``per_channel_interval`` is the default 1 s.
 
 1. steady: the real daemon (``scheduler.Daemon.run``: the delivery worker, woken by
-   ``rt.outbox_wakeup`` as ingest does after committing alerts, and at least every 1 s;
+   ``rt.delivery.wakeup`` as ingest does after committing alerts, and at least every 1 s;
    ``poll`` tick every 5 s) while 20 channels each receive one alert per second
    (arrivals staggered across the second), 30 s long. p50/p95/p99/max.
 2. steady, polling loop: the same arrivals with ``deliver_pending`` called every 50 ms
@@ -195,7 +195,7 @@ async def insert_alert(rt: Any, feed_id: int, channel: int, seq: int) -> None:
             )
         )
         await s.commit()
-    rt.outbox_wakeup.set()  # as the pipeline's ingest does after committing alerts
+    rt.delivery.wakeup.set()  # as the pipeline's ingest does after committing alerts
 
 
 async def created_times(rt: Any) -> dict[int, tuple[float, str]]:
@@ -284,7 +284,7 @@ async def steady(
 ) -> dict[str, Any]:
     from monitor.config import load_config
     from monitor.outbox import deliver_pending
-    from monitor.runtime import open_runtime
+    from monitor.pipeline.runtime import open_runtime
     from monitor.scheduler import Daemon
 
     cfg = load_config(
@@ -351,7 +351,7 @@ async def burst(
 ) -> Any:
     from monitor.config import load_config
     from monitor.outbox import deliver_pending, next_due_in
-    from monitor.runtime import open_runtime
+    from monitor.pipeline.runtime import open_runtime
 
     cfg = load_config(
         write_config(root, channels, interval),

@@ -322,7 +322,7 @@ def memory(dsn: str, k: int, *, feeds: int, entries: int) -> dict[str, Any]:
         [
             sys.executable,
             "-c",
-            "import monitor.cli, monitor.scheduler, monitor.http; "
+            "import monitor.cli, monitor.scheduler, monitor.scheduler.http; "
             "print(open('/proc/self/status').read())",
         ],
         capture_output=True,

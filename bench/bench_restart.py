@@ -123,9 +123,9 @@ async def measure(cfg_dir: Path, what: str) -> dict[str, Any]:
 
     from monitor.config import load_config
     from monitor.pipeline import load_index
-    from monitor.runtime import open_runtime
+    from monitor.pipeline.runtime import open_runtime
     from monitor.scheduler import startup
-    from monitor.store.queries import window_entries
+    from monitor.store.entries import stream_window
 
     cfg = load_config(cfg_dir, env={})
     out: dict[str, Any] = {}
@@ -139,8 +139,7 @@ async def measure(cfg_dir: Path, what: str) -> dict[str, Any]:
             since = rt.clock() - timedelta(seconds=cfg.settings.dedupe.window)
             n = 0
             async with rt.sessions() as s:
-                result = await s.stream(window_entries(since))
-                async for part in result.partitions(5000):  # as load_index reads them
+                async for part in stream_window(s, since, summary_chars=900):  # as load_index
                     n += len(part)
         elif what == "load_index":
             n = await load_index(rt)
@@ -149,7 +148,7 @@ async def measure(cfg_dir: Path, what: str) -> dict[str, Any]:
         out["seconds"] = time.perf_counter() - t0
         out["cpu"] = self_cpu() - cpu0
         out["entries"] = n
-        out["index_len"] = len(rt.index)
+        out["index_len"] = len(rt.ingest.index)
         out["rss_before"] = rss1
         out["rss_after"] = rss_mb()
         out["rss_start"] = rss0

@@ -143,7 +143,7 @@ async def count(rt: Any) -> dict[str, int]:
 
 async def run(cfg_dir: Path) -> list[list[str]]:
     from monitor.config import load_config
-    from monitor.runtime import open_runtime
+    from monitor.pipeline.runtime import open_runtime
     from monitor.scheduler import retain
 
     rows = []

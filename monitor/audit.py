@@ -27,7 +27,7 @@ from typing import Any
 
 from monitor.deliver.base import LookupFailed
 from monitor.deliver.slack import EVENT_TYPE, SlackBotNotifier, escape, safe_url
-from monitor.runtime import Runtime
+from monitor.pipeline.runtime import Runtime
 from monitor.store.messages import alerts_in_order, entries_by_id, sent_alerts
 from monitor.store.tables import AlertRow
 

@@ -1,4 +1,4 @@
-"""The ``wirewatch`` command line. The only place (with :mod:`monitor.runtime`) that
+"""The ``wirewatch`` command line. The only place (with :mod:`monitor.pipeline.runtime`) that
 builds the engine, the HTTP client and the notifiers.
 
 Exit codes: 0 ok; 1 could not run (database unreachable, internal error);
@@ -385,7 +385,7 @@ async def _daemon(
     http: str = "",
 ) -> int:
     from monitor.config import load_config
-    from monitor.runtime import open_runtime
+    from monitor.pipeline.runtime import open_runtime
     from monitor.scheduler import Daemon, Reloader
 
     # the signals are ours before the parse workers and the database exist: a stop asked
@@ -435,7 +435,7 @@ async def _daemon(
 def _start_line(rt: Any) -> str:
     """Where alerts go and which database is used, in one line: the first thing to check
     when nothing arrives (``alerts → slack #alerts, #desk; db sqlite:////srv/ww.db``)."""
-    from monitor.runtime import alert_channel
+    from monitor.pipeline.runtime import alert_channel
     from monitor.store.db import display_url
 
     cfg: AppConfig = rt.config
@@ -651,7 +651,7 @@ async def _once_cycle(
     from monitor.deliver.console import ConsoleNotifier
     from monitor.outbox import deliver_pending, next_due_in
     from monitor.pipeline import poll_cycle
-    from monitor.runtime import open_runtime
+    from monitor.pipeline.runtime import open_runtime
     from monitor.scheduler import retain, startup
 
     notifiers: dict[str, Notifier] | None = (
@@ -758,7 +758,7 @@ def cluster(
 ) -> None:
     """Cluster entries into stories with exactly the daemon's dedupe; prints id<TAB>story_id."""
     from monitor.cluster import cluster_lines
-    from monitor.runtime import dedupe_config
+    from monitor.pipeline.runtime import dedupe_config
 
     cfg = _load_lenient(config, feeds, watchlists)
     dcfg = dedupe_config(cfg)
@@ -1067,7 +1067,7 @@ async def _feed_rows(
     name; with their recent history; and the leases held now (owner, feeds, until)."""
     from sqlmodel import select
 
-    from monitor.health import feed_history
+    from monitor.store.history import feed_history
     from monitor.store.queries import held_leases
     from monitor.store.tables import FeedRow
 
@@ -1375,7 +1375,7 @@ def audit(
     on any discrepancy (for cron), 2 when a channel cannot be read."""
     from monitor.audit import format_audit, run_audit
     from monitor.config import parse_duration
-    from monitor.runtime import open_runtime
+    from monitor.pipeline.runtime import open_runtime
 
     cfg = _load(config, feeds, watchlists, database)
     try:

@@ -680,17 +680,17 @@ def _load_watchlists(
 
 
 def _named_items(
-    items: object, text: Callable[[object], str | None] | None = None
+    items: object, read: Callable[[object], str | None] | None = None
 ) -> list[tuple[int, dict[str, Any]]]:
     """The items of a YAML list that are mappings with a ``name``, by index: a string
-    name as is, or, with ``text``, the name as ``text`` reads it (the schema's own
+    name as is, or, with ``read``, the name as ``read`` reads it (the schema's own
     reading of a scalar; items whose name it rejects are left out)."""
     out = []
     for i, item in enumerate(items if isinstance(items, list) else []):
         if not isinstance(item, dict):
             continue
         name = item.get("name")
-        name = text(name) if text is not None else name if isinstance(name, str) else None
+        name = read(name) if read is not None else name if isinstance(name, str) else None
         if name is not None:
             out.append((i, {**item, "name": name}))
     return out

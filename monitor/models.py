@@ -4,6 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
+
+
+class AlertState(StrEnum):
+    """Where an outbox row is: ``PENDING`` (queued, or waiting out a retry) →
+    ``SENDING`` (claimed by a worker; a restart reconciles it against the channel) →
+    ``SENT`` or ``FAILED`` (permanently refused, or reconciliation kept failing). The
+    values are what the database stores and what ``wirewatch outbox`` prints."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class AlertKind(StrEnum):
+    """``NEW``: a story's first alert on a sink (a card, or a line of a digest);
+    ``FOLLOWUP``: a further outlet carrying it (a thread reply under the first)."""
+
+    NEW = "new"
+    FOLLOWUP = "followup"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +74,7 @@ class AlertMessage:
     matched_terms: tuple[str, ...]
     matched_words: tuple[str, ...] = ()
     sources: list[SourceRef] = field(default_factory=list)
-    kind: str = "new"  # "new" (parent message) | "followup" (thread reply: also reported by)
+    kind: AlertKind = AlertKind.NEW  # a parent message, or a thread reply (also reported by)
     thread_ts: str | None = None  # parent message ts for follow-ups
     parent_title: str = ""  # follow-ups: the story's headline as its parent alert gave it
     parent_in_digest: bool = False  # follow-ups: the parent is a line of a digest message

@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, update
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor.deliver.base import DeliveryResult, LookupFailed, Notifier
@@ -31,18 +29,33 @@ from monitor.deliver.slack import (
     rendered_hash,
 )
 from monitor.intervals import RETRY_AFTER_CAP_S
-from monitor.models import AlertMessage, SourceRef
-from monitor.runtime import Runtime
+from monitor.models import AlertKind, AlertMessage, AlertState, SourceRef
+from monitor.pipeline.runtime import Runtime
+from monitor.store.alerts import (
+    alert_state,
+    alerts_by_id,
+    claim_alerts,
+    count_sent_new,
+    due_channels,
+    mark_shown_in_parent,
+    next_pending_at,
+    parent_headlines,
+    pending_by_other_sinks,
+    pending_in_channel,
+    stuck_sending,
+)
+from monitor.store.matches import first_matches
 from monitor.store.messages import (
     NewMessage,
     alerts_in_order,
     digest_items,
+    entries_by_id,
     record_messages,
     set_rendered,
     showing,
 )
 from monitor.store.queries import stories_sources
-from monitor.store.tables import AlertRow, EntryRow, MatchRow
+from monitor.store.tables import AlertRow
 
 log = logging.getLogger("wirewatch.outbox")
 
@@ -69,39 +82,15 @@ async def build_messages(
 ) -> list[AlertMessage]:
     """``build_message`` for several alerts (a digest, follow-ups folded into one reply)
     with a handful of queries in all, not four per alert."""
-    entry_ids = sorted({a.entry_id for a in alerts})
     story_ids = sorted({a.story_id for a in alerts})
     parent_ids = sorted({a.parent_id for a in alerts if a.parent_id is not None})
-    entries: dict[int, EntryRow] = {}
-    matches: dict[tuple[int, str], MatchRow] = {}
-    for start in range(0, len(entry_ids), 500):
-        for e in (
-            await session.exec(
-                select(EntryRow).where(col(EntryRow.id).in_(entry_ids[start : start + 500]))
-            )
-        ).all():
-            entries[e.id or 0] = e
-    for start in range(0, len(story_ids), 500):
-        for m in (
-            await session.exec(
-                select(MatchRow)
-                .where(col(MatchRow.story_id).in_(story_ids[start : start + 500]))
-                .order_by(col(MatchRow.id))
-            )
-        ).all():
-            matches.setdefault((m.story_id, m.watchlist), m)
+    entries = await entries_by_id(session, [a.entry_id for a in alerts])
+    matches = await first_matches(session, story_ids)
     sources = await stories_sources(session, story_ids)
     parents: dict[int, tuple[str | None, str]] = {}  # parent alert id -> (ts, headline)
     in_digest: set[int] = set()  # parents shown as a digest line
     if parent_ids:
-        for pid, ts, title in (
-            await session.exec(
-                select(AlertRow.id, AlertRow.ts, EntryRow.title)
-                .join(EntryRow, col(EntryRow.id) == col(AlertRow.entry_id))
-                .where(col(AlertRow.id).in_(parent_ids))
-            )
-        ).all():
-            parents[pid or 0] = (ts, title)
+        parents.update(await parent_headlines(session, parent_ids))
         # the message that shows the parent is where its copies thread (for a digest,
         # the part listing it)
         for pid, where in (await showing(session, parent_ids)).items():
@@ -137,12 +126,12 @@ async def build_messages(
                 # a parent lists every outlet carrying its story; a follow-up is the one
                 # new copy (folding several into one reply lists theirs, see _send)
                 sources=[SourceRef(entry.source, entry.link, entry.title)]
-                if alert.kind == "followup"
+                if alert.kind == AlertKind.FOLLOWUP
                 else [
                     SourceRef(source=s, link=link, title=title)
                     for s, link, title in sources.get(alert.story_id, [])
                 ],
-                kind=alert.kind,
+                kind=AlertKind(alert.kind),
                 thread_ts=parent_ts,
                 parent_title=parent_title,
                 parent_in_digest=alert.parent_id in in_digest,
@@ -164,15 +153,7 @@ async def reconcile(rt: Runtime, *, older_than: float = 0.0) -> int:
     now = rt.clock()
     fixed = 0
     async with rt.sessions() as session:
-        rows = (
-            await session.exec(
-                select(AlertRow)
-                .where(AlertRow.state == "sending")
-                .where(col(AlertRow.sending_at) <= now - timedelta(seconds=older_than))
-                .order_by(col(AlertRow.id))
-            )
-        ).all()
-        for row in rows:
+        for row in await stuck_sending(session, now - timedelta(seconds=older_than)):
             notifier = rt.notifiers.get(row.sink)
             ts = None
             if notifier is not None:
@@ -192,7 +173,7 @@ async def reconcile(rt: Runtime, *, older_than: float = 0.0) -> int:
                     log.warning("alert %s: could not check the channel history: %s", row.id, exc)
                     continue
             if ts:
-                row.state, row.ts, row.sent_at = "sent", ts, now
+                row.state, row.ts, row.sent_at = AlertState.SENT, ts, now
                 rt.metrics.delivered(row.sink, queued=row.created_at, published=None, now=now)
                 log.info(
                     "alert %s was already delivered before a restart (ts %s)",
@@ -201,7 +182,7 @@ async def reconcile(rt: Runtime, *, older_than: float = 0.0) -> int:
                     extra=_ids(row),
                 )
             else:
-                row.state, row.next_attempt_at = "pending", now
+                row.state, row.next_attempt_at = AlertState.PENDING, now
             session.add(row)
             fixed += 1
         await session.commit()
@@ -230,7 +211,7 @@ def _check_failed(row: AlertRow, why: str, now: datetime) -> None:
             why,
         )
         return
-    row.state = "failed"
+    row.state = AlertState.FAILED
     row.last_error = (
         f"{why}; could not check {row.check_failures} times whether the channel shows it: "
         "fix that, look in the channel, then `wirewatch outbox retry` to send it (a second "
@@ -242,26 +223,17 @@ def _check_failed(row: AlertRow, why: str, now: datetime) -> None:
 async def _due_keys(rt: Runtime) -> list[tuple[str, str]]:
     now = rt.clock()
     async with rt.sessions() as session:
-        rows = (
-            await session.exec(
-                select(AlertRow.sink, AlertRow.channel)
-                .where(AlertRow.state == "pending")
-                .where(col(AlertRow.next_attempt_at) <= now)
-                .where(col(AlertRow.sink).in_(list(rt.notifiers)))  # (see stranded())
-                .distinct()
-            )
-        ).all()
-    return [(sink, channel) for sink, channel in rows]
+        return await due_channels(session, now, list(rt.notifiers))  # (see stranded())
 
 
 def kick(rt: Runtime, keys: list[tuple[str, str]], report: DeliveryReport) -> None:
     """Make sure a drain task runs for each channel; never two for one channel in a
     process (two would send the same row twice)."""
     for key in keys:
-        task = rt.channel_tasks.get(key)
+        task = rt.delivery.channel_tasks.get(key)
         if task is None or task.done():
             task = asyncio.create_task(_channel_loop(rt, key, report), name=f"deliver {key}")
-            rt.channel_tasks[key] = task
+            rt.delivery.channel_tasks[key] = task
 
 
 async def deliver_pending(rt: Runtime) -> DeliveryReport:
@@ -276,7 +248,7 @@ async def deliver_pending(rt: Runtime) -> DeliveryReport:
         # move (its head waits for a retry or a parent) is not restarted in this call
         keys = [k for k in await _due_keys(rt) if k not in stalled]
         kick(rt, keys, report)
-        running = {k: t for k, t in rt.channel_tasks.items() if not t.done()}
+        running = {k: t for k, t in rt.delivery.channel_tasks.items() if not t.done()}
         if not running:
             return report
         done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
@@ -287,7 +259,7 @@ async def deliver_pending(rt: Runtime) -> DeliveryReport:
 
 
 async def delivery_loop(rt: Runtime, stop: asyncio.Event) -> None:
-    """The daemon's delivery worker: wakes when ingest queues alerts (``rt.outbox_wakeup``)
+    """The daemon's delivery worker: wakes when ingest queues alerts (``rt.delivery.wakeup``)
     or at least every second for retries, and starts a drain per channel with due rows.
     Channels drain independently, so one slow or failing channel never delays another."""
     report = DeliveryReport()
@@ -313,13 +285,13 @@ async def delivery_loop(rt: Runtime, stop: asyncio.Event) -> None:
         except Exception:
             log.exception("delivery worker: will retry")
         report.errors.clear()  # (logged as they happen; kept, they would grow for months)
-        rt.outbox_wakeup.clear()
-        waiter = asyncio.ensure_future(rt.outbox_wakeup.wait())
+        rt.delivery.wakeup.clear()
+        waiter = asyncio.ensure_future(rt.delivery.wakeup.wait())
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({waiter, stopper}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         stopper.cancel()
-    running = [t for t in rt.channel_tasks.values() if not t.done()]
+    running = [t for t in rt.delivery.channel_tasks.values() if not t.done()]
     if running:
         await asyncio.wait(running, timeout=30)
 
@@ -329,16 +301,7 @@ async def _channel_loop(rt: Runtime, key: tuple[str, str], report: DeliveryRepor
     having worked through its queue (the head waits for a retry or a parent)."""
     while True:
         async with rt.sessions() as session:
-            queue = list(
-                (
-                    await session.exec(
-                        select(AlertRow)
-                        .where(AlertRow.state == "pending")
-                        .where(AlertRow.sink == key[0], AlertRow.channel == key[1])
-                        .order_by(col(AlertRow.id))
-                    )
-                ).all()
-            )
+            queue = await pending_in_channel(session, *key)
         if not queue:
             return True
         if queue[0].next_attempt_at > rt.clock():
@@ -357,27 +320,18 @@ def _paced(notifier: Notifier) -> bool:
 async def _pace(rt: Runtime, key: tuple[str, str]) -> None:
     interval = rt.config.settings.delivery.per_channel_interval
     loop = asyncio.get_running_loop()
-    last = rt.last_sent.get(key)
+    last = rt.delivery.last_sent.get(key)
     if last is not None:
         delay = last + interval - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-    rt.last_sent[key] = loop.time()
+    rt.delivery.last_sent[key] = loop.time()
 
 
 async def _recent_sent(rt: Runtime, key: tuple[str, str], now: datetime) -> int:
     window = timedelta(seconds=rt.config.settings.delivery.burst_window)
     async with rt.sessions() as session:
-        n = (
-            await session.exec(
-                select(func.count())
-                .select_from(AlertRow)
-                .where(AlertRow.sink == key[0], AlertRow.channel == key[1])
-                .where(AlertRow.kind == "new", AlertRow.state == "sent")
-                .where(col(AlertRow.sent_at) >= now - window)
-            )
-        ).one()
-    return int(n)
+        return await count_sent_new(session, key[0], key[1], now - window)
 
 
 async def _drain(
@@ -400,7 +354,7 @@ async def _drain(
     # scan the whole queue at every send (thousands of rows on a first run)
     by_parent: dict[int | None, list[AlertRow]] = defaultdict(list)
     for q in queue:
-        if q.kind == "followup":
+        if q.kind == AlertKind.FOLLOWUP:
             by_parent[q.parent_id].append(q)
     i = 0
     while i < len(queue):
@@ -409,12 +363,12 @@ async def _drain(
             report.waiting += len(queue) - i
             return False  # keep order: nothing behind a row that waits for its retry
         batch = [row]
-        if row.kind == "followup":
+        if row.kind == AlertKind.FOLLOWUP:
             parent_state = await _parent_state(rt, row)
-            if parent_state in ("pending", "sending"):
+            if parent_state in (AlertState.PENDING, AlertState.SENDING):
                 report.waiting += len(queue) - i
                 return False
-            if parent_state == "failed":
+            if parent_state == AlertState.FAILED:
                 await _finish(
                     rt,
                     [row],
@@ -425,7 +379,7 @@ async def _drain(
                 continue
             while (
                 i + len(batch) < len(queue)
-                and queue[i + len(batch)].kind == "followup"
+                and queue[i + len(batch)].kind == AlertKind.FOLLOWUP
                 and queue[i + len(batch)].parent_id == row.parent_id
                 and len(batch) < 20
             ):
@@ -433,7 +387,7 @@ async def _drain(
         elif recent >= delivery.burst_max and _paced(notifier):
             while (
                 i + len(batch) < len(queue)
-                and queue[i + len(batch)].kind == "new"
+                and queue[i + len(batch)].kind == AlertKind.NEW
                 and queue[i + len(batch)].next_attempt_at <= rt.clock()
                 and len(batch) < 200
             ):
@@ -441,7 +395,7 @@ async def _drain(
         # copies from other outlets queued before the parent went out are shown in
         # the parent itself (it lists every outlet carrying the story), not as replies
         # (a parent's follow-ups all come after it, so after the batch of new rows)
-        folded = [q for b in batch if b.kind == "new" for q in by_parent.pop(b.id, ())]
+        folded = [q for b in batch if b.kind == AlertKind.NEW for q in by_parent.pop(b.id, ())]
         folded.sort(key=lambda q: q.id or 0)  # queue order: rows are loaded by id
         ok = await _send(rt, notifier, key, batch, report, folded)
         if not ok:
@@ -451,18 +405,17 @@ async def _drain(
             queue = queue[: i + len(batch)] + [
                 q for q in queue[i + len(batch) :] if q.id not in gone
             ]
-        if row.kind == "new":
+        if row.kind == AlertKind.NEW:
             recent += len(batch)
         i += len(batch)
     return True
 
 
-async def _parent_state(rt: Runtime, row: AlertRow) -> str | None:
+async def _parent_state(rt: Runtime, row: AlertRow) -> AlertState | None:
     if row.parent_id is None:
         return None
     async with rt.sessions() as session:
-        parent = await session.get(AlertRow, row.parent_id)
-    return parent.state if parent else None
+        return await alert_state(session, row.parent_id)
 
 
 async def _send(
@@ -479,20 +432,14 @@ async def _send(
     async with rt.sessions() as session:
         # claim the rows with one conditional UPDATE: only the caller that moves a row
         # from pending to sending may send it (no double send, even across processes)
-        res = await session.exec(
-            update(AlertRow)
-            .where(col(AlertRow.id).in_([r.id for r in batch]), col(AlertRow.state) == "pending")
-            .values(state="sending", sending_at=now, attempts=col(AlertRow.attempts) + 1)
-            .returning(col(AlertRow.id))
-        )
-        claimed_ids = set(res.scalars().all())
+        claimed_ids = await claim_alerts(session, [r.id or 0 for r in batch], now)
         await session.commit()
         batch[:] = [r for r in batch if r.id in claimed_ids]
         if not batch:
             return True  # someone else took them
         msgs = await build_messages(session, rt, batch)
     msg = msgs[0]
-    if len(msgs) > 1 and msg.kind == "followup":
+    if len(msgs) > 1 and msg.kind == AlertKind.FOLLOWUP:
         msg.sources = [SourceRef(m.source, m.link, m.title) for m in msgs]
     elif len(msgs) > 1:
         msg.digest = msgs
@@ -528,7 +475,7 @@ async def _send(
             await session.commit()
     if copies:
         await _mark_folded(rt, copies, {a: v.ts for a, v in shown.items()}, report)
-    if result.ok and msg.kind == "followup" and batch[0].parent_id is not None:
+    if result.ok and msg.kind == AlertKind.FOLLOWUP and batch[0].parent_id is not None:
         await _update_parent(rt, notifier, batch[0].parent_id)
     return result.ok or result.permanent
 
@@ -566,7 +513,7 @@ def _views(
     ids = [r.id or 0 for r in batch]
     common = NewMessage(key[0], key[1], result.channel, ts="", kind="", items=())
     if not msg.digest:  # a card, or a reply in its story's thread
-        reply = msg.kind == "followup"
+        reply = msg.kind == AlertKind.FOLLOWUP
         return [
             replace(
                 common,
@@ -610,23 +557,20 @@ async def _finish(
     now = rt.clock()
     marked: set[int] = set()
     async with rt.sessions() as session:
-        rows = await session.exec(
-            select(AlertRow).where(col(AlertRow.id).in_([r.id for r in batch]))
-        )
-        for row in rows.all():
-            if row.state == "sent":  # (reconciled by another node while this one sent it)
+        for row in await alerts_by_id(session, [r.id or 0 for r in batch]):
+            if row.state == AlertState.SENT:  # (reconciled by another node while this one sent it)
                 continue
             marked.add(row.id or 0)
             if result.ok:
                 # each alert keeps the ts of the message showing it (a digest's part)
                 where = (shown or {}).get(row.id or 0)
                 ts = where.ts if where is not None else result.ts
-                row.state, row.ts, row.sent_at, row.last_error = "sent", ts, now, None
+                row.state, row.ts, row.sent_at, row.last_error = AlertState.SENT, ts, now, None
                 report.sent += 1
             elif result.uncertain:
                 # the request may have reached Slack: reconcile against the channel
                 # history before sending again (see reconcile())
-                row.state, row.sending_at, row.last_error = "sending", now, result.error
+                row.state, row.sending_at, row.last_error = AlertState.SENDING, now, result.error
                 report.retried += 1
                 log.warning(
                     "alert %s to %s %s: %s; outcome unknown, will check the channel before "
@@ -638,7 +582,7 @@ async def _finish(
                     extra=_ids(row),
                 )
             elif result.permanent:
-                row.state, row.last_error = "failed", result.error
+                row.state, row.last_error = AlertState.FAILED, result.error
                 report.failed += 1
                 why = error_hint(result.error or "")
                 report.errors.append(f"alert {row.id} ({row.sink} {row.channel}): {why}")
@@ -652,7 +596,7 @@ async def _finish(
                 )
             else:
                 delay = _backoff(rt, row.attempts, result.retry_after)
-                row.state, row.last_error = "pending", result.error
+                row.state, row.last_error = AlertState.PENDING, result.error
                 row.next_attempt_at = now + timedelta(seconds=delay)
                 report.retried += 1
                 log.warning(
@@ -669,6 +613,9 @@ async def _finish(
     return marked
 
 
+_FOLDED = "shown in the parent message (queued before it was sent)"
+
+
 async def _mark_folded(
     rt: Runtime, rows: list[AlertRow], ts_of: dict[int, str], report: DeliveryReport
 ) -> None:
@@ -679,20 +626,11 @@ async def _mark_folded(
         by_ts[ts_of.get(r.parent_id or 0)].append(r.id or 0)
     async with rt.sessions() as session:
         for ts, ids in by_ts.items():
-            res = await session.exec(
-                update(AlertRow)
-                .where(col(AlertRow.id).in_(ids), col(AlertRow.state) == "pending")
-                .values(
-                    state="sent",
-                    ts=ts,
-                    sent_at=now,
-                    last_error="shown in the parent message (queued before it was sent)",
-                )
-            )
-            report.sent += res.rowcount
-            report.folded += res.rowcount
-            if res.rowcount:
-                rt.metrics.alerts_sent.labels(rows[0].sink).inc(res.rowcount)
+            n = await mark_shown_in_parent(session, ids, ts, now, _FOLDED)
+            report.sent += n
+            report.folded += n
+            if n:
+                rt.metrics.alerts_sent.labels(rows[0].sink).inc(n)
         await session.commit()
 
 
@@ -738,26 +676,14 @@ async def stranded(rt: Runtime) -> dict[str, int]:
     """Pending alerts per sink that is not configured now (Slack credentials removed or
     switched from a webhook to a bot token): they wait, kept, until it is again."""
     async with rt.sessions() as session:
-        rows = await session.exec(
-            select(AlertRow.sink, func.count())
-            .where(AlertRow.state == "pending")
-            .where(col(AlertRow.sink).not_in(list(rt.notifiers)))
-            .group_by(col(AlertRow.sink))
-        )
-        return {sink: int(n) for sink, n in rows.all()}
+        return await pending_by_other_sinks(session, list(rt.notifiers))
 
 
 async def next_due_in(rt: Runtime) -> float | None:
     """Seconds until the next pending alert of a configured sink is due (None when
     nothing is pending there)."""
     async with rt.sessions() as session:
-        when = (
-            await session.exec(
-                select(func.min(AlertRow.next_attempt_at))
-                .where(AlertRow.state == "pending")
-                .where(col(AlertRow.sink).in_(list(rt.notifiers)))
-            )
-        ).one()
+        when = await next_pending_at(session, list(rt.notifiers))
     if when is None:
         return None
     return max(0.0, (when - rt.clock()).total_seconds())

@@ -56,7 +56,7 @@ from monitor.deliver.console import ConsoleNotifier
 from monitor.deliver.slack import SlackBotNotifier
 from monitor.deliver.webhook import WebhookNotifier
 from monitor.outbox import deliver_pending, reconcile
-from monitor.runtime import Runtime, open_runtime
+from monitor.pipeline.runtime import Runtime, open_runtime
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, StoryRow
 from tests.fakeslack import FakeSlack
 from tests.util import write_config
@@ -217,7 +217,7 @@ class Model(RuleBasedStateMachine):
                 await s.flush()
                 self.stories.append((story.id or 0, watchlist, alert.id or 0))
             await s.commit()
-        self.runtime.outbox_wakeup.set()
+        self.runtime.delivery.wakeup.set()
 
     def _entry(self, story_id: int, outlet: str, now: datetime) -> EntryRow:
         self.n += 1

@@ -120,7 +120,7 @@ def test_a_row_whose_history_check_slack_refuses_turns_failed_with_what_to_do(
     from monitor.config import load_config
     from monitor.outbox import RECONCILE_AFTER, deliver_pending
     from monitor.pipeline import poll_cycle
-    from monitor.runtime import open_runtime
+    from monitor.pipeline.runtime import open_runtime
     from monitor.scheduler import startup
     from monitor.store.tables import AlertRow
 

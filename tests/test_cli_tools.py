@@ -12,7 +12,7 @@ import pytest
 
 from monitor.config import load_config
 from monitor.pipeline import poll_cycle
-from monitor.runtime import open_runtime
+from monitor.pipeline.runtime import open_runtime
 from monitor.scheduler import Daemon, startup
 from tests.feedserver import FeedServer, rss
 from tests.util import pubdate, seed_feeds, wirewatch, write_config

@@ -52,7 +52,7 @@ from monitor.dedupe.textkey import (
 )
 from monitor.normalize import fold_keep_case
 from monitor.store.db import create_engine, migrate, sessionmaker
-from monitor.store.queries import window_entries
+from monitor.store.entries import stream_window
 from monitor.store.tables import EntryRow, FeedRow, StoryRow
 
 _WORDS = [
@@ -327,7 +327,7 @@ def test_add_stored_takes_sqlite_text_and_datetimes_as_add_does() -> None:
     assert by_item._postings == by_text._postings == by_dt._postings
 
 
-def test_window_entries_feed_add_stored_like_stored_items(db_url: str) -> None:
+def test_the_stored_window_feeds_add_stored_like_stored_items(db_url: str) -> None:
     """On every backend: the window query's rows, through ``add_stored``, build the same
     index as the stored entries through ``add``."""
     entries = [
@@ -366,9 +366,9 @@ def test_window_entries_feed_add_stored_like_stored_items(db_url: str) -> None:
             since = T0 - timedelta(hours=48)
             stored = StoryIndex(DedupeConfig())
             async with sessionmaker(engine)() as s:
-                result = await s.stream(window_entries(since))
-                async for row in result:
-                    stored.add_stored(*row)
+                async for part in stream_window(s, since, summary_chars=900):
+                    for row in part:
+                        stored.add_stored(*row)
             expected = StoryIndex(DedupeConfig())
             for i, (title, summary, published, sid) in enumerate(entries[:3]):
                 when = published or (seen if i < 3 else T0)

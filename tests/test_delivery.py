@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from monitor.config import load_config
 from monitor.outbox import deliver_pending, next_due_in
 from monitor.pipeline import poll_cycle
-from monitor.runtime import Runtime, open_runtime
+from monitor.pipeline.runtime import Runtime, open_runtime
 from monitor.scheduler import startup
 from monitor.store.tables import AlertRow
 from tests.fakeslack import FakeSlack

@@ -17,7 +17,7 @@ from sqlmodel import select
 from monitor.config import load_config
 from monitor.outbox import deliver_pending
 from monitor.pipeline import CycleReport, catch_up, poll_cycle, poll_feed
-from monitor.runtime import open_runtime
+from monitor.pipeline.runtime import open_runtime
 from monitor.scheduler import startup
 from monitor.store.queries import hold_ingest_lock
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, StoryRow
@@ -112,7 +112,7 @@ def test_processes_sharing_postgresql_fold_each_others_copies(
             await startup(b)  # both indexes loaded now, before anything is stored
             first = await poll_cycle(a, all_feeds=True)
             # alone so far: its own ids move its mark on, nothing is read back
-            assert a.seen_entry_id == await _one(a, select(func.max(EntryRow.id)))
+            assert a.ingest.seen_entry_id == await _one(a, select(func.max(EntryRow.id)))
             async with a.sessions() as s:
                 assert await catch_up(a, s) == 0
             await deliver_pending(a)
@@ -198,7 +198,7 @@ def test_a_catch_up_waits_for_a_batch_another_process_is_storing(
                 await other.commit()
             added = [await waiting, await caught_up()]
             top = await _one(rt, select(func.max(EntryRow.id)))
-            return blocked, added, rt.seen_entry_id == top
+            return blocked, added, rt.ingest.seen_entry_id == top
 
     assert asyncio.run(go()) == (True, [2, 0], True)
 
@@ -501,7 +501,7 @@ def test_a_poll_that_breaks_its_batch_fails_alone(
     """Polls finishing together are stored in one transaction (group commit). When that
     transaction fails because of one poll, the batch is retried poll by poll: the other
     feeds' entries are stored, and only the bad feed records an error."""
-    import monitor.pipeline as pipeline
+    from monitor.pipeline import fold
 
     feeds = []
     for i in range(6):
@@ -518,7 +518,7 @@ def test_a_poll_that_breaks_its_batch_fails_alone(
         feed_server.set(f"/{name}.xml", rss(name, items))
         feeds.append({"name": name, "source": name.upper(), "url": feed_server.url(f"/{name}.xml")})
     cfg_dir = write_config(tmp_path, feeds=feeds)
-    real = pipeline._ingest_fresh
+    real = fold.store_new_entries
     batches: list[int] = []
 
     async def failing(rt: Any, session: Any, fresh: Any, now: Any, stored: Any) -> Any:
@@ -527,18 +527,18 @@ def test_a_poll_that_breaks_its_batch_fails_alone(
             raise RuntimeError("disk I/O error")
         return await real(rt, session, fresh, now, stored)
 
-    monkeypatch.setattr(pipeline, "_ingest_fresh", failing)
+    monkeypatch.setattr(fold, "store_new_entries", failing)
 
     async def run() -> CycleReport:
         cfg = load_config(cfg_dir, env={})
         async with open_runtime(cfg, notifiers={}) as rt:
             await startup(rt)
             # hold the ingest lock until every poll is parsed, so they form one batch
-            async with rt.ingest_lock:
+            async with rt.ingest.lock:
                 task = asyncio.create_task(poll_cycle(rt, all_feeds=True))
                 for _ in range(200):
                     await asyncio.sleep(0.05)
-                    if len(rt.ingest_queue) == 6:
+                    if len(rt.ingest.queue) == 6:
                         break
             return await task
 

@@ -606,7 +606,7 @@ def test_silence_is_told_in_minutes_under_an_hour(
 
     from monitor.config import load_config
     from monitor.pipeline import poll_cycle
-    from monitor.runtime import open_runtime
+    from monitor.pipeline.runtime import open_runtime
     from monitor.scheduler import Daemon, startup
 
     with FeedServer() as server:

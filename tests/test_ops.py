@@ -25,7 +25,7 @@ from sqlmodel import col, select
 
 from monitor.config import load_config
 from monitor.pipeline import poll_cycle
-from monitor.runtime import Runtime, open_runtime
+from monitor.pipeline.runtime import Runtime, open_runtime
 from monitor.scheduler import Daemon, startup
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, MatchRow, StoryRow
 from tests.fakeslack import FakeSlack
@@ -254,7 +254,7 @@ def test_metrics_agree_with_the_database_and_probes_answer(
 
 
 def test_readyz_needs_a_tick_and_a_valid_config(tmp_path: Path) -> None:
-    from monitor.http import OpsServer, Probe
+    from monitor.scheduler.http import OpsServer, Probe
 
     cfg_dir = write_config(tmp_path, feeds=[{"name": "a", "url": "http://127.0.0.1:9/a.xml"}])
 

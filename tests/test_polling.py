@@ -24,7 +24,7 @@ from monitor.config import load_config
 from monitor.deliver.console import ConsoleNotifier
 from monitor.outbox import deliver_pending
 from monitor.pipeline import CycleReport, Poller, PollReport, poll_cycle
-from monitor.runtime import open_runtime
+from monitor.pipeline.runtime import open_runtime
 from monitor.scheduler import Daemon, retain, startup
 from monitor.store import queries
 from monitor.store.queries import claim_due_feeds, sync_feeds
@@ -481,7 +481,7 @@ def test_spacing_holds_when_feeds_also_wait_for_a_global_slot(
     """Edge case, timed in-process: with one global slot held by a slow feed on another
     host, two feeds of one host that both waited out the spacing meanwhile still start
     a full spacing apart, not back to back once the slot frees."""
-    import monitor.pipeline as pipeline
+    import monitor.pipeline.poll as pipeline
 
     starts: list[tuple[str, float]] = []
 
@@ -694,7 +694,7 @@ def test_a_finished_poll_is_kept_until_its_state_is_written(
     """Edge case: the database refuses the write-back once (locked, restarting). The
     finished poll stays with the poller, its state is written on the next try, and its
     report is not lost."""
-    import monitor.pipeline as pipeline
+    import monitor.pipeline.poll as pipeline
 
     async def fake_poll(rt: Any, row: Any) -> PollReport:
         report = PollReport(row.name, row.url)
@@ -710,7 +710,7 @@ def test_a_finished_poll_is_kept_until_its_state_is_written(
         written.append(states)
 
     monkeypatch.setattr(pipeline, "poll_feed", fake_poll)
-    monkeypatch.setattr(pipeline, "_save_states", flaky_save)
+    monkeypatch.setattr(pipeline, "save_states", flaky_save)
     poll = SimpleNamespace(per_host=2, per_host_spacing=0, concurrency=4, lease=30.0)
     rt = SimpleNamespace(config=SimpleNamespace(settings=SimpleNamespace(poll=poll)))
 
@@ -737,7 +737,7 @@ def test_a_finished_poll_is_kept_until_its_state_is_written(
             raise ValueError("invalid byte sequence")
         written.append(states)
 
-    monkeypatch.setattr(pipeline, "_save_states", refuse_7)
+    monkeypatch.setattr(pipeline, "save_states", refuse_7)
     written.clear()
 
     async def main2() -> list[list[str]]:

@@ -13,7 +13,7 @@ import pytest
 from monitor.config import load_config
 from monitor.normalize import canonical_url
 from monitor.pipeline import poll_cycle
-from monitor.runtime import open_runtime
+from monitor.pipeline.runtime import open_runtime
 from monitor.scheduler import startup
 from tests.conftest import SHARED_DATA
 from tests.feedserver import FeedServer

@@ -194,7 +194,8 @@ def test_a_feed_silent_longer_than_retention_stays_silent_after_a_prune(db_url: 
     """A prune keeps each feed's newest entries (emptied): a feed that published nothing
     for 40 days is still reported silent, not "recovered" because its history was
     deleted."""
-    from monitor.health import feed_history, silence
+    from monitor.health import silence
+    from monitor.store.history import feed_history
     from monitor.store.queries import prune
 
     async def body(sm: Any, feed_id: int) -> tuple[object, object, int]:

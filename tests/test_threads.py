@@ -10,7 +10,7 @@ from pathlib import Path
 from monitor.config import load_config
 from monitor.outbox import deliver_pending
 from monitor.pipeline import poll_cycle
-from monitor.runtime import open_runtime
+from monitor.pipeline.runtime import open_runtime
 from monitor.scheduler import startup
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer, rss

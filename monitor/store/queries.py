@@ -8,10 +8,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Integer, Select, String, delete, func, or_, text, type_coerce, update
-from sqlalchemy import select as sa_select
+from sqlalchemy import delete, func, or_, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -467,46 +465,3 @@ async def stories_sources(
                 outlets.add(source)
                 out.setdefault(sid, []).append((source, link, title))
     return out
-
-
-def window_entries(
-    since: datetime, summary_chars: int = 900, upto: int | None = None
-) -> Select[str, str, datetime | str, str, str, int]:
-    """Entries the story index needs at start-up: those seen since ``since``, in order,
-    with just what ``StoryIndex.add_stored`` reads: title, the first ``summary_chars``
-    characters of the summary, time (published, else seen), outlet, link, story; with
-    ``upto``, only entries with ids up to it.
-
-    The time comes without SQLAlchemy's per-row datetime processing (a third of the
-    cost of reading the rows): SQLite gives its stored text, PostgreSQL's driver an aware
-    datetime; ``add_stored`` takes either."""
-    query = (
-        sa_select(*_index_columns(summary_chars))
-        .where(col(EntryRow.seen_at) >= since)
-        .where(col(EntryRow.story_id).is_not(None))
-        .order_by(col(EntryRow.id))
-        .execution_options(yield_per=5000)
-    )
-    return query if upto is None else query.where(col(EntryRow.id) <= upto)
-
-
-def _index_columns(summary_chars: int) -> tuple[Any, ...]:
-    when = func.coalesce(col(EntryRow.published), col(EntryRow.seen_at))
-    return (
-        col(EntryRow.title),
-        func.substr(col(EntryRow.summary), 1, summary_chars),
-        type_coerce(when, String()),
-        col(EntryRow.source),
-        col(EntryRow.link),
-        type_coerce(col(EntryRow.story_id), Integer()),
-    )
-
-
-def entries_since_id(
-    after: int, summary_chars: int = 900
-) -> Select[int, str, str, datetime | str, str, str, int | None]:
-    """``window_entries``' columns, after the entry id, for the entries with an id above
-    ``after``: what other processes stored since the story index last looked
-    (``pipeline.catch_up``)."""
-    ids = col(EntryRow.id)
-    return sa_select(ids, *_index_columns(summary_chars)).where(ids > after).order_by(ids)

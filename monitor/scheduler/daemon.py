@@ -10,7 +10,7 @@
   channel (``slack.ops_channel``, or the console) once per change of state.
 
 With ``http`` (``--http HOST:PORT``) it serves ``/healthz``, ``/readyz`` and ``/metrics``
-(``monitor.http``).
+(``monitor.scheduler.http``).
 
 Shutdown (SIGINT/SIGTERM): no new jobs start; in-flight polls and sends finish; leases
 are released; then the process exits.
@@ -27,9 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor import __version__
@@ -38,18 +36,20 @@ from monitor.dedupe.embed import load_in_background
 from monitor.deliver.ops import OpsSink, ops_sink
 from monitor.health import (
     announced_state,
-    feed_history,
     feed_state,
     health_message,
     silence,
     span,
     state_detail,
 )
-from monitor.http import OpsServer, Probe
 from monitor.intervals import FAILURE_CAP_S, JITTER, RETRY_AFTER_CAP_S
 from monitor.outbox import RECONCILE_AFTER, delivery_loop, reconcile, stranded
 from monitor.pipeline import CycleReport, Poller, PollReport, load_index
-from monitor.runtime import Runtime
+from monitor.pipeline.runtime import Runtime
+from monitor.scheduler.http import OpsServer, Probe
+from monitor.store.entries import newest_published
+from monitor.store.feeds import list_feeds
+from monitor.store.history import feed_history
 from monitor.store.ops import (
     claim_announcements,
     finish_announcement,
@@ -69,7 +69,6 @@ from monitor.store.queries import (
     sync_feeds,
     take_over_leases,
 )
-from monitor.store.tables import EntryRow, FeedRow
 
 log = logging.getLogger("wirewatch.daemon")
 
@@ -127,22 +126,16 @@ async def retain(rt: Runtime) -> Pruned:
         return Pruned()
     now = rt.clock()
     before = now - timedelta(seconds=keep)
-    window = timedelta(hours=rt.index.config.window_hours)  # (the window it runs with)
+    window = timedelta(hours=rt.ingest.index.config.window_hours)  # (the window it runs with)
     async with rt.sessions() as session:
         # A clock far ahead (no RTC and NTP not there yet, a clock set by hand) must not
         # prune the stories the story window still folds copies into. What this host
         # wrote is dated by that clock too, so the reference is the publishers' clocks:
         # the newest publication date among the entries stored lately.
-        published = (
-            await session.exec(
-                select(func.max(EntryRow.published))
-                .where(col(EntryRow.seen_at) >= now - 2 * window)
-                .where(col(EntryRow.published) <= now)
-            )
-        ).one()
+        published = await newest_published(session, now - 2 * window, now)
         if published is not None:
             before = min(before, _aware(published) - window - timedelta(days=1))
-        done = await prune(session, before=before, lock=rt.ingest_lock)
+        done = await prune(session, before=before, lock=rt.ingest.lock)
     if done.stories:
         log.info(
             "retention: pruned %d stories (%d entries, %d alerts) untouched for %s; "
@@ -178,7 +171,7 @@ async def startup(rt: Runtime, *, lazy_index: bool = False) -> int:
     load_in_background()  # the dedupe embedding model, for titles the workers left
     if not lazy_index:
         loaded = await load_index(rt)
-        rt.index_loaded = True
+        rt.ingest.loaded = True
     # alerts left "sending" by a previous process: checked at once when this process is
     # the database's only user; sharing PostgreSQL, another node may be sending them right
     # now, so only those older than the orphan limit (the delivery worker checks the rest
@@ -339,7 +332,7 @@ class Daemon:
         by their polls, not here."""
         now = self.rt.clock()
         async with self.rt.sessions() as session:
-            rows = list((await session.exec(select(FeedRow).where(col(FeedRow.enabled)))).all())
+            rows = await list_feeds(session, enabled_only=True)
             history = await feed_history(session, rows, now)
         quiet: dict[str, tuple[float, float]] = {}
         healthy = {r.name for r in rows if not r.consecutive_failures}
@@ -371,7 +364,7 @@ class Daemon:
         failing_after = rt.config.settings.health.failures
         configured = {f.name: f for f in rt.config.feeds}
         async with rt.sessions() as session:
-            rows = list((await session.exec(select(FeedRow))).all())
+            rows = await list_feeds(session)
             known = await health_states(session)
         changes: list[tuple[str, str, str]] = []
         for row in rows:
@@ -424,8 +417,8 @@ class Daemon:
                 )
 
     async def _prune(self) -> None:
-        async with self.rt.ingest_lock:  # not in the middle of a batch being stored
-            dropped = self.rt.index.prune(self.rt.clock())
+        async with self.rt.ingest.lock:  # not in the middle of a batch being stored
+            dropped = self.rt.ingest.index.prune(self.rt.clock())
         if dropped:
             log.info("story window: dropped %d entries older than the window", dropped)
 

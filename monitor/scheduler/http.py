@@ -25,7 +25,7 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from monitor.health import overdue_after
-from monitor.runtime import Runtime
+from monitor.pipeline.runtime import Runtime
 from monitor.store.ops import ping, queue, schedule
 
 log = logging.getLogger("wirewatch.http")

@@ -1,5 +1,6 @@
-"""The process's live objects (engine, HTTP session, parse pool, notifiers, matcher,
-story index) in one place, built by :func:`open_runtime` and torn down with it.
+"""The process's live objects (engine, HTTP session, parse pool, notifiers, matcher)
+and the state ingest and delivery own, built by :func:`open_runtime` and torn down
+with it.
 
 The CLI opens one runtime per command; tests open one directly with their own clock.
 """
@@ -34,6 +35,7 @@ from monitor.match import Matcher, compile_watchlists
 from monitor.metrics import Metrics
 from monitor.parse import ParsePool
 from monitor.store.db import create_engine, migrate, sessionmaker
+from monitor.store.stories import StoryIds
 
 log = logging.getLogger("wirewatch")
 
@@ -98,7 +100,40 @@ def build_notifiers(config: AppConfig, *, console: TextIO | None = None) -> dict
 
 
 @dataclass
+class IngestState:
+    """What ingest owns and changes while the process runs: the in-memory story index,
+    how far it has read the database, and the queue of polls waiting to be stored."""
+
+    index: StoryIndex
+    # whether ``index`` holds the stored window yet (ingest loads it first if not)
+    loaded: bool = False
+    # PostgreSQL (shared by processes): the highest entry id the story index has read
+    # (pipeline.index.catch_up); None on SQLite, which is for one process
+    seen_entry_id: int | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # polls waiting to be stored: whoever holds ``lock`` stores all of them in one
+    # transaction (group commit, see pipeline.ingest)
+    queue: list[Any] = field(default_factory=list)
+    story_ids: StoryIds = field(default_factory=StoryIds)
+
+
+@dataclass
+class DeliveryState:
+    """What the outbox worker owns and changes: one drain task per (sink, channel), when
+    each channel was last sent to (pacing), and the event ingest sets after it commits
+    alerts, so the worker sends them at once instead of at its next tick."""
+
+    channel_tasks: dict[tuple[str, str], asyncio.Task[bool]] = field(default_factory=dict)
+    last_sent: dict[tuple[str, str], float] = field(default_factory=dict)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class Runtime:
+    """The process's services, fixed while it runs (a reload swaps ``config`` and
+    ``matcher`` together), and the two objects that own changing state: ``ingest`` and
+    ``delivery``."""
+
     config: AppConfig
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
@@ -106,26 +141,12 @@ class Runtime:
     pool: ParsePool
     notifiers: dict[str, Notifier]
     matcher: Matcher
-    index: StoryIndex
+    ingest: IngestState
+    delivery: DeliveryState = field(default_factory=DeliveryState)
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     max_age: float | None = None
-    ingest_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # polls waiting to be stored: whoever holds ingest_lock stores all of them in one
-    # transaction (group commit), see pipeline.ingest
-    ingest_queue: list[Any] = field(default_factory=list)
-    last_sent: dict[tuple[str, str], float] = field(default_factory=dict)
-    # delivery: one drain task per (sink, channel); ingest sets the event after it
-    # commits alerts so the worker sends them at once instead of at its next tick
-    channel_tasks: dict[tuple[str, str], asyncio.Task[bool]] = field(default_factory=dict)
-    outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    next_story_id: int | None = None  # SQLite story id counter (see pipeline)
-    # whether ``index`` holds the stored window yet (ingest loads it first if not)
-    index_loaded: bool = False
-    # PostgreSQL (shared by processes): the highest entry id the story index has read
-    # (pipeline.catch_up); None on SQLite, which is for one process
-    seen_entry_id: int | None = None
     # this process is the database's only user (the CLI holds a SQLite file's lock): a
     # lease found at start belongs to a process that is gone, and is taken over
     exclusive: bool = False
@@ -189,7 +210,7 @@ async def open_runtime(
             pool=pool,
             notifiers=sinks,
             matcher=compile_watchlists(config.watchlists),
-            index=StoryIndex(dedupe_config(config)),
+            ingest=IngestState(StoryIndex(dedupe_config(config))),
             clock=clock,
             max_age=config.settings.max_age if max_age == "config" else max_age,  # type: ignore[arg-type]
         )

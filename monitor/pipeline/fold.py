@@ -1,0 +1,338 @@
+"""New entries into stories: each finds its story in the index (or starts one), is
+stored, and queues the alerts its matches call for. A batch runs as five named phases
+over one :class:`Batch`, with a handful of batched statements in all (never several
+round trips per entry)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from monitor.dedupe import StoryItem
+from monitor.match import Hit
+from monitor.models import AlertKind, Entry
+from monitor.pipeline.runtime import Runtime, alert_channel, slack_sink
+from monitor.store.alerts import first_alerts_of_stories, insert_alerts, queue_followups
+from monitor.store.entries import insert_entries, outlets_of_stories
+from monitor.store.matches import StoredMatch, matches_of_stories, save_matches
+from monitor.store.stories import insert_stories, stories_by_id
+from monitor.store.tables import StoryRow
+
+if TYPE_CHECKING:
+    from monitor.pipeline.ingest import Job
+
+log = logging.getLogger("wirewatch.pipeline")
+
+YIELD_EVERY = 64  # entries deduped and matched between two yields to the event loop
+
+
+@dataclass
+class Pending:
+    """A new entry on its way in."""
+
+    entry: Entry
+    row: dict[str, Any]  # the entries row, inserted with plain Core
+    story_id: int
+    hits: list[Hit]
+    entry_id: int = 0
+    new_outlet: bool = False
+    outlets: int = 0  # outlets carrying the story once this entry is in
+
+
+@dataclass(slots=True)
+class Parent:
+    """A story's first alert on one sink: follow-ups thread under it."""
+
+    id: int | None  # None while it is queued in this batch and not inserted yet
+    channel: str
+
+
+@dataclass
+class Batch:
+    """One transaction's new entries, and what each phase learns about them."""
+
+    rt: Runtime
+    session: AsyncSession
+    now: datetime
+    pending: list[Pending] = field(default_factory=list)
+    # stories this batch starts (rows to insert) and the known ones it touches
+    new_stories: dict[int, dict[str, Any]] = field(default_factory=dict)
+    stories: dict[int, StoryRow] = field(default_factory=dict)
+    outlets: dict[int, set[str]] = field(default_factory=dict)
+    matches: dict[int, dict[str, StoredMatch]] = field(default_factory=dict)
+    parents: dict[tuple[int, str, str], Parent] = field(default_factory=dict)
+    # alerts rows to insert, a follow-up with the parent it threads under
+    alerts: list[tuple[dict[str, Any], Parent | None]] = field(default_factory=list)
+    queued: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # per feed id
+    spare_ids: list[int] = field(default_factory=list)
+
+    async def story_id(self, e: Entry, left: int) -> int:
+        """An id for a story ``e`` starts (ids are reserved a few at a time)."""
+        if not self.spare_ids:
+            self.spare_ids = await self.rt.ingest.story_ids.take(self.session, max(8, left))
+        sid = self.spare_ids.pop(0)
+        self.new_stories[sid] = _story_values(sid, e, self.now)
+        return sid
+
+
+async def store_new_entries(
+    rt: Runtime,
+    session: AsyncSession,
+    fresh: list[tuple[Job, Entry]],
+    now: datetime,
+    stored: list[int],
+) -> dict[int, int]:
+    """Store new entries (of one or several polls), fold them into stories and queue
+    alerts. Returns the alerts queued per feed id; the new entries' ids are added to
+    ``stored``. Entries that matched but were older than max_age (not alerted) are
+    counted on their poll's report (``too_old``; reset with the rest if the batch is
+    retried)."""
+    batch = Batch(rt, session, now)
+    await assign_stories(batch, fresh)
+    await load_story_context(batch)
+    await count_outlets(batch)
+    stored.extend(await write_entries(batch))
+    await queue_alerts(batch)
+    return batch.queued
+
+
+async def assign_stories(batch: Batch, fresh: list[tuple[Job, Entry]]) -> None:
+    """Each entry's story from the index (or a new one), and its watchlist hits."""
+    rt, now = batch.rt, batch.now
+    for i, (job, e) in enumerate(fresh):
+        feed_id = job.feed.id or 0
+        if i and i % YIELD_EVERY == 0:
+            # let the loop hand finished parses back and start new ones: the parse
+            # workers would otherwise sit idle through a long batch
+            await asyncio.sleep(0)
+        item = StoryItem(
+            key=f"{feed_id}:{e.guid}",
+            title=e.title,
+            summary=e.summary,
+            published=e.published or now,
+            source=e.source,
+            url=e.link,
+        )
+        ready = job.prepared.get(e.guid) if job.prepared is not None else None
+        story_id = rt.ingest.index.find(item, now, ready).story_id
+        if story_id is None:
+            story_id = await batch.story_id(e, len(fresh) - i)
+        rt.ingest.index.add(item, story_id)
+        hits = _hits(rt, job, e, now)
+        batch.pending.append(Pending(e, _entry_values(feed_id, e, now, story_id), story_id, hits))
+
+
+def _hits(rt: Runtime, job: Job, e: Entry, now: datetime) -> list[Hit]:
+    """The watchlists ``e`` matches (from the parse worker when it matched), none when
+    it is older than max_age (counted on its poll: stored, not alerted)."""
+    if job.hits is not None and e.guid in job.hits:
+        hits: list[Hit] = list(job.hits[e.guid])
+    else:
+        hits = rt.matcher.match_entry(e)
+    max_age = rt.max_age
+    if max_age is None or e.published is None:
+        return hits
+    if e.published < now - timedelta(seconds=max_age):
+        if hits:
+            job.report.too_old += 1
+        return []
+    return hits
+
+
+async def load_story_context(batch: Batch) -> None:
+    """What the database knows about the existing stories the batch touches: their
+    rows, outlets, matches, and first alerts (which follow-ups thread under)."""
+    session = batch.session
+    old_ids = sorted({p.story_id for p in batch.pending} - set(batch.new_stories))
+    batch.stories = await stories_by_id(session, old_ids)
+    batch.outlets = await outlets_of_stories(session, old_ids)
+    batch.matches = await matches_of_stories(session, old_ids)
+    for aid, story, watchlist, sink, channel in await first_alerts_of_stories(session, old_ids):
+        batch.parents.setdefault((story, watchlist, sink), Parent(aid, channel))
+
+
+async def count_outlets(batch: Batch) -> None:
+    """Outlets per story, in arrival order: which entry brings a new outlet, and how
+    many carry its story once it is in."""
+    counts: dict[int, int] = {sid: st.source_count for sid, st in batch.stories.items()}
+    for p in batch.pending:
+        if p.story_id not in batch.stories and p.story_id not in batch.new_stories:
+            # the index knew a story the database no longer has: start it again
+            sid = (await batch.rt.ingest.story_ids.take(batch.session, 1))[0]
+            batch.new_stories[sid] = _story_values(sid, p.entry, batch.now)
+            p.story_id = p.row["story_id"] = sid
+        outlets = batch.outlets.setdefault(p.story_id, set())
+        p.new_outlet = p.entry.source not in outlets
+        if p.new_outlet:
+            outlets.add(p.entry.source)
+            counts[p.story_id] = counts.get(p.story_id, 0) + 1
+        p.outlets = counts[p.story_id]
+    for sid, st in batch.stories.items():
+        st.source_count, st.updated_at = counts[sid], batch.now
+        batch.session.add(st)
+    for sid, values in batch.new_stories.items():
+        values["source_count"] = counts[sid]
+
+
+async def write_entries(batch: Batch) -> list[int]:
+    """Insert the new stories and entries; the entries' new ids."""
+    await insert_stories(batch.session, list(batch.new_stories.values()))
+    ids = await insert_entries(batch.session, [p.row for p in batch.pending])
+    for p in batch.pending:
+        p.entry_id = ids[(p.row["feed_id"], p.row["guid"])]
+    return list(ids.values())
+
+
+async def queue_alerts(batch: Batch) -> None:
+    """Matches and alerts: one alert per story per watchlist and sink when the story
+    reaches the watchlist's ``min_sources``, then a follow-up per new outlet."""
+    for p in batch.pending:
+        matches = batch.matches.setdefault(p.story_id, {})
+        if p.hits or (p.new_outlet and matches):
+            batch.queued[p.row["feed_id"]] += _alerts_for(batch, p, matches)
+    new = await save_matches(
+        batch.session, [m for ms in batch.matches.values() for m in ms.values()]
+    )
+    batch.rt.metrics.stage(
+        entries=len(batch.pending),
+        new_stories=len(batch.new_stories),
+        matched=(m.watchlist for m in new),
+        published=(p.entry.published for p in batch.pending),
+        now=batch.now,
+    )
+    # the batch's new parents first (their ids are needed), then follow-ups
+    made = await insert_alerts(
+        batch.session, [row for row, parent in batch.alerts if parent is None]
+    )
+    for aid, story, watchlist, sink in made:
+        parent = batch.parents.get((story, watchlist, sink))
+        if parent is not None and parent.id is None:
+            parent.id = aid
+    follow = [{**row, "parent_id": parent.id} for row, parent in batch.alerts if parent is not None]
+    await queue_followups(batch.session, follow)
+
+
+def _alerts_for(batch: Batch, p: Pending, matches: dict[str, StoredMatch]) -> int:
+    """Record ``p``'s hits on its story's matches, and queue the alerts they call for:
+    the first when the story reaches the watchlist's ``min_sources`` (``p.outlets``
+    carry it now); then a follow-up for each new outlet (threads)."""
+    rt, now, story_id = batch.rt, batch.now, p.story_id
+    for hit in p.hits:
+        m = matches.get(hit.watchlist)
+        if m is None:
+            matches[hit.watchlist] = StoredMatch(
+                None, story_id, p.entry_id, hit.watchlist, list(hit.terms), list(hit.words),
+                False, created_at=now,
+            )  # fmt: skip
+        else:
+            terms, words = _union(m.terms, hit.terms), _union(m.words, hit.words)
+            if terms != m.terms or words != m.words:
+                m.terms, m.words, m.dirty = terms, words, True
+    queued = 0
+    for name, m in matches.items():
+        wl = rt.matcher.watchlists.get(name)
+        if wl is None:
+            continue
+        sinks = _routes(rt, wl.sinks)
+        if not m.alerted:
+            if p.outlets >= max(1, wl.min_sources):
+                m.alerted = m.dirty = True
+                for sink in sinks:
+                    made = Parent(None, alert_channel(rt.config, wl.channel, sink))
+                    row = _alert_values(m, m.entry_id, sink, made.channel, AlertKind.NEW, now)
+                    batch.alerts.append((row, None))
+                    batch.parents[(story_id, name, sink)] = made
+                    queued += 1
+        elif p.new_outlet and wl.followups == "thread":
+            for sink in sinks:
+                parent = batch.parents.get((story_id, name, sink))
+                if parent is not None:
+                    kind = AlertKind.FOLLOWUP
+                    row = _alert_values(m, p.entry_id, sink, parent.channel, kind, now)
+                    batch.alerts.append((row, parent))
+                    queued += 1
+    return queued
+
+
+def _entry_values(feed_id: int, e: Entry, now: datetime, story_id: int) -> dict[str, Any]:
+    """The entries row of a new entry."""
+    return {
+        "feed_id": feed_id,
+        "guid": e.guid,
+        "link": e.link,
+        "title": e.title,
+        "summary": e.summary,
+        "content": e.content,
+        "author": e.author,
+        "categories": "\n".join(e.categories),
+        "source": e.source,
+        "published": e.published,
+        "seen_at": now,
+        "story_id": story_id,
+        "updates": 0,
+    }
+
+
+def _story_values(story_id: int, e: Entry, now: datetime) -> dict[str, Any]:
+    """The stories row of a story that ``e`` starts (its outlet count is set later)."""
+    return {
+        "id": story_id,
+        "title": e.title,
+        "link": e.link,
+        "source": e.source,
+        "source_count": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _alert_values(
+    m: StoredMatch, entry_id: int, sink: str, channel: str, kind: AlertKind, now: datetime
+) -> dict[str, Any]:
+    """An alerts row (outbox) for match ``m``."""
+    return {
+        "story_id": m.story_id,
+        "entry_id": entry_id,
+        "watchlist": m.watchlist,
+        "sink": sink,
+        "channel": channel,
+        "kind": str(kind),
+        "parent_id": None,
+        "next_attempt_at": now,
+        "created_at": now,
+        "terms": json.dumps(m.terms),
+        "words": json.dumps(m.words),
+    }
+
+
+def _union(old: list[str], new: Sequence[str]) -> list[str]:
+    out = list(old)
+    for v in new:
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _routes(rt: Runtime, wanted: Sequence[str]) -> list[str]:
+    """Sinks for a watchlist: the configured ones it names (``slack`` covers the bot and
+    the incoming webhook), or every configured sink. A watchlist that names only sinks
+    that are not configured still alerts, on every configured sink, rather than lose it."""
+    configured = list(rt.notifiers) or [slack_sink(rt.config) or "console"]
+    if not wanted:
+        return configured
+    chosen = [s for s in configured if s.split("-")[0] in wanted]
+    if not chosen:
+        log.warning(
+            "watchlist routes to %s, which is not configured; using %s",
+            ", ".join(wanted),
+            ", ".join(configured),
+        )
+    return chosen or configured

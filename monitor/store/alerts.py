@@ -1,0 +1,187 @@
+"""Queries on ``alerts``: the outbox. One row per story, watchlist and sink (``new``),
+and one per further outlet (``followup``); states in :class:`monitor.models.AlertState`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, update
+from sqlalchemy import select as sa_select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from monitor.models import AlertKind, AlertState
+from monitor.store.tables import AlertRow, EntryRow
+
+PENDING, SENDING, SENT = AlertState.PENDING, AlertState.SENDING, AlertState.SENT
+
+
+async def first_alerts_of_stories(
+    session: AsyncSession, story_ids: Sequence[int]
+) -> list[tuple[int, int, str, str, str]]:
+    """(id, story, watchlist, sink, channel) of these stories' ``new`` alerts, oldest
+    first: the parents their follow-ups thread under."""
+    out: list[tuple[int, int, str, str, str]] = []
+    ids = sorted(story_ids)
+    conn = await session.connection()
+    for start in range(0, len(ids), 500):
+        rows = await conn.execute(
+            sa_select(
+                col(AlertRow.id),
+                col(AlertRow.story_id),
+                col(AlertRow.watchlist),
+                col(AlertRow.sink),
+                col(AlertRow.channel),
+            )
+            .where(col(AlertRow.story_id).in_(ids[start : start + 500]))
+            .where(col(AlertRow.kind) == AlertKind.NEW)
+            .order_by(col(AlertRow.id))
+        )
+        out.extend((int(a or 0), int(s), w, k, c) for a, s, w, k, c in rows.all())
+    return out
+
+
+async def insert_alerts(
+    session: AsyncSession, rows: Sequence[dict[str, Any]]
+) -> list[tuple[int, int, str, str]]:
+    """Queue alerts rows; (id, story, watchlist, sink) of each, for follow-ups to
+    thread under."""
+    if not rows:
+        return []
+    conn = await session.connection()
+    made = await conn.execute(
+        insert(AlertRow).returning(
+            col(AlertRow.id), col(AlertRow.story_id), col(AlertRow.watchlist), col(AlertRow.sink)
+        ),
+        list(rows),
+    )
+    return [(int(a or 0), int(s), w, k) for a, s, w, k in made.all()]
+
+
+async def queue_followups(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn = await session.connection()
+        await conn.execute(insert(AlertRow), list(rows))
+
+
+async def parent_headlines(
+    session: AsyncSession, alert_ids: Sequence[int]
+) -> dict[int, tuple[str | None, str]]:
+    """(ts, headline) of these alerts: where their follow-ups thread, and what they
+    announced."""
+    rows = await session.exec(
+        select(AlertRow.id, AlertRow.ts, EntryRow.title)
+        .join(EntryRow, col(EntryRow.id) == col(AlertRow.entry_id))
+        .where(col(AlertRow.id).in_(list(alert_ids)))
+    )
+    return {aid or 0: (ts, title) for aid, ts, title in rows.all()}
+
+
+async def stuck_sending(session: AsyncSession, since: datetime) -> list[AlertRow]:
+    """Rows claimed for sending at or before ``since`` and never settled."""
+    rows = await session.exec(
+        select(AlertRow)
+        .where(AlertRow.state == SENDING)
+        .where(col(AlertRow.sending_at) <= since)
+        .order_by(col(AlertRow.id))
+    )
+    return list(rows.all())
+
+
+async def due_channels(
+    session: AsyncSession, now: datetime, sinks: Sequence[str]
+) -> list[tuple[str, str]]:
+    """(sink, channel) pairs of these sinks with an alert due by ``now``."""
+    rows = await session.exec(
+        select(AlertRow.sink, AlertRow.channel)
+        .where(AlertRow.state == PENDING)
+        .where(col(AlertRow.next_attempt_at) <= now)
+        .where(col(AlertRow.sink).in_(list(sinks)))
+        .distinct()
+    )
+    return [(sink, channel) for sink, channel in rows.all()]
+
+
+async def pending_in_channel(session: AsyncSession, sink: str, channel: str) -> list[AlertRow]:
+    """A channel's pending alerts, in queue (id) order."""
+    rows = await session.exec(
+        select(AlertRow)
+        .where(AlertRow.state == PENDING)
+        .where(AlertRow.sink == sink, AlertRow.channel == channel)
+        .order_by(col(AlertRow.id))
+    )
+    return list(rows.all())
+
+
+async def count_sent_new(session: AsyncSession, sink: str, channel: str, since: datetime) -> int:
+    """First alerts a channel was sent since ``since`` (the burst that digests)."""
+    n = (
+        await session.exec(
+            select(func.count())
+            .select_from(AlertRow)
+            .where(AlertRow.sink == sink, AlertRow.channel == channel)
+            .where(AlertRow.kind == AlertKind.NEW, AlertRow.state == SENT)
+            .where(col(AlertRow.sent_at) >= since)
+        )
+    ).one()
+    return int(n)
+
+
+async def alert_state(session: AsyncSession, alert_id: int) -> AlertState | None:
+    row = await session.get(AlertRow, alert_id)
+    return AlertState(row.state) if row is not None else None
+
+
+async def claim_alerts(session: AsyncSession, alert_ids: Sequence[int], now: datetime) -> set[int]:
+    """Move these alerts from pending to sending with one conditional UPDATE; the ids it
+    moved. Only the caller that moves a row may send it (no double send, even across
+    processes)."""
+    res = await session.exec(
+        update(AlertRow)
+        .where(col(AlertRow.id).in_(list(alert_ids)), col(AlertRow.state) == PENDING)
+        .values(state=SENDING, sending_at=now, attempts=col(AlertRow.attempts) + 1)
+        .returning(col(AlertRow.id))
+    )
+    return set(res.scalars().all())
+
+
+async def alerts_by_id(session: AsyncSession, alert_ids: Sequence[int]) -> list[AlertRow]:
+    rows = await session.exec(select(AlertRow).where(col(AlertRow.id).in_(list(alert_ids))))
+    return list(rows.all())
+
+
+async def mark_shown_in_parent(
+    session: AsyncSession, alert_ids: Sequence[int], ts: str | None, now: datetime, note: str
+) -> int:
+    """Pending copies shown in their story's message: sent, with its ts. How many."""
+    res = await session.exec(
+        update(AlertRow)
+        .where(col(AlertRow.id).in_(list(alert_ids)), col(AlertRow.state) == PENDING)
+        .values(state=SENT, ts=ts, sent_at=now, last_error=note)
+    )
+    return int(res.rowcount)
+
+
+async def pending_by_other_sinks(session: AsyncSession, sinks: Sequence[str]) -> dict[str, int]:
+    """Pending alerts per sink not among ``sinks``."""
+    rows = await session.exec(
+        select(AlertRow.sink, func.count())
+        .where(AlertRow.state == PENDING)
+        .where(col(AlertRow.sink).not_in(list(sinks)))
+        .group_by(col(AlertRow.sink))
+    )
+    return {sink: int(n) for sink, n in rows.all()}
+
+
+async def next_pending_at(session: AsyncSession, sinks: Sequence[str]) -> datetime | None:
+    """When the next pending alert of these sinks is due."""
+    when: datetime | None = (
+        await session.exec(
+            select(func.min(AlertRow.next_attempt_at))
+            .where(AlertRow.state == PENDING)
+            .where(col(AlertRow.sink).in_(list(sinks)))
+        )
+    ).one()
+    return when

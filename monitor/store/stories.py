@@ -1,0 +1,67 @@
+"""Queries on ``stories``: one row per story, the copies of one report folded together."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, text
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from monitor.store.tables import StoryRow
+
+
+@dataclass
+class StoryIds:
+    """Ids for stories about to be created, known before insert so the story index can
+    learn them while a batch is still being built. PostgreSQL takes them from the
+    table's sequence (safe with many processes); SQLite, a one-process database, counts
+    on from the largest id, read once."""
+
+    next_id: int | None = None
+
+    async def take(self, session: AsyncSession, n: int) -> list[int]:
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            conn = await session.connection()
+            rows = await conn.execute(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence('stories', 'id')) "
+                    "FROM generate_series(1, :n)"
+                ).bindparams(n=n)
+            )
+            return [int(r[0]) for r in rows.all()]
+        if self.next_id is None:
+            top = (await session.exec(select(func.max(StoryRow.id)))).one()
+            self.next_id = int(top or 0) + 1
+        start = self.next_id
+        self.next_id += n
+        return list(range(start, start + n))
+
+
+async def stories_by_id(session: AsyncSession, story_ids: Sequence[int]) -> dict[int, StoryRow]:
+    out: dict[int, StoryRow] = {}
+    ids = sorted(story_ids)
+    for start in range(0, len(ids), 500):
+        found = await session.exec(
+            select(StoryRow).where(col(StoryRow.id).in_(ids[start : start + 500]))
+        )
+        out.update({row.id or 0: row for row in found.all()})
+    return out
+
+
+async def insert_stories(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert stories rows (with their ids, from :class:`StoryIds`) in one statement."""
+    if rows:
+        conn = await session.connection()
+        await conn.execute(insert(StoryRow), list(rows))
+
+
+async def touch_story(session: AsyncSession, story_id: int, now: datetime) -> None:
+    """Mark a story as changed now (one of its entries was retitled)."""
+    story = await session.get(StoryRow, story_id)
+    if story is not None:
+        story.updated_at = now
+        session.add(story)
