@@ -934,8 +934,8 @@ def status(
 async def _status(cfg: AppConfig) -> dict[str, Any]:
     from monitor.health import overdue_after
     from monitor.store.db import display_url
+    from monitor.store.feeds import held_leases
     from monitor.store.ops import nodes, queue, schedule, schema_revision
-    from monitor.store.queries import held_leases
 
     now = datetime.now(UTC)
     tick = cfg.settings.poll.tick
@@ -1067,8 +1067,8 @@ async def _feed_rows(
     name; with their recent history; and the leases held now (owner, feeds, until)."""
     from sqlmodel import select
 
+    from monitor.store.feeds import held_leases
     from monitor.store.history import feed_history
-    from monitor.store.queries import held_leases
     from monitor.store.tables import FeedRow
 
     now = datetime.now(UTC)

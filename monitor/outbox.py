@@ -54,7 +54,7 @@ from monitor.store.messages import (
     set_rendered,
     showing,
 )
-from monitor.store.queries import stories_sources
+from monitor.store.stories import stories_sources
 from monitor.store.tables import AlertRow
 
 log = logging.getLogger("wirewatch.outbox")

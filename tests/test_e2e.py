@@ -19,7 +19,7 @@ from monitor.outbox import deliver_pending
 from monitor.pipeline import CycleReport, catch_up, poll_cycle, poll_feed
 from monitor.pipeline.runtime import open_runtime
 from monitor.scheduler import startup
-from monitor.store.queries import hold_ingest_lock
+from monitor.store.entries import hold_ingest_lock
 from monitor.store.tables import AlertRow, EntryRow, FeedRow, StoryRow
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer, rss

@@ -26,8 +26,8 @@ from monitor.outbox import deliver_pending
 from monitor.pipeline import CycleReport, Poller, PollReport, poll_cycle
 from monitor.pipeline.runtime import open_runtime
 from monitor.scheduler import Daemon, retain, startup
-from monitor.store import queries
-from monitor.store.queries import claim_due_feeds, sync_feeds
+from monitor.store import retention
+from monitor.store.feeds import claim_due_feeds, sync_feeds
 from monitor.store.tables import AlertRow, EntryRow, FeedRow
 from tests.feedserver import FeedServer, raw_handler, redirect_handler, rss
 from tests.util import pubdate, write_config
@@ -149,7 +149,7 @@ def test_retention_prunes_old_stories_but_keeps_what_is_still_needed(
     stays (SQLite would hand its ids out again, and a receiver deduping on alert ids
     would drop the next alert); an undated item stays known, emptied, so the feed still
     listing it does not make it new; a dated one comes back too old to alert."""
-    monkeypatch.setattr(queries, "KEEP_PER_FEED", 1)  # (each feed's newest entry only)
+    monkeypatch.setattr(retention, "KEEP_PER_FEED", 1)  # (each feed's newest entry only)
     items = [
         {"title": "Kim Jong Un visits Wonsan shipyard", "guid": "a1", "pubDate": pubdate(1)},
         {"title": "Kim Jong Un opens Pyongyang hospital", "guid": "a2", "pubDate": pubdate(1)},

@@ -15,7 +15,7 @@ from sqlmodel import select
 
 from monitor.config import FeedConfig
 from monitor.store.db import create_engine, migrate, sessionmaker
-from monitor.store.queries import claim_due_feeds, release_leases, sync_feeds
+from monitor.store.feeds import claim_due_feeds, release_leases, sync_feeds
 from monitor.store.tables import EntryRow, FeedRow
 
 NOW = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
@@ -196,7 +196,7 @@ def test_a_feed_silent_longer_than_retention_stays_silent_after_a_prune(db_url: 
     deleted."""
     from monitor.health import silence
     from monitor.store.history import feed_history
-    from monitor.store.queries import prune
+    from monitor.store.retention import prune
 
     async def body(sm: Any, feed_id: int) -> tuple[object, object, int]:
         async with sm() as s:
@@ -225,7 +225,7 @@ def test_entries_kept_emptied_go_once_their_feed_has_newer_ones(db_url: str) -> 
     prune once 50 newer entries have come: the table stays bounded for slow feeds too."""
     from sqlalchemy import func
 
-    from monitor.store.queries import prune
+    from monitor.store.retention import prune
 
     async def body(sm: Any, feed_id: int) -> tuple[int, int, int]:
         async with sm() as s:

@@ -10,8 +10,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor.dedupe import StoryIndex
 from monitor.pipeline.runtime import Runtime
-from monitor.store.entries import entries_since_id, highest_entry_id, stream_window
-from monitor.store.queries import hold_ingest_lock
+from monitor.store.entries import (
+    entries_since_id,
+    highest_entry_id,
+    hold_ingest_lock,
+    stream_window,
+)
 
 
 async def load_index(rt: Runtime) -> int:

@@ -17,8 +17,14 @@ from monitor.fetch import fetch
 from monitor.pipeline.feedstate import FeedState, record_failure, record_success
 from monitor.pipeline.ingest import ingest
 from monitor.pipeline.runtime import Runtime
-from monitor.store.feeds import release_feed_leases, save_poll_states
-from monitor.store.queries import claim_due_feeds, deferred_feeds, gone_feeds, renew_leases
+from monitor.store.feeds import (
+    claim_due_feeds,
+    deferred_feeds,
+    gone_feeds,
+    release_feed_leases,
+    renew_leases,
+    save_poll_states,
+)
 from monitor.store.tables import FeedRow
 
 log = logging.getLogger("wirewatch.pipeline")

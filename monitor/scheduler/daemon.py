@@ -47,8 +47,17 @@ from monitor.outbox import RECONCILE_AFTER, delivery_loop, reconcile, stranded
 from monitor.pipeline import CycleReport, Poller, PollReport, load_index
 from monitor.pipeline.runtime import Runtime
 from monitor.scheduler.http import OpsServer, Probe
+from monitor.store.alerts import queued_alerts
 from monitor.store.entries import newest_published
-from monitor.store.feeds import list_feeds
+from monitor.store.feeds import (
+    clamp_schedule,
+    held_leases,
+    list_feeds,
+    release_leases,
+    shift_schedule,
+    sync_feeds,
+    take_over_leases,
+)
 from monitor.store.history import feed_history
 from monitor.store.ops import (
     claim_announcements,
@@ -58,17 +67,7 @@ from monitor.store.ops import (
     record_tick,
     set_health,
 )
-from monitor.store.queries import (
-    Pruned,
-    clamp_schedule,
-    held_leases,
-    prune,
-    queued_alerts,
-    release_leases,
-    shift_schedule,
-    sync_feeds,
-    take_over_leases,
-)
+from monitor.store.retention import Pruned, prune
 
 log = logging.getLogger("wirewatch.daemon")
 
@@ -119,7 +118,7 @@ def _horizons(rt: Runtime) -> dict[str, timedelta]:
 
 
 async def retain(rt: Runtime) -> Pruned:
-    """Prune what is older than ``retention`` from the database (see ``store.queries.
+    """Prune what is older than ``retention`` from the database (see ``store.retention.
     prune``); nothing when retention is ``none``."""
     keep = rt.config.settings.retention
     if keep is None:

@@ -185,3 +185,11 @@ async def next_pending_at(session: AsyncSession, sinks: Sequence[str]) -> dateti
         )
     ).one()
     return when
+
+
+async def queued_alerts(session: AsyncSession) -> int:
+    """Alerts not delivered yet (pending, or sent with the outcome unknown)."""
+    count = await session.exec(
+        select(func.count()).where(col(AlertRow.state).in_(["pending", "sending"]))
+    )
+    return int(count.one())

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, func, insert, type_coerce
+from sqlalchemy import Integer, String, func, insert, text, type_coerce
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -182,3 +182,16 @@ async def newest_published(
         )
     ).one()
     return newest
+
+
+INGEST_LOCK_KEY = 0x77697265_77617463  # PostgreSQL advisory lock: "wirewatc"
+
+
+async def hold_ingest_lock(session: AsyncSession) -> None:
+    """On PostgreSQL, take the lock that makes storing one process at a time, until
+    ``session``'s transaction ends (pipeline.catch_up, and each prune batch, which must
+    not delete a story another process is storing into). SQLite: one process, no-op."""
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        conn = await session.connection()
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INGEST_LOCK_KEY})

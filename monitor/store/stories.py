@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from monitor.store.tables import StoryRow
+from monitor.store.tables import EntryRow, StoryRow
 
 
 @dataclass
@@ -65,3 +65,33 @@ async def touch_story(session: AsyncSession, story_id: int, now: datetime) -> No
     if story is not None:
         story.updated_at = now
         session.add(story)
+
+
+async def story_sources(session: AsyncSession, story_id: int) -> list[tuple[str, str, str]]:
+    """(outlet, link, title) of every entry of a story, first seen first, one per outlet."""
+    return (await stories_sources(session, [story_id])).get(story_id, [])
+
+
+async def stories_sources(
+    session: AsyncSession, story_ids: Sequence[int]
+) -> dict[int, list[tuple[str, str, str]]]:
+    """``story_sources`` of several stories, a few queries in all (by 500 stories)."""
+    out: dict[int, list[tuple[str, str, str]]] = {}
+    seen: dict[int, set[str]] = {}
+    ids = sorted(set(story_ids))
+    for start in range(0, len(ids), 500):
+        rows = (
+            await session.exec(
+                select(EntryRow.story_id, EntryRow.source, EntryRow.link, EntryRow.title)
+                .where(col(EntryRow.story_id).in_(ids[start : start + 500]))
+                .order_by(col(EntryRow.id))
+            )
+        ).all()
+        for sid, source, link, title in rows:
+            if sid is None:
+                continue
+            outlets = seen.setdefault(sid, set())
+            if source not in outlets:
+                outlets.add(source)
+                out.setdefault(sid, []).append((source, link, title))
+    return out
