@@ -6,7 +6,7 @@ items of spliced real headlines, a fifth of them wire copies carried by several 
 straight into one ``StoryIndex``: each body is parsed with ElementTree (title,
 description, canonical link, pubDate, the feed's outlet name, as the pipeline's
 ``StoryItem`` gets them), then every item goes through ``find`` + ``add`` in feed order,
-as ``_ingest_fresh`` does. CPU time (``time.process_time``) is taken per entry.
+as ``monitor.pipeline.fold`` does. CPU time (``time.process_time``) is taken per entry.
 
 Prints mean, median, p90, p99 and max CPU per entry, and per 10k-entry slice (the cost
 grows with the window), the number of stories and how many items merged by each reason.

@@ -66,7 +66,7 @@ def _model() -> tuple[Any, Any]:
     tokenizer = Tokenizer.from_file(str(root / TOKENIZER))
     tokenizer.no_padding()
     tokenizer.no_truncation()
-    # float32 (33 MB resident): averaging float16 rows costs three times as much
+    # float32 (twice the size resident): averaging float16 rows costs much more
     weights = load_file(str(root / WEIGHTS))["embedding.weight"].astype(np.float32)
     return tokenizer, weights
 

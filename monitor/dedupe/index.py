@@ -29,8 +29,8 @@ figures are in ``bench/RESULTS.md``.
 Memory per window entry is bounded: a plain tuple of the title, its stems and keys, a
 summary prefix, and, once the entry has been weighed as a candidate, the compact form of
 its guard features (``_Profile.encode``) and its title's embedding quantized to 256 bytes
-(``embed.quantize``); per feed, the boilerplate statistics of its last 50 titles (about
-90 KB a feed).
+(``embed.quantize``); per feed, the boilerplate statistics of its last ``boilerplate.RECENT``
+titles (memory per feed: bench/RESULTS.md).
 
 ``add`` (and ``add_stored``, what ``load_index`` calls per stored row) is the restart
 path: it computes only the title key and index stems; summaries are cleaned, guard

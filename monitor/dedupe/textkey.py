@@ -54,7 +54,7 @@ _PREFIX_STARTS = tuple(line.removesuffix("*").strip().lower() for line in _PREFI
 
 
 def _strip_once(text: str, source: str) -> str:
-    # (``"-" in s or ...`` rather than ``frozenset.isdisjoint(s)``: a tenth of the cost)
+    # (``"-" in s or ...`` rather than ``frozenset.isdisjoint(s)``: far cheaper)
     head = text[:40]
     if "-" in head or ":" in head or "|" in head or "/" in head:
         head = text.lstrip()[:16]  # the longest prefix word has 13 characters

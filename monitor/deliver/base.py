@@ -1,6 +1,6 @@
 """The one interface every alert sink implements, and the result it reports.
 
-The outbox worker (``monitor.pipeline``) owns retries, pacing and backoff; a notifier
+The outbox worker (``monitor.outbox``) owns retries, pacing and backoff; a notifier
 makes exactly one delivery attempt per call and reports what happened as data. It never
 raises for delivery failures (network down, HTTP errors, Slack API errors): those come
 back as a ``DeliveryResult`` with ``ok=False``. ``find_sent`` is the exception: when the

@@ -97,7 +97,7 @@ def entry_link(raw: Any, base: str) -> str:
         and "[" not in href
         and _valid_base(base)
     ):
-        return canonical_url(href)  # skip urljoin: same result, a third of the cost
+        return canonical_url(href)  # skip urljoin: same result, cheaper
     try:
         absolute = urljoin(base, href)
     except ValueError:

@@ -152,7 +152,7 @@ def _exit_with(owner: int, every: float = 1.0) -> None:
     """Watch the process that owns the pool; when it is gone (killed with SIGKILL, or
     by the OOM killer: nothing of it ran to shut the pool down) end this worker too.
     A worker waits for its next task forever otherwise, and with it the forkserver:
-    about 200 MB left under PID 1 by every killed run."""
+    a whole pool of processes left under PID 1 by every killed run."""
 
     def watch() -> None:
         while not _process_gone(owner):

@@ -53,7 +53,7 @@ class ParseResult:
     prepared: tuple[Prepared, ...] | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # entries travel back from the worker as plain tuples: half the pickling cost
+        # entries travel back from the worker as plain tuples: cheaper to pickle
         rows = tuple(_entry_tuple(entry) for entry in self.entries)
         return (
             _rebuild_result,

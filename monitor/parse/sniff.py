@@ -132,7 +132,7 @@ def effective_headers(headers: Mapping[str, str], body: bytes, url: str) -> dict
             except UnicodeDecodeError:
                 pass
         chosen = name or None
-    # no Content-Location: feedparser would resolve every URI against it (a third of its
+    # no Content-Location: feedparser would resolve every URI against it (much of its
     # time on a typical feed); entry links are resolved against the feed URL in ``entry_link``
     out = {"content-type": "application/xml" + (f"; charset={chosen}" if chosen else "")}
     if "content-language" in lower:

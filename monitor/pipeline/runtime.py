@@ -181,7 +181,8 @@ async def open_runtime(
     # Python's default collector runs a young-generation pass every 700 allocations; an
     # ingest batch allocates millions of short-lived objects next to a large long-lived
     # heap (the story window, SQLAlchemy's caches), and those passes (and the full ones
-    # they trigger) took about a tenth of a cold cycle. Collect less often while this
+    # they trigger) cost a sizeable share of a cold cycle (bench/RESULTS.md). Collect
+    # less often while this
     # runtime is open; the previous setting is restored on exit.
     gc_before = gc.get_threshold()
     gc.set_threshold(100_000, 50, 100)
