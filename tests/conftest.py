@@ -38,7 +38,7 @@ def _reset_postgres(dsn: str) -> None:
         try:
             await conn.execute(
                 "DROP TABLE IF EXISTS message_alerts, messages, alerts, matches, entries, "
-                "stories, feeds, nodes, feed_health, alembic_version CASCADE"
+                "stories, feeds, nodes, feed_health, mutes, alembic_version CASCADE"
             )
         finally:
             await conn.close()

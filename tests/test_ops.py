@@ -393,7 +393,7 @@ def test_status_reads_without_creating_and_reports_the_queue(
     assert report["nodes"] == []  # `once` is not a node
     assert report["feeds"]["enabled"] == 2 and report["feeds"]["overdue"] == 0
     assert report["outbox"] == {"queued": 0, "by_sink": {}, "oldest_age_s": None, "failed": 0}
-    assert report["schema"] == "0005_ops"
+    assert report["schema"] == "0006_desk"
     assert report["database"].startswith("sqlite:///")
     res = wirewatch("status", "--config", str(cfg))
     assert res.returncode == 0, res.stderr

@@ -127,6 +127,10 @@ class AlertRow(SQLModel, table=True):
     # reconciliation lookups Slack answered with an error (a missing scope, a channel
     # gone): after a few the row turns failed instead of staying "sending" for good
     check_failures: int = Field(default=0)
+    # an update reply's headline before and after, an escalation's rule (JSON)
+    detail: str | None = Field(default=None, sa_column=Column(Text))
+    acked_by: str | None = Field(default=None, max_length=200)  # who acknowledged the card
+    acked_at: datetime | None = Field(default=None)
 
 
 class NodeRow(SQLModel, table=True):
@@ -199,3 +203,19 @@ class MessageAlertRow(SQLModel, table=True):
     alert_id: int = Field(foreign_key="alerts.id", primary_key=True, index=True)
     position: int = Field(default=0)
     role: str = Field(default="item", max_length=10)
+
+
+class MuteRow(SQLModel, table=True):
+    """A story (``kind`` "story") or a watchlist term ("term") silenced until
+    ``expires_at`` (never, when None)."""
+
+    __tablename__ = "mutes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=20)
+    story_id: int | None = Field(default=None)
+    watchlist: str | None = Field(default=None, max_length=200)
+    term: str | None = Field(default=None, sa_column=Column(Text))
+    created_by: str = Field(max_length=200)
+    created_at: datetime = Field()
+    expires_at: datetime | None = Field(default=None, index=True)
