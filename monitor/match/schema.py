@@ -26,6 +26,9 @@ Schema (see the README section "Watchlists")::
           - {any: [missile, rocket]}
         all: [...]                # every one of these must match as well
         not: [...]                # none of these may match
+        escalate: {outlets: 5, within: 15m, channel: "#breaking", mention: "@here"}
+        digest: {every: 1h}       # or {at: "08:00", tz: Europe/London}
+        quiet: {from: "22:00", to: "07:00", tz: Europe/London}
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ import difflib
 import json
 import re
 from collections.abc import Callable
+from datetime import time
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -49,6 +54,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from monitor.durations import parse_duration
 from monitor.match.words import term_words
 from monitor.normalize import fold
 
@@ -437,6 +443,112 @@ NearItem = Annotated[Term, AfterValidator(_phrase_only)]
 
 
 # ---------------------------------------------------------------------------
+# the desk: escalation, scheduled digests, quiet hours
+
+
+def _duration(what: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        try:
+            seconds = parse_duration(value, allow_none=False)
+        except ValueError as exc:
+            raise _err(f"bad_{what}", f"{what}: {exc}") from None
+        if not seconds:
+            raise _err(f"bad_{what}", f"{what} must be longer than 0 (got {_q(value)})")
+        return seconds
+
+    return check
+
+
+def _clock(what: str) -> Callable[[Any], Any]:
+    """Before-validator: ``"08:00"`` (24-hour clock) to a time of day."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+            return time(value // 60, value % 60)  # (YAML 1.1 reads 08:00 as 480)
+        m = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*", str(value))
+        if m is None or isinstance(value, bool):
+            raise _err(f"bad_{what}", f'{what} must be a time of day like "08:00", got {_q(value)}')
+        return time(int(m.group(1)), int(m.group(2)))
+
+    return check
+
+
+def _zone(value: Any) -> Any:
+    try:
+        ZoneInfo(str(value).strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _err(
+            "bad_tz", f"unknown time zone {_q(value)} (use a name like Europe/London or UTC)"
+        ) from None
+    return str(value).strip()
+
+
+def _mention(value: Any) -> Any:
+    """``@here``, ``@channel``, or a Slack mention as Slack writes it (``<@U123>``,
+    ``<!subteam^S123>``); anything else would be posted as plain text."""
+    text = str(value).strip()
+    if text in ("", "@here", "@channel") or re.fullmatch(r"<(@[UW]|!subteam\^S)[A-Z0-9]+>", text):
+        return text
+    raise _err(
+        "bad_mention",
+        f"mention must be @here, @channel, <@USERID> or <!subteam^GROUPID>, got {_q(value)}",
+    )
+
+
+Seconds = Annotated[float, BeforeValidator(_duration("within"))]
+Zone = Annotated[str, BeforeValidator(_zone)]
+
+
+class Escalation(_Strict):
+    """Post once to ``channel`` when ``outlets`` distinct outlets carry a story within
+    ``within`` seconds of each other (linking the story's thread)."""
+
+    outlets: int
+    within: Seconds
+    channel: Annotated[str, BeforeValidator(_text("channel"))]
+    mention: Annotated[str, BeforeValidator(_mention)] = ""
+
+    @field_validator("outlets")
+    @classmethod
+    def _two_or_more(cls, value: int) -> int:
+        if value < 2:
+            raise _err("too_small", f"escalate.outlets must be at least 2 (got {value})")
+        return value
+
+
+class Digest(_Strict):
+    """Collect the watchlist's stories into one message ``every`` so often, or daily
+    ``at`` a time of day in ``tz``."""
+
+    every: Annotated[float, BeforeValidator(_duration("every"))] | None = None
+    at: Annotated[time, BeforeValidator(_clock("at"))] | None = None
+    tz: Zone = "UTC"
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Digest:
+        if (self.every is None) == (self.at is None):
+            raise _err(
+                "digest_schedule", 'digest needs exactly one of every: (1h) or at: ("08:00")'
+            )
+        return self
+
+
+class Quiet(_Strict):
+    """Hold the watchlist's alerts (escalations excepted) from ``from_`` to ``to``, local
+    time in ``tz``; they go out when the quiet hours end."""
+
+    from_: Annotated[time, BeforeValidator(_clock("from"))] = Field(alias="from")
+    to: Annotated[time, BeforeValidator(_clock("to"))]
+    tz: Zone = "UTC"
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Quiet:
+        if self.from_ == self.to:
+            raise _err("quiet_empty", "quiet: from and to are the same time")
+        return self
+
+
+# ---------------------------------------------------------------------------
 # watchlists
 
 
@@ -457,6 +569,9 @@ class Watchlist(_Strict):
     terms: tuple[OrTerm, ...] = ()
     all_: tuple[Term, ...] = Field(default=(), alias="all")
     not_: tuple[NotTerm, ...] = Field(default=(), alias="not")
+    escalate: Escalation | None = None
+    digest: Digest | None = None
+    quiet: Quiet | None = None
 
     @field_validator("min_sources")
     @classmethod
@@ -481,5 +596,8 @@ class WatchlistFile(_Strict):
 
 
 Term.model_rebuild()
+Escalation.model_rebuild()
+Digest.model_rebuild()
+Quiet.model_rebuild()
 Watchlist.model_rebuild()
 WatchlistFile.model_rebuild()

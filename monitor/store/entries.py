@@ -189,8 +189,9 @@ INGEST_LOCK_KEY = 0x77697265_77617463  # PostgreSQL advisory lock: "wirewatc"
 
 async def hold_ingest_lock(session: AsyncSession) -> None:
     """On PostgreSQL, take the lock that makes storing one process at a time, until
-    ``session``'s transaction ends (``monitor.pipeline.index.catch_up``, and each prune batch, which must
-    not delete a story another process is storing into). SQLite: one process, no-op."""
+    ``session``'s transaction ends (``monitor.pipeline.index.catch_up``, and each prune
+    batch, which must not delete a story another process is storing into). SQLite: one
+    process, no-op."""
     bind = session.bind
     if bind is not None and bind.dialect.name == "postgresql":
         conn = await session.connection()
