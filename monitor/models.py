@@ -21,10 +21,20 @@ class AlertState(StrEnum):
 
 class AlertKind(StrEnum):
     """``NEW``: a story's first alert on a sink (a card, or a line of a digest);
-    ``FOLLOWUP``: a further outlet carrying it (a thread reply under the first)."""
+    ``FOLLOWUP``: a further outlet carrying it (a thread reply under the first);
+    ``UPDATE``: the story developed (a copy retitled materially, or a copy with new
+    figures): a thread reply showing what changed; ``ESCALATION``: the story crossed its
+    watchlist's ``escalate`` rule: one post to the escalation channel."""
 
     NEW = "new"
     FOLLOWUP = "followup"
+    UPDATE = "update"
+    ESCALATION = "escalation"
+
+    @property
+    def threaded(self) -> bool:
+        """Posted as a reply in the story's thread."""
+        return self in (AlertKind.FOLLOWUP, AlertKind.UPDATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,7 @@ class SourceRef:
     source: str
     link: str
     title: str = ""
+    when: datetime | None = None  # when the outlet's first copy was published (or seen)
 
 
 @dataclass(slots=True)
@@ -80,3 +91,16 @@ class AlertMessage:
     parent_in_digest: bool = False  # follow-ups: the parent is a line of a digest message
     digest: list[AlertMessage] = field(default_factory=list)  # non-empty: a digest of these
     entry_id: int | None = None  # the stored entry (`wirewatch explain --entry ID`)
+    # updates: the headline before and after; broadcast: also shown in the channel
+    change: tuple[str, str] | None = None
+    broadcast: bool = False
+    # escalations: the rule crossed ("5 outlets within 15m"), who to notify, and where the
+    # story's own message is (its channel id, for a link to its thread)
+    rule: str = ""
+    mention: str = ""
+    parent_channel: str | None = None
+    acked_by: str | None = None  # who acknowledged the story from Slack, and when
+    acked_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.kind = AlertKind(self.kind)  # (a plain "followup" is accepted too)

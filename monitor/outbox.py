@@ -89,12 +89,14 @@ async def build_messages(
     sources = await stories_sources(session, story_ids)
     parents: dict[int, tuple[str | None, str]] = {}  # parent alert id -> (ts, headline)
     in_digest: set[int] = set()  # parents shown as a digest line
+    parent_channels: dict[int, str] = {}  # (an escalation links its story's thread)
     if parent_ids:
         parents.update(await parent_headlines(session, parent_ids))
         # the message that shows the parent is where its copies thread (for a digest,
         # the part listing it)
         for pid, where in (await showing(session, parent_ids)).items():
             parents[pid] = (where.ts, parents.get(pid, (None, ""))[1])
+            parent_channels[pid] = where.channel_id or where.channel
             if where.kind == "digest-part":
                 in_digest.add(pid)
     out: list[AlertMessage] = []
@@ -108,6 +110,8 @@ async def build_messages(
             parents.get(alert.parent_id, (None, "")) if alert.parent_id is not None else (None, "")
         )
         wl = rt.matcher.watchlists.get(alert.watchlist)
+        detail = json.loads(alert.detail or "{}")
+        change = (str(detail["old"]), str(detail["new"])) if "old" in detail else None
         out.append(
             AlertMessage(
                 alert_id=alert.id,
@@ -128,13 +132,20 @@ async def build_messages(
                 sources=[SourceRef(entry.source, entry.link, entry.title)]
                 if alert.kind == AlertKind.FOLLOWUP
                 else [
-                    SourceRef(source=s, link=link, title=title)
-                    for s, link, title in sources.get(alert.story_id, [])
+                    SourceRef(source=s, link=link, title=title, when=when)
+                    for s, link, title, when in sources.get(alert.story_id, [])
                 ],
                 kind=AlertKind(alert.kind),
                 thread_ts=parent_ts,
                 parent_title=parent_title,
                 parent_in_digest=alert.parent_id in in_digest,
+                change=change,
+                broadcast=bool(detail.get("broadcast")),
+                rule=str(detail.get("rule") or ""),
+                mention=str(detail.get("mention") or ""),
+                parent_channel=parent_channels.get(alert.parent_id or 0),
+                acked_by=alert.acked_by,
+                acked_at=alert.acked_at,
             )
         )
     return out
@@ -363,12 +374,14 @@ async def _drain(
             report.waiting += len(queue) - i
             return False  # keep order: nothing behind a row that waits for its retry
         batch = [row]
-        if row.kind == AlertKind.FOLLOWUP:
+        kind = AlertKind(row.kind)
+        if kind != AlertKind.NEW and row.parent_id is not None:
+            # a reply waits for its story's message; an escalation too (it links it)
             parent_state = await _parent_state(rt, row)
             if parent_state in (AlertState.PENDING, AlertState.SENDING):
                 report.waiting += len(queue) - i
                 return False
-            if parent_state == AlertState.FAILED:
+            if parent_state == AlertState.FAILED and kind.threaded:
                 await _finish(
                     rt,
                     [row],
@@ -378,13 +391,14 @@ async def _drain(
                 i += 1
                 continue
             while (
-                i + len(batch) < len(queue)
+                kind == AlertKind.FOLLOWUP
+                and i + len(batch) < len(queue)
                 and queue[i + len(batch)].kind == AlertKind.FOLLOWUP
                 and queue[i + len(batch)].parent_id == row.parent_id
                 and len(batch) < 20
             ):
                 batch.append(queue[i + len(batch)])
-        elif recent >= delivery.burst_max and _paced(notifier):
+        elif kind == AlertKind.NEW and recent >= delivery.burst_max and _paced(notifier):
             while (
                 i + len(batch) < len(queue)
                 and queue[i + len(batch)].kind == AlertKind.NEW
@@ -475,7 +489,7 @@ async def _send(
             await session.commit()
     if copies:
         await _mark_folded(rt, copies, {a: v.ts for a, v in shown.items()}, report)
-    if result.ok and msg.kind == AlertKind.FOLLOWUP and batch[0].parent_id is not None:
+    if result.ok and msg.kind.threaded and batch[0].parent_id is not None:
         await _update_parent(rt, notifier, batch[0].parent_id)
     return result.ok or result.permanent
 
@@ -513,12 +527,13 @@ def _views(
     ids = [r.id or 0 for r in batch]
     common = NewMessage(key[0], key[1], result.channel, ts="", kind="", items=())
     if not msg.digest:  # a card, or a reply in its story's thread
-        reply = msg.kind == AlertKind.FOLLOWUP
+        reply = msg.kind.threaded
+        shape = "escalation" if msg.kind == AlertKind.ESCALATION else "card"
         return [
             replace(
                 common,
                 ts=result.parts[0],
-                kind="thread-reply" if reply else "card",
+                kind="thread-reply" if reply else shape,
                 items=ids,
                 parent_ts=msg.thread_ts if reply else None,
                 rendered_hash=rendered_hash(*render_slack(msg)),

@@ -300,7 +300,7 @@ class FakeSlack:
         cid = self.channel_id(channel)
         with self._lock:
             mine = [dict(m) for m in self._messages if m["channel_id"] == cid]
-        top = [m for m in mine if m["thread_ts"] in (None, m["ts"])]
+        top = [m for m in mine if m["thread_ts"] in (None, m["ts"]) or m.get("broadcast")]
         for m in top:
             m["replies"] = [r for r in mine if r["thread_ts"] == m["ts"] and r is not m]
             m["replies"] = [r for r in m["replies"] if r["ts"] != m["ts"]]
@@ -505,6 +505,7 @@ class FakeSlack:
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
+            "chat.getPermalink": self._permalink,
             "conversations.history": self._history,
             "conversations.replies": self._replies,
             "conversations.list": self._list,
@@ -592,6 +593,9 @@ class FakeSlack:
             "text": p.get("text") or "",
             "blocks": p.get("blocks"),
             "thread_ts": p.get("thread_ts") or None,
+            # a reply also sent to the channel: Slack shows it in the thread and, with
+            # subtype thread_broadcast, in the channel itself
+            "broadcast": bool(p.get("thread_ts")) and self._flag(p.get("reply_broadcast")),
             "metadata": p.get("metadata"),
             "ts": ts,
             "payload": p,
@@ -715,6 +719,8 @@ class FakeSlack:
                     item["blocks"] = m["blocks"]
                 if m["thread_ts"]:
                     item["thread_ts"] = m["thread_ts"]
+                if m.get("broadcast"):
+                    item["subtype"] = "thread_broadcast"
                 replies = counts.get((m["channel_id"], m["ts"]), 0)
                 if replies and not m["thread_ts"]:  # a parent, as Slack lists it
                     item["thread_ts"] = m["ts"]
@@ -743,10 +749,25 @@ class FakeSlack:
             msgs = [
                 m
                 for m in self._messages
-                if m["channel_id"] == cid and m["thread_ts"] in (None, m["ts"])
+                if m["channel_id"] == cid
+                and (m["thread_ts"] in (None, m["ts"]) or m.get("broadcast"))
             ]
         msgs.sort(key=lambda m: float(m["ts"]), reverse=True)
         return self._page(p, msgs)
+
+    def _permalink(self, p: dict[str, Any]) -> dict[str, Any]:
+        channel = str(p.get("channel") or "")
+        ts = str(p.get("message_ts") or "")
+        cid = self.channel_id(channel) if channel else ""
+        with self._lock:
+            found = any(m["channel_id"] == cid and m["ts"] == ts for m in self._messages)
+        if not found:
+            return {"ok": False, "error": "message_not_found"}
+        return {
+            "ok": True,
+            "channel": cid,
+            "permalink": f"https://fake.slack.test/archives/{cid}/p{ts.replace('.', '')}",
+        }
 
     def _replies(self, p: dict[str, Any]) -> dict[str, Any]:
         channel = str(p.get("channel") or "")

@@ -451,7 +451,8 @@ def test_new_items_on_a_known_link_are_new_unless_they_repeat_the_title(
     """Feeds that give every item the same link (a press office linking to its home page,
     a liveblog's updates): each new guid with a new title is a new entry; one item whose
     guid alone changed is the same entry. Items on a front page are separate stories,
-    each alerted; a liveblog's updates are one story (one alert, the rest folded in)."""
+    each alerted; a liveblog's updates are one story: one alert, and its new figures as
+    update replies in that alert's thread (issue 17), never a second card."""
 
     def item(i: int, guid: str | None = None) -> dict[str, str]:
         return {
@@ -485,7 +486,11 @@ def test_new_items_on_a_known_link_are_new_unless_they_repeat_the_title(
             True
         ] * 3
     else:
-        assert len(texts) == 1 and "update 1" in texts[0]
+        top = [m for m in slack.messages if not m["thread_ts"]]
+        assert len(top) == 1 and "update 1" in _all_text(top[0])
+        replies = [m for m in slack.messages if m["thread_ts"]]
+        assert all(r["thread_ts"] == top[0]["ts"] and "Update" in _all_text(r) for r in replies)
+        assert "day 2 → day 3" in _all_text(replies[0])
     stories = _stories(cfg)
     assert sorted(len(v) for v in stories.values()) == ([1, 1, 1] if front_page else [3])
     # a burst of six updates between two polls is six new items, not a guid regeneration

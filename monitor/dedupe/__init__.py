@@ -20,6 +20,7 @@ from monitor.dedupe.index import (
     StoryIndex,
     StoryItem,
     article_url,
+    is_development,
     is_material_change,
     prepare,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "StoryIndex",
     "StoryItem",
     "article_url",
+    "is_development",
     "is_material_change",
     "model_score",
     "pair_score",

@@ -709,6 +709,18 @@ def _only_tail_differs(a: str, b: str) -> bool:
     return any(features(rest).key == key for _, rest in tails(long))
 
 
+def is_development(headline: str, title: str, *, update_numbers: bool = True) -> bool:
+    """Whether a copy's ``title`` reports a development of the story ``headline``
+    announced: a higher "UPDATE n" (with ``update_numbers``: an outlet's numbering is
+    its own, so only its own later copy counts), figures that changed (a new casualty
+    count), or a negation that flipped. Rewording, a different outlet's style, or a
+    copy that leaves the figures out is not one."""
+    if update_numbers and update_number(title) > update_number(headline):
+        return True
+    a, b = features(headline), features(title)
+    return bool(b.numbers and b.numbers != a.numbers) or a.negated != b.negated
+
+
 def is_material_change(old_title: str, new_title: str) -> bool:
     """Whether a seen entry's retitling is news: a higher "UPDATE n", changed numbers
     (a new casualty figure), a negation or different names — not case, quotes or an

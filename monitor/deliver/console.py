@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import TextIO
 
 from monitor.deliver.base import DeliveryResult
+from monitor.deliver.diff import describe_change
 from monitor.deliver.slack import when
-from monitor.models import AlertMessage, SourceRef
+from monitor.models import AlertKind, AlertMessage, SourceRef
 from monitor.normalize import clean, truncate
 
 __all__ = ["ConsoleNotifier", "render_console"]
@@ -67,7 +68,15 @@ def render_console(msg: AlertMessage) -> str:
             for m in msg.digest
         ]
         return "\n".join([head, *items]) + "\n\n"
-    if msg.kind == "followup":
+    if msg.kind == AlertKind.UPDATE:
+        old, new = msg.change or (msg.parent_title, msg.title)
+        line = f"  ↻ update from {_t(msg.source, 100) or 'an outlet'}: "
+        line += _t(describe_change(old, new), 400)
+        story = f"\n    (story: {_t(msg.parent_title, 200)})" if msg.parent_title else ""
+        return f"{line} {_link(msg.link)}{story}\n"
+    if msg.kind == AlertKind.ESCALATION:
+        return f"!! ESCALATED ({_t(msg.rule, 100)}) " + _alert(msg).lstrip() + "\n\n"
+    if msg.kind == AlertKind.FOLLOWUP:
         # a console has no threads: each copy gets a line, and the story they belong to
         # (the parent alert may have scrolled away hours ago) is named under them
         batched = len(msg.sources) > 1  # several copies folded into one reply

@@ -36,7 +36,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from monitor.deliver.base import DeliveryResult, LookupFailed, network_error
-from monitor.models import AlertMessage
+from monitor.deliver.diff import describe_change
+from monitor.models import AlertKind, AlertMessage
 from monitor.normalize import ANSI, UNSAFE, clean, truncate
 
 __all__ = [
@@ -75,6 +76,9 @@ DIGEST_ITEMS_PER_MESSAGE = 20
 MAX_URL = 2000
 
 MENTIONS = {"high": "<!here>", "critical": "<!channel>"}
+# an escalation rule's ``mention`` as Slack writes it (the schema admits only these
+# and ids already in Slack's own form)
+RULE_MENTIONS = {"@here": "<!here>", "@channel": "<!channel>"}
 SEVERITY_LABEL = {"high": ":large_orange_circle: High", "critical": ":red_circle: Critical"}
 
 # Slack error codes retrying cannot fix. Anything else (internal_error, fatal_error,
@@ -243,12 +247,17 @@ def _fallback(prefix: str, body: str) -> str:
 
 
 def render_slack(msg: AlertMessage) -> Rendered:
-    """(fallback text, blocks) for one alert. ``kind == "followup"`` renders the short
-    thread reply; a digest renders its first part (use ``render_messages`` for all parts)."""
+    """(fallback text, blocks) for one alert: a card, the short thread reply of a
+    follow-up or an update, an escalation; a digest renders its first part (use
+    ``render_messages`` for all parts)."""
     if msg.digest:
         return render_slack_digest(msg.digest)[0]
-    if msg.kind == "followup":
+    if msg.kind == AlertKind.FOLLOWUP:
         return _render_followup(msg)
+    if msg.kind == AlertKind.UPDATE:
+        return _render_development(msg)
+    if msg.kind == AlertKind.ESCALATION:
+        return _render_escalation(msg, None)
     return _render_alert(msg, carried=False)
 
 
@@ -291,10 +300,91 @@ def _render_alert(msg: AlertMessage, *, carried: bool) -> Rendered:
         noun = "outlet" if n == 1 else "outlets"
         lead = f"Carried by {n} {noun}: "
         blocks.append(_context(lead + _join_within(outlets, MAX_FIELD - len(lead) - 5)))
+    provenance = _provenance(msg)
+    if provenance:
+        blocks.append(_context(provenance))
+    if msg.acked_by:
+        at = f" at {when(msg.acked_at)}" if msg.acked_at else ""
+        blocks.append(_context(f":white_check_mark: Acknowledged by {_who(msg.acked_by)}{at}"))
     text = _fallback(
         f"{mention} " if mention else "",
         f"[{escape(msg.watchlist)}] {_esc_trunc(msg.title, TITLE_LIMIT)} — "
         f"{_esc_trunc(msg.source, 200)} {safe_url(msg.link) or ''}".rstrip(),
+    )
+    return text, blocks
+
+
+def _who(user: str) -> str:
+    """A Slack user id as a mention (``<@U123>``); anything else as escaped text."""
+    return f"<@{user}>" if re.fullmatch(r"[UW][A-Z0-9]{2,20}", user) else escape(user)
+
+
+def _provenance(msg: AlertMessage) -> str:
+    """Who had the story first and when, and how fast a second outlet followed; a story
+    carried by one outlet is labelled ``single source``."""
+    dated = sorted((r for r in msg.sources if r.when is not None), key=lambda r: r.when or 0)
+    outlets = {r.source for r in msg.sources} or {msg.source}
+    if not dated:
+        return "single source" if len(outlets) <= 1 else ""
+    first = dated[0]
+    line = f"First: *{_esc_trunc(first.source, 100)}* {when(first.when)}"
+    if len(outlets) <= 1:
+        return f"single source · {line}"
+    second = next((r for r in dated[1:] if r.source != first.source), None)
+    if second is not None and second.when is not None and first.when is not None:
+        gap = (second.when - first.when).total_seconds()
+        line += f" · second outlet after {_span(gap)}"
+    return line
+
+
+def _span(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _render_development(msg: AlertMessage) -> Rendered:
+    """An update reply: what changed in the headline (old → new), by whom and when."""
+    old, new = msg.change or (msg.parent_title, msg.title)
+    change = _esc_trunc(describe_change(old, new), MAX_SECTION - 600)
+    who = _esc_trunc(msg.source, 200) or "an outlet"
+    story = ""
+    if msg.parent_in_digest and msg.parent_title:
+        story = f"On *{_esc_trunc(msg.parent_title, TITLE_LIMIT)}*: "
+    line = (
+        f"{story}:arrows_counterclockwise: *Update* from *{who}* · {when(msg.published)}\n"
+        f"{change}\n{_link(msg.link, new)}"
+    )
+    text = _fallback(story, f"Update from {who}: {_esc_trunc(describe_change(old, new), 600)}")
+    return text, [_section(line)]
+
+
+def _render_escalation(msg: AlertMessage, permalink: str | None) -> Rendered:
+    """The one post to an escalation channel: the story, the rule it crossed, and a
+    link to its thread."""
+    mention = RULE_MENTIONS.get(msg.mention, msg.mention)
+    head = f":rotating_light: *Escalated* ({escape(msg.rule)}): *{_link(msg.link, msg.title)}*"
+    first = f"{mention} {head}" if mention else head
+    outlets = _outlets(msg)
+    lines = [first]
+    if outlets:
+        lead = f"Carried by {len(outlets)} outlets: "
+        lines.append(lead + _join_within(outlets, MAX_SECTION - 800))
+    url = safe_url(permalink or "")
+    if url:
+        lines.append(f"<{url}|Original thread>")
+    provenance = _provenance(msg)
+    blocks: Blocks = [_section("\n".join(lines))]
+    if provenance:
+        blocks.append(_context(provenance))
+    text = _fallback(
+        f"{mention} " if mention else "",
+        f"Escalated ({escape(msg.rule)}): {_esc_trunc(msg.title, TITLE_LIMIT)}",
     )
     return text, blocks
 
@@ -549,11 +639,15 @@ class SlackBotNotifier:
 
     async def send(self, msg: AlertMessage) -> DeliveryResult:
         channel = self._channel(msg)
-        thread_ts = msg.thread_ts if msg.kind == "followup" else None
+        thread_ts = msg.thread_ts if msg.kind.threaded else None
         parts = render_messages(msg)
+        if msg.kind == AlertKind.ESCALATION:
+            parts = [_render_escalation(msg, await self._permalink(msg))]
         if len(parts) == 1 and not msg.digest:
             text, blocks = parts[0]
-            result = await self._post(channel, text, blocks, thread_ts, _metadata(msg))
+            result = await self._post(
+                channel, text, blocks, thread_ts, _metadata(msg), broadcast=msg.broadcast
+            )
             return replace(result, parts=(result.ts,)) if result.ok and result.ts else result
         key = (channel, msg.alert_id)
         done = self._digest_progress.setdefault(key, {})
@@ -580,6 +674,20 @@ class SlackBotNotifier:
             parts=tuple(done[i] for i in range(len(parts))),
         )
 
+    async def _permalink(self, msg: AlertMessage) -> str | None:
+        """A link to the message announcing the story (``chat.getPermalink``); None when
+        there is none or Slack will not say (the escalation goes out without it)."""
+        if not msg.thread_ts or not msg.parent_channel:
+            return None
+        try:
+            resp = await self.client.chat_getPermalink(
+                channel=msg.parent_channel, message_ts=msg.thread_ts
+            )
+        except (SlackApiError, *_NETWORK_ERRORS):
+            return None
+        link = resp.get("permalink")
+        return str(link) if link else None
+
     async def _post(
         self,
         channel: str,
@@ -587,7 +695,10 @@ class SlackBotNotifier:
         blocks: Blocks,
         thread_ts: str | None,
         metadata: dict[str, Any],
+        *,
+        broadcast: bool = False,
     ) -> DeliveryResult:
+        extra: dict[str, Any] = {"reply_broadcast": True} if broadcast and thread_ts else {}
         try:
             resp = await self.client.chat_postMessage(
                 channel=channel,
@@ -598,6 +709,7 @@ class SlackBotNotifier:
                 unfurl_links=False,
                 unfurl_media=False,
                 link_names=False,
+                **extra,
             )
         except SlackApiError as exc:
             return _from_api_error(exc)
@@ -680,7 +792,7 @@ class SlackBotNotifier:
         cursor: str | None = None
         try:
             for _ in range(50):
-                if msg.kind == "followup" and msg.thread_ts:
+                if msg.kind.threaded and msg.thread_ts:
                     resp = await self.client.conversations_replies(
                         channel=channel,
                         ts=msg.thread_ts,
@@ -719,7 +831,7 @@ class SlackBotNotifier:
             result = _from_api_error(exc)
             if result.error in _POST_FAILS_TOO:
                 return None  # a post would fail the same way: sending reports it
-            method = "conversations.replies" if msg.kind == "followup" else "conversations.history"
+            method = "conversations.replies" if msg.kind.threaded else "conversations.history"
             answered = result.retry_after is None and not (result.error or "").startswith("http_5")
             raise LookupFailed(
                 f"{method}: {lookup_hint(result.error or '')}",

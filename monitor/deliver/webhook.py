@@ -7,13 +7,15 @@ Each alert is one ``POST`` with ``Content-Type: application/json`` and this body
       "version": 1,                   # body schema version
       "sent_at": 1714564800,          # unix seconds; equals X-Wirewatch-Timestamp
       "alert_id": 42, "story_id": 7,  # alert_id is stable across retries: dedupe on it
-      "kind": "new" | "followup" | "digest",
+      "kind": "new" | "followup" | "update" | "escalation" | "digest",
       "watchlist": "korea", "channel": "#alerts", "severity": "info" | "high" | "critical",
       "title": "...", "link": "https://...", "source": "BBC World",
       "published": "2024-05-01T12:00:00+00:00" | null,
       "summary": "...", "matched_terms": ["Kim Jong Un"], "matched_words": ["Kim Jong-un"],
       "sources": [{"source": "BBC World", "link": "https://...", "title": "..."}],
       "thread_ts": null,
+      "change": {"old": "...", "new": "..."} | null,   # kind "update": the headline change
+      "rule": "5 outlets within 15m" | null,          # kind "escalation": the rule crossed
       "digest": [ {same fields, without digest}, ... ]   # non-empty only for kind "digest"
     }
 
@@ -75,6 +77,9 @@ def _item(msg: AlertMessage) -> dict[str, Any]:
         "matched_words": list(msg.matched_words),
         "sources": [{"source": s.source, "link": s.link, "title": s.title} for s in msg.sources],
         "thread_ts": msg.thread_ts,
+        # an update: the headline before and after; an escalation: the rule it crossed
+        "change": {"old": msg.change[0], "new": msg.change[1]} if msg.change else None,
+        "rule": msg.rule or None,
     }
 
 

@@ -16,13 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from monitor.dedupe import StoryItem
+from monitor.dedupe import StoryItem, is_development
 from monitor.match import Hit
+from monitor.match.schema import Escalation, Watchlist
 from monitor.models import AlertKind, Entry
 from monitor.pipeline.runtime import Runtime, alert_channel, slack_sink
-from monitor.store.alerts import first_alerts_of_stories, insert_alerts, queue_followups
+from monitor.store.alerts import insert_alerts, queue_followups, story_alerts
 from monitor.store.entries import insert_entries, outlets_of_stories
 from monitor.store.matches import StoredMatch, matches_of_stories, save_matches
+from monitor.store.messages import entries_by_id
+from monitor.store.mutes import muted_stories, muted_terms
 from monitor.store.stories import insert_stories, stories_by_id
 from monitor.store.tables import StoryRow
 
@@ -66,9 +69,15 @@ class Batch:
     # stories this batch starts (rows to insert) and the known ones it touches
     new_stories: dict[int, dict[str, Any]] = field(default_factory=dict)
     stories: dict[int, StoryRow] = field(default_factory=dict)
-    outlets: dict[int, set[str]] = field(default_factory=dict)
+    # each story's outlets, with when the outlet's first copy came out
+    outlets: dict[int, dict[str, datetime]] = field(default_factory=dict)
     matches: dict[int, dict[str, StoredMatch]] = field(default_factory=dict)
     parents: dict[tuple[int, str, str], Parent] = field(default_factory=dict)
+    # the headline each alerted story last announced (its card, or its last update)
+    headlines: dict[int, str] = field(default_factory=dict)
+    escalated: set[tuple[int, str]] = field(default_factory=set)  # (story, watchlist)
+    muted: set[int] = field(default_factory=set)  # stories muted from Slack
+    muted_terms: set[tuple[str, str]] = field(default_factory=set)  # (watchlist, term)
     # alerts rows to insert, a follow-up with the parent it threads under
     alerts: list[tuple[dict[str, Any], Parent | None]] = field(default_factory=list)
     queued: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # per feed id
@@ -95,7 +104,7 @@ async def store_new_entries(
     ``stored``. Entries that matched but were older than max_age (not alerted) are
     counted on their poll's report (``too_old``; reset with the rest if the batch is
     retried)."""
-    batch = Batch(rt, session, now)
+    batch = Batch(rt, session, now, muted_terms=await muted_terms(session, now))
     await assign_stories(batch, fresh)
     await load_story_context(batch)
     await count_outlets(batch)
@@ -126,7 +135,7 @@ async def assign_stories(batch: Batch, fresh: list[tuple[Job, Entry]]) -> None:
         if story_id is None:
             story_id = await batch.story_id(e, len(fresh) - i)
         rt.ingest.index.add(item, story_id)
-        hits = _hits(rt, job, e, now)
+        hits = _unmuted(batch, _hits(rt, job, e, now))
         batch.pending.append(Pending(e, _entry_values(feed_id, e, now, story_id), story_id, hits))
 
 
@@ -147,16 +156,40 @@ def _hits(rt: Runtime, job: Job, e: Entry, now: datetime) -> list[Hit]:
     return hits
 
 
+def _unmuted(batch: Batch, hits: list[Hit]) -> list[Hit]:
+    """Hits whose terms are not all muted (a term muted from Slack stops alerting)."""
+    if not batch.muted_terms:
+        return hits
+    return [h for h in hits if any((h.watchlist, t) not in batch.muted_terms for t in h.terms)]
+
+
 async def load_story_context(batch: Batch) -> None:
     """What the database knows about the existing stories the batch touches: their
-    rows, outlets, matches, and first alerts (which follow-ups thread under)."""
+    rows, outlets, matches, first alerts (which replies thread under), the headline
+    each last announced, their escalations and mutes."""
     session = batch.session
     old_ids = sorted({p.story_id for p in batch.pending} - set(batch.new_stories))
     batch.stories = await stories_by_id(session, old_ids)
     batch.outlets = await outlets_of_stories(session, old_ids)
     batch.matches = await matches_of_stories(session, old_ids)
-    for aid, story, watchlist, sink, channel in await first_alerts_of_stories(session, old_ids):
-        batch.parents.setdefault((story, watchlist, sink), Parent(aid, channel))
+    batch.muted = await muted_stories(session, old_ids, batch.now)
+    announced: dict[int, tuple[int, str | None]] = {}  # story -> (entry, new headline)
+    for aid, story, entry, watchlist, sink, channel, kind, detail in await story_alerts(
+        session, old_ids
+    ):
+        if kind == AlertKind.NEW:
+            batch.parents.setdefault((story, watchlist, sink), Parent(aid, channel))
+            announced[story] = (entry, None)
+        elif kind == AlertKind.UPDATE:
+            announced[story] = (entry, json.loads(detail or "{}").get("new"))
+        elif kind == AlertKind.ESCALATION:
+            batch.escalated.add((story, watchlist))
+    titles = await entries_by_id(session, [e for e, new in announced.values() if new is None])
+    for story, (entry, new) in announced.items():
+        row = titles.get(entry)
+        headline = new if new is not None else row.title if row is not None else None
+        if headline:
+            batch.headlines[story] = headline
 
 
 async def count_outlets(batch: Batch) -> None:
@@ -169,10 +202,10 @@ async def count_outlets(batch: Batch) -> None:
             sid = (await batch.rt.ingest.story_ids.take(batch.session, 1))[0]
             batch.new_stories[sid] = _story_values(sid, p.entry, batch.now)
             p.story_id = p.row["story_id"] = sid
-        outlets = batch.outlets.setdefault(p.story_id, set())
+        outlets = batch.outlets.setdefault(p.story_id, {})
         p.new_outlet = p.entry.source not in outlets
         if p.new_outlet:
-            outlets.add(p.entry.source)
+            outlets[p.entry.source] = _time_of(p.entry, batch.now)
             counts[p.story_id] = counts.get(p.story_id, 0) + 1
         p.outlets = counts[p.story_id]
     for sid, st in batch.stories.items():
@@ -194,10 +227,12 @@ async def write_entries(batch: Batch) -> list[int]:
 async def queue_alerts(batch: Batch) -> None:
     """Matches and alerts: one alert per story per watchlist and sink when the story
     reaches the watchlist's ``min_sources``, then a follow-up per new outlet."""
+    titles = {p.entry_id: p.entry.title for p in batch.pending}
     for p in batch.pending:
         matches = batch.matches.setdefault(p.story_id, {})
-        if p.hits or (p.new_outlet and matches):
-            batch.queued[p.row["feed_id"]] += _alerts_for(batch, p, matches)
+        change = _development(batch, p)
+        if p.hits or ((p.new_outlet or change) and matches):
+            batch.queued[p.row["feed_id"]] += _alerts_for(batch, p, matches, change, titles)
     new = await save_matches(
         batch.session, [m for ms in batch.matches.values() for m in ms.values()]
     )
@@ -217,13 +252,36 @@ async def queue_alerts(batch: Batch) -> None:
         if parent is not None and parent.id is None:
             parent.id = aid
     follow = [{**row, "parent_id": parent.id} for row, parent in batch.alerts if parent is not None]
+    # (an escalation of a story alerted in this batch links the alert inserted above)
     await queue_followups(batch.session, follow)
 
 
-def _alerts_for(batch: Batch, p: Pending, matches: dict[str, StoredMatch]) -> int:
+def _development(batch: Batch, p: Pending) -> tuple[str, str] | None:
+    """(headline, new headline) when ``p`` is a copy that reports a development of its
+    alerted story (new figures, a higher UPDATE n); the story's headline moves on."""
+    headline = batch.headlines.get(p.story_id)
+    if headline is None or p.story_id in batch.muted:
+        return None
+    # an "UPDATE n" counts from an outlet already carrying the story (its numbering)
+    if not is_development(headline, p.entry.title, update_numbers=not p.new_outlet):
+        return None
+    batch.headlines[p.story_id] = p.entry.title
+    return headline, p.entry.title
+
+
+def _alerts_for(
+    batch: Batch,
+    p: Pending,
+    matches: dict[str, StoredMatch],
+    change: tuple[str, str] | None,
+    titles: dict[int, str],
+) -> int:
     """Record ``p``'s hits on its story's matches, and queue the alerts they call for:
     the first when the story reaches the watchlist's ``min_sources`` (``p.outlets``
-    carry it now); then a follow-up for each new outlet (threads)."""
+    carry it now); then, in its thread, an update when ``p`` develops the story
+    (``change``) or a follow-up for each new outlet; and an escalation when the story
+    crosses the watchlist's ``escalate`` rule. A muted story gets neither replies nor
+    escalations."""
     rt, now, story_id = batch.rt, batch.now, p.story_id
     for hit in p.hits:
         m = matches.get(hit.watchlist)
@@ -251,15 +309,81 @@ def _alerts_for(batch: Batch, p: Pending, matches: dict[str, StoredMatch]) -> in
                     batch.alerts.append((row, None))
                     batch.parents[(story_id, name, sink)] = made
                     queued += 1
-        elif p.new_outlet and wl.followups == "thread":
+                headline = titles.get(m.entry_id, p.entry.title)
+                batch.headlines.setdefault(story_id, headline)
+        elif story_id in batch.muted:
+            continue
+        elif (p.new_outlet or change) and wl.followups == "thread":
+            kind = AlertKind.UPDATE if change else AlertKind.FOLLOWUP
             for sink in sinks:
                 parent = batch.parents.get((story_id, name, sink))
                 if parent is not None:
-                    kind = AlertKind.FOLLOWUP
                     row = _alert_values(m, p.entry_id, sink, parent.channel, kind, now)
+                    if change:
+                        row["detail"] = json.dumps({"old": change[0], "new": change[1]})
                     batch.alerts.append((row, parent))
                     queued += 1
+        if wl.escalate is not None and m.alerted and p.new_outlet:
+            queued += _escalate(batch, p, m, wl, wl.escalate, sinks)
     return queued
+
+
+def _escalate(
+    batch: Batch,
+    p: Pending,
+    m: StoredMatch,
+    wl: Watchlist,
+    rule: Escalation,
+    sinks: list[str],
+) -> int:
+    """Queue the story's escalation (once per watchlist) when a new outlet makes
+    ``rule.outlets`` outlets whose first copies came out within ``rule.within``."""
+    key = (p.story_id, wl.name)
+    if key in batch.escalated or p.story_id in batch.muted:
+        return 0
+    span = crossing(sorted(batch.outlets.get(p.story_id, {}).values()), rule)
+    if span is None:
+        return 0
+    batch.escalated.add(key)
+    detail = json.dumps(
+        {
+            "rule": escalation_rule(rule),
+            "outlets": len(batch.outlets.get(p.story_id, {})),
+            "span": span,
+            "mention": rule.mention,
+        }
+    )
+    for sink in sinks:
+        channel = alert_channel(batch.rt.config, rule.channel, sink)
+        row = _alert_values(m, p.entry_id, sink, channel, AlertKind.ESCALATION, batch.now)
+        row["detail"] = detail
+        parent = batch.parents.get((p.story_id, wl.name, sink))
+        batch.alerts.append((row, parent) if parent is not None else (row, None))
+    return len(sinks)
+
+
+def crossing(times: Sequence[datetime], rule: Escalation) -> float | None:
+    """The shortest span (seconds) in which ``rule.outlets`` of these sorted first-copy
+    times fall, when it is within ``rule.within``; None when the story has not crossed
+    the rule."""
+    n = rule.outlets
+    spans = [(times[i + n - 1] - times[i]).total_seconds() for i in range(len(times) - n + 1)]
+    best = min(spans, default=None)
+    return best if best is not None and best <= rule.within else None
+
+
+def escalation_rule(rule: Escalation) -> str:
+    """``"5 outlets within 15m"``."""
+    within = rule.within
+    for unit, size in (("h", 3600), ("m", 60)):
+        if within >= size and within % size == 0:
+            return f"{rule.outlets} outlets within {within / size:g}{unit}"
+    return f"{rule.outlets} outlets within {within:g}s"
+
+
+def _time_of(e: Entry, now: datetime) -> datetime:
+    """When a copy came out: its publication time, never later than now."""
+    return min(e.published, now) if e.published is not None else now
 
 
 def _entry_values(feed_id: int, e: Entry, now: datetime, story_id: int) -> dict[str, Any]:
@@ -310,6 +434,7 @@ def _alert_values(
         "created_at": now,
         "terms": json.dumps(m.terms),
         "words": json.dumps(m.words),
+        "detail": None,
     }
 
 
@@ -336,3 +461,50 @@ def _routes(rt: Runtime, wanted: Sequence[str]) -> list[str]:
             ", ".join(configured),
         )
     return chosen or configured
+
+
+async def queue_retitles(
+    rt: Runtime, session: AsyncSession, retitled: list[tuple[int, int, str, str]], now: datetime
+) -> dict[int, int]:
+    """Updates for stored copies their outlets retitled materially ((entry id, story id,
+    old title, new title)): a reply in the thread of each message announcing the story,
+    showing old → new. The retitle of the copy a card announced is also sent to the
+    channel (``broadcast``): an edit in place would only show "(edited)". Returns the
+    updates queued per entry id."""
+    stories = sorted({story for _, story, _, _ in retitled})
+    muted = await muted_stories(session, stories, now)
+    parents: dict[int, list[tuple[int, int, str, str, str]]] = {}
+    for aid, story, entry, watchlist, sink, channel, kind, _ in await story_alerts(
+        session, stories
+    ):
+        if kind == AlertKind.NEW:
+            parents.setdefault(story, []).append((aid, entry, watchlist, sink, channel))
+    rows: list[dict[str, Any]] = []
+    queued: dict[int, int] = defaultdict(int)
+    for entry_id, story, old, new in retitled:
+        if story in muted:
+            continue
+        for parent_id, parent_entry, watchlist, sink, channel in parents.get(story, ()):
+            wl = rt.matcher.watchlists.get(watchlist)
+            if wl is None or wl.followups != "thread":
+                continue
+            detail = {"old": old, "new": new, "broadcast": parent_entry == entry_id}
+            rows.append(
+                {
+                    "story_id": story,
+                    "entry_id": entry_id,
+                    "watchlist": watchlist,
+                    "sink": sink,
+                    "channel": channel,
+                    "kind": str(AlertKind.UPDATE),
+                    "parent_id": parent_id,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "terms": "[]",
+                    "words": "[]",
+                    "detail": json.dumps(detail),
+                }
+            )
+            queued[entry_id] += 1
+    await queue_followups(session, rows)
+    return queued

@@ -145,10 +145,12 @@ async def ingest_jobs(rt: Runtime, jobs: list[Job]) -> None:
     rt.metrics.begin_batch()  # (what a rolled-back attempt staged is not counted)
     async with rt.sessions() as session:
         await _catch_up(rt, session)
-        per_job = await _unseen(session, jobs, now)
+        per_job, retitled = await _unseen(session, jobs, now)
         per_job = await _drop_regenerated(session, jobs, per_job, now)
         if any(per_job):
             await _store_new(rt, session, jobs, per_job, now, stored)
+        if retitled:
+            await _queue_updates(rt, session, retitled, now)
         await session.commit()
     rt.metrics.commit_batch()
     if rt.ingest.seen_entry_id is not None and stored:
@@ -168,15 +170,21 @@ async def _catch_up(rt: Runtime, session: AsyncSession) -> None:
         rt.metrics.catch_up_entries.inc(caught)
 
 
-async def _unseen(session: AsyncSession, jobs: list[Job], now: datetime) -> list[list[Entry]]:
-    """Each poll's entries not stored yet. A stored one that was retitled materially
-    counts as an update; a new guid on a known link is the same entry when it keeps
-    the title, or when most of the poll came back that way."""
+Retitle = tuple[int, int, str, str]  # (entry id, story id, old title, new title)
+
+
+async def _unseen(
+    session: AsyncSession, jobs: list[Job], now: datetime
+) -> tuple[list[list[Entry]], list[tuple[Job, Retitle]]]:
+    """Each poll's entries not stored yet, and the stored ones retitled materially (an
+    update of the entry and its story). A new guid on a known link is the same entry
+    when it keeps the title, or when most of the poll came back that way."""
     feed_ids = sorted({j.feed.id for j in jobs if j.feed.id is not None})
     guids = sorted({g for j in jobs for g in j.unique})
     existing = await entries_by_guid(session, feed_ids, guids)
     known_links = await _titles_under_links(session, jobs, feed_ids, existing, now)
     per_job: list[list[Entry]] = []
+    retitled: list[tuple[Job, Retitle]] = []
     for job in jobs:
         feed_id = job.feed.id or 0
         fresh: list[Entry] = []
@@ -184,14 +192,16 @@ async def _unseen(session: AsyncSession, jobs: list[Job], now: datetime) -> list
         for guid, e in job.unique.items():
             old = existing.get((feed_id, guid))
             if old is not None:
-                await _seen_again(session, job.report, old, e, now)
+                before = old.title
+                if await _seen_again(session, job.report, old, e, now) and old.story_id:
+                    retitled.append((job, (old.id or 0, old.story_id, before, old.title)))
             elif e.link and (titles := known_links.get((feed_id, e.link))) is not None:
                 linked.append((e, titles))
             else:
                 fresh.append(e)
         fresh.extend(_drop_relinked(linked, len(job.unique), job.report))
         per_job.append(fresh)
-    return per_job
+    return per_job, retitled
 
 
 async def _titles_under_links(
@@ -219,15 +229,17 @@ async def _titles_under_links(
 
 async def _seen_again(
     session: AsyncSession, report: PollReport, old: EntryRow, e: Entry, now: datetime
-) -> None:
-    """An entry already stored: a material retitle is an update of it (and its story)."""
+) -> bool:
+    """An entry already stored: a material retitle is an update of it (and its story).
+    Whether it was one."""
     report.seen_at[e.guid] = old.seen_at
     if not is_material_change(old.title, e.title):
-        return
+        return False
     retitle_entry(session, old, e.title, e.summary or old.summary)
     report.updated += 1
     if old.story_id is not None:
         await touch_story(session, old.story_id, now)
+    return True
 
 
 def _drop_relinked(
@@ -301,6 +313,16 @@ def _drop_known_titles(
         else:
             kept.append(e)
     return kept
+
+
+async def _queue_updates(
+    rt: Runtime, session: AsyncSession, retitled: list[tuple[Job, Retitle]], now: datetime
+) -> None:
+    """Thread replies for the alerted stories whose copies were retitled, counted on
+    the polls that saw the retitles."""
+    queued = await fold.queue_retitles(rt, session, [r for _, r in retitled], now)
+    for job, (entry_id, _, _, _) in retitled:
+        job.report.alerts += queued.pop(entry_id, 0)
 
 
 async def _store_new(

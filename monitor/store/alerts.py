@@ -193,3 +193,35 @@ async def queued_alerts(session: AsyncSession) -> int:
         select(func.count()).where(col(AlertRow.state).in_(["pending", "sending"]))
     )
     return int(count.one())
+
+
+async def story_alerts(
+    session: AsyncSession, story_ids: Sequence[int]
+) -> list[tuple[int, int, int, str, str, str, str, str | None]]:
+    """(id, story, entry, watchlist, sink, channel, kind, detail) of these stories'
+    alerts other than follow-ups, oldest first: the parents replies thread under, the
+    headline last announced, and the escalations already queued."""
+    out: list[tuple[int, int, int, str, str, str, str, str | None]] = []
+    ids = sorted(story_ids)
+    conn = await session.connection()
+    for start in range(0, len(ids), 500):
+        rows = await conn.execute(
+            sa_select(
+                col(AlertRow.id),
+                col(AlertRow.story_id),
+                col(AlertRow.entry_id),
+                col(AlertRow.watchlist),
+                col(AlertRow.sink),
+                col(AlertRow.channel),
+                col(AlertRow.kind),
+                col(AlertRow.detail),
+            )
+            .where(col(AlertRow.story_id).in_(ids[start : start + 500]))
+            .where(col(AlertRow.kind) != AlertKind.FOLLOWUP)
+            .order_by(col(AlertRow.id))
+        )
+        out.extend(
+            (int(a or 0), int(s), int(e), w, k, c, kind, d)
+            for a, s, e, w, k, c, kind, d in rows.all()
+        )
+    return out

@@ -77,17 +77,24 @@ async def recent_titles(
 
 async def outlets_of_stories(
     session: AsyncSession, story_ids: Sequence[int]
-) -> dict[int, set[str]]:
-    """The outlets (entry sources) each story's entries come from."""
-    out: dict[int, set[str]] = {}
+) -> dict[int, dict[str, datetime]]:
+    """The outlets (entry sources) each story's entries come from, with when each
+    outlet's first copy was published (first seen, when that is earlier or unknown)."""
+    out: dict[int, dict[str, datetime]] = {}
     for chunk in _chunks(sorted(story_ids)):
         rows = await session.exec(
-            select(EntryRow.story_id, EntryRow.source)
+            select(
+                EntryRow.story_id,
+                EntryRow.source,
+                func.min(EntryRow.published),
+                func.min(EntryRow.seen_at),
+            )
             .where(col(EntryRow.story_id).in_(chunk))
-            .distinct()
+            .group_by(col(EntryRow.story_id), col(EntryRow.source))
         )
-        for sid, source in rows.all():
-            out.setdefault(sid or 0, set()).add(source)
+        for sid, source, published, seen_at in rows.all():
+            when = min(published, seen_at) if published is not None else seen_at
+            out.setdefault(sid or 0, {})[source] = when
     return out
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, text
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -67,31 +68,35 @@ async def touch_story(session: AsyncSession, story_id: int, now: datetime) -> No
         session.add(story)
 
 
-async def story_sources(session: AsyncSession, story_id: int) -> list[tuple[str, str, str]]:
-    """(outlet, link, title) of every entry of a story, first seen first, one per outlet."""
-    return (await stories_sources(session, [story_id])).get(story_id, [])
-
-
 async def stories_sources(
     session: AsyncSession, story_ids: Sequence[int]
-) -> dict[int, list[tuple[str, str, str]]]:
-    """``story_sources`` of several stories, a few queries in all (by 500 stories)."""
-    out: dict[int, list[tuple[str, str, str]]] = {}
+) -> dict[int, list[tuple[str, str, str, datetime]]]:
+    """Each story's outlets in the order their first copy was stored: (outlet, link,
+    title, when it was published, or first seen when that is earlier or unknown); a few
+    queries in all (by 500 stories)."""
+    out: dict[int, list[tuple[str, str, str, datetime]]] = {}
     seen: dict[int, set[str]] = {}
     ids = sorted(set(story_ids))
     for start in range(0, len(ids), 500):
-        rows = (
-            await session.exec(
-                select(EntryRow.story_id, EntryRow.source, EntryRow.link, EntryRow.title)
-                .where(col(EntryRow.story_id).in_(ids[start : start + 500]))
-                .order_by(col(EntryRow.id))
+        conn = await session.connection()
+        rows = await conn.execute(
+            sa_select(
+                col(EntryRow.story_id),
+                col(EntryRow.source),
+                col(EntryRow.link),
+                col(EntryRow.title),
+                col(EntryRow.published),
+                col(EntryRow.seen_at),
             )
-        ).all()
-        for sid, source, link, title in rows:
+            .where(col(EntryRow.story_id).in_(ids[start : start + 500]))
+            .order_by(col(EntryRow.id))
+        )
+        for sid, source, link, title, published, seen_at in rows.all():
             if sid is None:
                 continue
             outlets = seen.setdefault(sid, set())
             if source not in outlets:
                 outlets.add(source)
-                out.setdefault(sid, []).append((source, link, title))
+                when = min(published, seen_at) if published is not None else seen_at
+                out.setdefault(sid, []).append((source, link, title, when))
     return out
