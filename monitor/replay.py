@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from monitor.match import Matcher
+from monitor.match.escalation import EscalationCheck, check
 from monitor.models import Entry
 from monitor.normalize import clean
 
@@ -16,6 +18,7 @@ from monitor.normalize import clean
 class StoredEntry:
     story_id: int
     entry: Entry
+    seen_at: datetime | None = None  # when it was stored (caps its publication time)
 
 
 @dataclass
@@ -24,6 +27,12 @@ class WatchlistReplay:
     candidate: set[int] = field(default_factory=set)
     live: set[int] = field(default_factory=set)
     titles: dict[int, str] = field(default_factory=dict)
+    # the candidate's escalate rule applied to each story it would alert on
+    escalations: dict[int, EscalationCheck] = field(default_factory=dict)
+
+    @property
+    def escalated(self) -> list[int]:
+        return sorted(s for s, c in self.escalations.items() if c.crossed)
 
     @property
     def added(self) -> list[int]:
@@ -43,6 +52,18 @@ class WatchlistReplay:
             "samples": [self.titles[s] for s in sorted(self.candidate)[:samples]],
             "added_samples": [self.titles[s] for s in self.added[:samples]],
             "removed_samples": [self.titles[s] for s in self.removed[:samples]],
+            "escalated": len(self.escalated),
+            "escalations": [
+                {
+                    "title": self.titles[s],
+                    "at": c.at.isoformat() if c.at else None,
+                    "outlets": c.best,
+                    "span_s": c.span,
+                    "why": c.describe(),
+                }
+                for s in self.escalated[:samples]
+                if (c := self.escalations[s])
+            ],
         }
 
 
@@ -67,9 +88,14 @@ def replay(
     items = list(entries)
     sources: dict[int, set[str]] = defaultdict(set)
     titles: dict[int, str] = {}
+    first: dict[int, dict[str, datetime]] = defaultdict(dict)  # story -> outlet -> time
     for e in items:
         sources[e.story_id].add(e.entry.source)
         titles.setdefault(e.story_id, e.entry.title)
+        when = _time_of(e)
+        if when is not None:
+            seen = first[e.story_id]
+            seen[e.entry.source] = min(seen.get(e.entry.source, when), when)
     cand = _alerting(candidate, items, sources)
     cur = _alerting(live, items, sources)
     names = list(candidate.watchlists) + [
@@ -79,8 +105,20 @@ def replay(
     for name in names:
         r = WatchlistReplay(name, cand.get(name, set()), cur.get(name, set()))
         r.titles = {s: titles[s] for s in r.candidate | r.live}
+        wl = candidate.watchlists.get(name)
+        if wl is not None and wl.escalate is not None:
+            rule = wl.escalate
+            r.escalations = {s: check(list(first[s].values()), rule) for s in r.candidate}
         report.append(r)
     return report
+
+
+def _time_of(e: StoredEntry) -> datetime | None:
+    """When a copy came out: published, never later than stored (as ingest judges it)."""
+    published = e.entry.published
+    if published is None or e.seen_at is None:
+        return published or e.seen_at
+    return min(published, e.seen_at)
 
 
 def format_replay(report: list[WatchlistReplay], days: float, entries: int) -> str:
@@ -97,4 +135,8 @@ def format_replay(report: list[WatchlistReplay], days: float, entries: int) -> s
             lines.append(f"  + new: {clean(title)}")
         for title in d["removed_samples"]:  # type: ignore[attr-defined]
             lines.append(f"  - no longer: {clean(title)}")
+        if r.escalations:
+            lines.append(f"  escalations: {len(r.escalated)} stories would escalate")
+            for s in r.escalated[:5]:
+                lines.append(f"  ! {clean(r.titles[s])}: {r.escalations[s].describe()}")
     return "\n".join(lines)

@@ -210,3 +210,21 @@ def test_a_hostile_title_cannot_ping_through_an_update_or_an_escalation(
     for m in slack.messages:
         body = _shown(m)
         assert "<!channel>" not in body and "<!everyone>" not in body
+
+
+def test_the_rule_check_says_when_and_why_a_story_escalated_or_did_not() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from monitor.match.escalation import check
+    from monitor.match.schema import Escalation
+
+    rule = Escalation(outlets=5, within=900, channel="#breaking")
+    t0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    at = [t0 + timedelta(minutes=m) for m in (0, 3, 6, 9, 12, 14)]
+    crossed = check(at, rule)
+    assert crossed.crossed and crossed.at == at[4] and crossed.span == 12 * 60
+    assert "escalated at 2026-12-05 09:12 UTC: 5 outlets within 12 min" in crossed.describe()
+    four = check(at[:4], rule)
+    assert not four.crossed and "at most 4 of 4 outlets" in four.describe()
+    spread = check([t0 + timedelta(minutes=15 * i) for i in range(5)], rule)
+    assert not spread.crossed and spread.best == 2

@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor.dedupe import StoryItem, is_development
 from monitor.match import Hit
+from monitor.match.escalation import check
 from monitor.match.schema import Escalation, Watchlist
 from monitor.models import AlertKind, Entry
 from monitor.pipeline.runtime import Runtime, alert_channel, slack_sink
@@ -341,17 +342,12 @@ def _escalate(
     key = (p.story_id, wl.name)
     if key in batch.escalated or p.story_id in batch.muted:
         return 0
-    span = crossing(sorted(batch.outlets.get(p.story_id, {}).values()), rule)
-    if span is None:
+    found = check(list(batch.outlets.get(p.story_id, {}).values()), rule)
+    if not found.crossed:
         return 0
     batch.escalated.add(key)
     detail = json.dumps(
-        {
-            "rule": escalation_rule(rule),
-            "outlets": len(batch.outlets.get(p.story_id, {})),
-            "span": span,
-            "mention": rule.mention,
-        }
+        {"rule": found.rule, "outlets": found.outlets, "span": found.span, "mention": rule.mention}
     )
     for sink in sinks:
         channel = alert_channel(batch.rt.config, rule.channel, sink)
@@ -360,25 +356,6 @@ def _escalate(
         parent = batch.parents.get((p.story_id, wl.name, sink))
         batch.alerts.append((row, parent) if parent is not None else (row, None))
     return len(sinks)
-
-
-def crossing(times: Sequence[datetime], rule: Escalation) -> float | None:
-    """The shortest span (seconds) in which ``rule.outlets`` of these sorted first-copy
-    times fall, when it is within ``rule.within``; None when the story has not crossed
-    the rule."""
-    n = rule.outlets
-    spans = [(times[i + n - 1] - times[i]).total_seconds() for i in range(len(times) - n + 1)]
-    best = min(spans, default=None)
-    return best if best is not None and best <= rule.within else None
-
-
-def escalation_rule(rule: Escalation) -> str:
-    """``"5 outlets within 15m"``."""
-    within = rule.within
-    for unit, size in (("h", 3600), ("m", 60)):
-        if within >= size and within % size == 0:
-            return f"{rule.outlets} outlets within {within / size:g}{unit}"
-    return f"{rule.outlets} outlets within {within:g}s"
 
 
 def _time_of(e: Entry, now: datetime) -> datetime:
