@@ -28,6 +28,7 @@ class EscalationCheck:
     a window) and how long that window was."""
 
     rule: str
+    needed: int
     outlets: int
     best: int
     at: datetime | None = None
@@ -40,7 +41,7 @@ class EscalationCheck:
     def describe(self) -> str:
         if self.at is not None and self.span is not None:
             return (
-                f"escalated at {self.at:%Y-%m-%d %H:%M} UTC: {self.best} outlets within "
+                f"escalated at {self.at:%Y-%m-%d %H:%M} UTC: {self.needed} outlets within "
                 f"{_minutes(self.span)} (rule: {self.rule})"
             )
         return (
@@ -68,4 +69,4 @@ def check(times: Sequence[datetime], rule: Escalation) -> EscalationCheck:
             at, span = t, (t - ts[hi - n + 1]).total_seconds()
     if at is not None:
         best = max(best, n)
-    return EscalationCheck(describe_rule(rule), len(ts), best, at, span)
+    return EscalationCheck(describe_rule(rule), n, len(ts), best, at, span)
