@@ -77,6 +77,7 @@ Database = Annotated[
 def load(
     config: Path, feeds: Path | None, watchlists: Path | None, database: str | None = None
 ) -> AppConfig:
+    """The configuration; on any problem, every one of them (file:line) and exit 2."""
     from monitor.config import ConfigError, load_config
 
     try:
