@@ -50,7 +50,7 @@ from hypothesis.stateful import (
 )
 from sqlmodel import col, select
 
-from monitor.audit import run_audit
+from monitor.cli.channel_audit import run_audit
 from monitor.config import AppConfig, load_config
 from monitor.deliver.console import ConsoleNotifier
 from monitor.deliver.slack import SlackBotNotifier

@@ -303,10 +303,10 @@ def test_http_address_is_checked(tmp_path: Path) -> None:
 
 
 def test_json_logs_carry_ids_and_never_secrets() -> None:
-    from monitor.cli import _JsonFormatter, _Redactor, _TextFormatter
+    from monitor.cli.logs import JsonFormatter, Redactor, TextFormatter
 
     token = "xoxb-1111-2222-abcdefSECRET"
-    redact = _Redactor((token, "hook-secret-value"))
+    redact = Redactor((token, "hook-secret-value"))
     record = logging.LogRecord(
         "wirewatch.outbox",
         logging.WARNING,
@@ -323,12 +323,12 @@ def test_json_logs_carry_ids_and_never_secrets() -> None:
         None,
     )
     record.alert_id, record.story_id, record.feed = 7, 3, "bbc"
-    line = _JsonFormatter(redact).format(record)
+    line = JsonFormatter(redact).format(record)
     obj = json.loads(line)
     assert obj["alert_id"] == 7 and obj["story_id"] == 3 and obj["feed"] == "bbc"
     assert obj["level"] == "WARNING" and obj["logger"] == "wirewatch.outbox"
     assert re.search(r"[+-]\d\d:\d\d$", obj["time"]), obj["time"]  # its UTC offset
-    text = _TextFormatter(redact).format(record)
+    text = TextFormatter(redact).format(record)
     for out in (line, text):
         for secret in (token, "pg-password", "XYZ", "hook-secret-value", "1111-2222"):
             assert secret not in out, out
