@@ -18,7 +18,7 @@ from monitor.pipeline.runtime import open_runtime
 from monitor.scheduler import startup
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer, rss
-from tests.util import pubdate, write_config
+from tests.util import pubdate, wirewatch, write_config
 
 SUMMARY = (
     "Heavy rain caused flooding and landslides in the southern state of Rio Grande do Sul, "
@@ -199,6 +199,42 @@ def test_escalation_posts_once_when_the_story_crosses_the_rule(
     assert f"https://fake.slack.test/archives/{cid}/p{card['ts'].replace('.', '')}" in shown
 
 
+@pytest.mark.parametrize(
+    ("minutes_ago", "escalates"),
+    [([40, 37, 34, 31, 28], True), ([75, 60, 45, 30, 15], False)],
+    ids=["five-within-15m", "five-over-an-hour"],
+)
+def test_replay_and_explain_report_the_decision_the_daemon_took(
+    tmp_path: Path,
+    feed_server: FeedServer,
+    slack: FakeSlack,
+    minutes_ago: list[float],
+    escalates: bool,
+) -> None:
+    desk = Desk(tmp_path, feed_server, slack, ESCALATE)
+    title = "Floods kill 12 in southern Brazil"
+    asyncio.run(desk.run([[(OUTLETS[i], title, m)] for i, m in enumerate(minutes_ago)]))
+    assert bool(slack.view("#breaking")) == escalates
+    cfg = str(tmp_path / "config")
+    out = wirewatch("replay", "--since", "1d", "--json", "--config", cfg)
+    assert out.returncode == 0, out.stderr
+    (floods,) = json.loads(out.stdout)["watchlists"]
+    assert floods["escalated"] == (1 if escalates else 0)
+    if escalates:
+        assert (
+            "5 outlets within 12 min (rule: 5 outlets within 15m)"
+            in floods["escalations"][0]["why"]
+        )
+    text = wirewatch("replay", "--since", "1d", "--config", cfg).stdout
+    assert ("1 stories would escalate" in text) == escalates
+    shown = wirewatch("explain", "--entry", "1", "--json", "--config", cfg)
+    assert shown.returncode == 0, shown.stderr
+    why = json.loads(shown.stdout)["escalation"]["floods"]
+    assert why.startswith("escalated at" if escalates else "not escalated: at most")
+    plain = wirewatch("explain", "--entry", "1", "--config", cfg).stdout
+    assert "floods: story " + why in plain
+
+
 def test_a_hostile_title_cannot_ping_through_an_update_or_an_escalation(
     tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
 ) -> None:
@@ -228,3 +264,21 @@ def test_the_rule_check_says_when_and_why_a_story_escalated_or_did_not() -> None
     assert not four.crossed and "at most 4 of 4 outlets" in four.describe()
     spread = check([t0 + timedelta(minutes=15 * i) for i in range(5)], rule)
     assert not spread.crossed and spread.best == 2
+
+
+def test_audit_finds_the_channels_as_the_outbox_says_after_updates_and_escalations(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    """A retitle's reply sent to the channel is a reply, not a second card; an
+    escalation is its channel's top-level message: the audit counts both as shown."""
+    desk = Desk(tmp_path, feed_server, slack, ESCALATE)
+    title = "Floods kill 12 in southern Brazil"
+    steps: list[list[tuple[str, str, float]]] = [[(OUTLETS[i], title, 30 - i)] for i in range(5)]
+    steps.append([("Reuters", "Floods kill 40 in southern Brazil", 30)])
+    asyncio.run(desk.run(steps))
+    assert len(slack.view("#breaking")) == 1 and _updates(slack)
+    env = {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": slack.base_url}
+    out = wirewatch("audit", "--config", str(tmp_path / "config"), env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "the channels show what the outbox says" in out.stdout
+    assert "#breaking" in out.stdout and "#floods" in out.stdout

@@ -32,6 +32,9 @@ from monitor.store.messages import alerts_in_order, entries_by_id, sent_alerts
 from monitor.store.tables import AlertRow
 
 FOLDED = "shown in the parent message"  # (outbox._mark_folded's mark)
+# alerts shown by a top-level message of their own: a story's card or digest line, and
+# an escalation (in the escalation channel); the others are replies in a story's thread
+TOP_LEVEL = ("new", "escalation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +44,7 @@ class Expected:
     alert_id: int
     story_id: int
     watchlist: str
-    kind: str  # new | followup
+    kind: str  # new | followup | update | escalation
     state: str  # sent | failed
     title: str
     link: str
@@ -116,14 +119,16 @@ def compare(
     alerts = {e.alert_id: e for e in expected}
     by_marker: dict[str, list[Expected]] = defaultdict(list)
     for e in alerts.values():
-        if e.kind == "new":
+        if e.kind in TOP_LEVEL:
             by_marker[marker(e.link, e.title)].append(e)
     plain = [m for m in by_marker if not m.startswith("<")]  # (entries without a link)
     out: list[Discrepancy] = []
     top_hits: dict[int, list[str]] = defaultdict(list)
     reply_hits: dict[int, list[str]] = defaultdict(list)  # copy alert -> parent ts
     for m in shown:
-        if m.get("older"):
+        # (a reply also sent to the channel is listed there too: it is a reply, shown in
+        # its thread, not a second top-level message of its story)
+        if m.get("older") or m.get("subtype") == "thread_broadcast":
             continue
         content = _content(m)
         named = _named(m)
@@ -163,10 +168,10 @@ def compare(
     }
     for e in alerts.values():
         in_thread = threads.get(e.thread_ts or "", "")
-        if e.kind != "new" and e.thread_ts and marker(e.link, e.title) in in_thread:
+        if e.kind not in TOP_LEVEL and e.thread_ts and marker(e.link, e.title) in in_thread:
             reply_hits[e.alert_id].append(e.thread_ts)
     for e in alerts.values():
-        if e.kind == "new":
+        if e.kind in TOP_LEVEL:
             hits = top_hits.get(e.alert_id, [])
             if e.state == "sent" and not hits:
                 out.append(
@@ -258,10 +263,10 @@ async def run_audit(rt: Runtime, *, since: datetime, channel: str | None = None)
                     parent_id=a.parent_id,
                     folded=folded,
                     ts=a.ts,
-                    thread_ts=parent.ts if parent is not None else None,
+                    thread_ts=parent.ts if parent is not None and a.kind not in TOP_LEVEL else None,
                 )
             )
-            if a.kind == "followup" and parent is not None and parent.ts:
+            if a.kind not in TOP_LEVEL and parent is not None and parent.ts:
                 threads.add(parent.ts)  # (its story's message may be older than the window)
         try:
             shown = await notifier.read_channel(
@@ -271,8 +276,8 @@ async def run_audit(rt: Runtime, *, since: datetime, channel: str | None = None)
             report.errors.append(f"{name}: could not read the channel: {exc}")
             continue
         report.channels[name] = len(shown)
-        report.stories += sum(1 for e in expected if e.kind == "new")
-        report.copies += sum(1 for e in expected if e.kind != "new")
+        report.stories += sum(1 for e in expected if e.kind in TOP_LEVEL)
+        report.copies += sum(1 for e in expected if e.kind not in TOP_LEVEL)
         report.problems.extend(compare(name, shown, expected))
     return report
 

@@ -59,17 +59,21 @@ def outbox_list(
     from monitor.deliver.slack import error_hint
 
     typer.echo(
-        f"{'id':>6} {'state':<8} {'kind':<5} {'tries':>5} {'sink':<13} {'channel':<16} "
+        f"{'id':>6} {'state':<8} {'kind':<6} {'tries':>5} {'sink':<13} {'channel':<16} "
         f"{'watchlist':<14} reason / title"
     )
     for alert, title in rows:
-        # kind: "new" is a story's alert, "reply" another outlet's copy in its thread
-        kind = "reply" if alert.kind == "followup" else "new"
+        # kind: "new" is a story's alert, "reply" another outlet's copy in its thread,
+        # "update" a development in its thread, "escal" an escalation post
+        kind = _KINDS.get(alert.kind, "new")
         typer.echo(
-            f"{alert.id:>6} {alert.state:<8} {kind:<5} {alert.attempts:>5} {alert.sink:<13} "
+            f"{alert.id:>6} {alert.state:<8} {kind:<6} {alert.attempts:>5} {alert.sink:<13} "
             f"{clip(alert.channel, 16):<16} {clip(alert.watchlist, 14):<14} "
             f"{clip(error_hint(alert.last_error or ''), 70)} | {clip(title, 60)}"
         )
+
+
+_KINDS = {"followup": "reply", "update": "update", "escalation": "escal"}
 
 
 async def _outbox_rows(cfg: AppConfig) -> list[tuple[Any, str]]:

@@ -32,7 +32,11 @@ from monitor.cli.app import (
 from monitor.normalize import clean, strip_unsafe
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from monitor.config import AppConfig
+    from monitor.match import Explanation, Matcher
+    from monitor.match.escalation import EscalationCheck
     from monitor.models import Entry
 
 
@@ -120,6 +124,7 @@ def explain(
         raise typer.Exit(2)
     matcher = compile_watchlists(cfg.watchlists)
     head: list[str] = []
+    tail: list[str] = []
     about: dict[str, Any] = {}
     if text is not None:
         # the text stands for both title and summary unless a summary is given
@@ -137,28 +142,54 @@ def explain(
     else:
         assert entry is not None
         require_database(cfg)
-        stored = run_coro(_stored(cfg, entry), cfg.settings.database_url)
-        if stored is None:
+        found_entry = run_coro(_stored(cfg, entry), cfg.settings.database_url)
+        if found_entry is None:
             typer.echo(f"error: no entry with id {entry}", err=True)
             raise typer.Exit(2)
+        stored, outlets = found_entry
         outlet = f", {stored.source}" if stored.source and stored.source != stored.feed else ""
         head.append(f'entry {entry}: "{stored.title}" (feed {stored.feed}{outlet})')
         about = {"entry": {"id": entry, "title": stored.title, "feed": stored.feed}}
         expls = matcher.explain_entry(stored)
+        escalations = _escalations(matcher, expls, outlets)
+        if escalations:
+            about["escalation"] = {name: c.describe() for name, c in escalations.items()}
+            tail = [f"{name}: story {c.describe()}" for name, c in escalations.items()]
     if as_json:
         payload = {**about, **explain_json(expls)}
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
     else:  # what was found quotes the entry (or --text) as it is: made safe to print
-        typer.echo(strip_unsafe("\n".join([*head, format_explanations(expls)])))
+        lines = [*head, format_explanations(expls), *tail]
+        typer.echo(strip_unsafe("\n".join(lines)))
 
 
-async def _stored(cfg: AppConfig, entry_id: int) -> Entry | None:
+def _escalations(
+    matcher: Matcher, expls: Sequence[Explanation], outlets: dict[str, datetime]
+) -> dict[str, EscalationCheck]:
+    """For each matching watchlist with an ``escalate`` rule: whether the entry's story
+    crossed it (its outlets' first copies), when and why."""
+    from monitor.match.escalation import check
+
+    out: dict[str, EscalationCheck] = {}
+    for e in expls:
+        wl = matcher.watchlists.get(e.watchlist)
+        if e.matched and wl is not None and wl.escalate is not None:
+            out[e.watchlist] = check(list(outlets.values()), wl.escalate)
+    return out
+
+
+async def _stored(cfg: AppConfig, entry_id: int) -> tuple[Entry, dict[str, datetime]] | None:
+    """The stored entry, and its story's outlets with their first copies' times."""
     from monitor.pipeline import stored_entry
-    from monitor.store.entries import entry_and_feed
+    from monitor.store.entries import entry_and_feed, outlets_of_stories
 
     async with open_session(cfg) as session:
         found = await entry_and_feed(session, entry_id)
-        return None if found is None else stored_entry(*found)
+        if found is None:
+            return None
+        story = found[0].story_id
+        outlets = (await outlets_of_stories(session, [story])).get(story, {}) if story else {}
+        return stored_entry(*found), outlets
 
 
 async def _entries_titled(cfg: AppConfig, title: str) -> list[tuple[int, str]]:
@@ -220,6 +251,6 @@ async def _stored_entries(cfg: AppConfig, seconds: float) -> list[Any]:
     async with open_session(cfg) as session:
         feeds = {f.id: f for f in await list_feeds(session)}
         return [
-            StoredEntry(row.story_id or 0, stored_entry(row, feeds.get(row.feed_id)))
+            StoredEntry(row.story_id or 0, stored_entry(row, feeds.get(row.feed_id)), row.seen_at)
             for row in await entries_in_stories_since(session, since)
         ]
