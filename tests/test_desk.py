@@ -282,3 +282,58 @@ def test_audit_finds_the_channels_as_the_outbox_says_after_updates_and_escalatio
     assert out.returncode == 0, out.stdout + out.stderr
     assert "the channels show what the outbox says" in out.stdout
     assert "#breaking" in out.stdout and "#floods" in out.stdout
+
+
+def _mute(db: Path, **fields: Any) -> None:
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    row = {
+        "kind": "story",
+        "story_id": None,
+        "watchlist": None,
+        "term": None,
+        "created_by": "U0TEST",
+        "created_at": now.strftime("%Y-%m-%d %H:%M:%S.%f"),
+        "expires_at": (now + timedelta(hours=24)).strftime("%Y-%m-%d %H:%M:%S.%f"),
+        **fields,
+    }
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            f"INSERT INTO mutes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            list(row.values()),
+        )
+
+
+def test_a_muted_story_gets_no_more_replies_and_a_muted_term_no_alert(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    desk = Desk(tmp_path, feed_server, slack, {**ESCALATE, "terms": ["floods", "landslide"]})
+    title = "Floods kill 12 in southern Brazil"
+    asyncio.run(desk.run([[("Reuters", title, 30)]]))
+    (card,) = slack.view("#floods")
+    db = tmp_path / "data" / "wirewatch.db"
+    _mute(db, kind="story", story_id=1)
+    _mute(db, kind="term", watchlist="floods", term="landslide")
+    steps = [[(OUTLETS[i], title, 29 - i)] for i in range(1, 6)]
+    steps.append([("NHK", "Landslide buries village in Peru", 5)])  # only the muted term
+    steps.append([("CNA", "Floods and landslide hit Peru after record rain", 4)])
+    asyncio.run(desk.run(steps))
+    floods = slack.view("#floods")
+    assert floods[0]["ts"] == card["ts"] and floods[0]["replies"] == []  # muted: no replies
+    assert slack.view("#breaking") == []  # nor an escalation
+    shown = " ".join(_shown(m) for m in floods)
+    assert "Landslide buries village" not in shown  # its only term is muted
+    assert "Floods and landslide hit Peru" in shown  # another term still alerts
+    cfg = str(tmp_path / "config")
+    listed = wirewatch("mutes", "--config", cfg)
+    assert listed.returncode == 0, listed.stderr
+    assert "story 1: Floods kill 12" in listed.stdout and "'landslide'" in listed.stdout
+    assert "U0TEST" in listed.stdout
+    data = json.loads(wirewatch("mutes", "--json", "--config", cfg).stdout)["mutes"]
+    assert [m["kind"] for m in data] == ["story", "term"]
+    assert wirewatch("mutes", "rm", str(data[0]["id"]), "--config", cfg).returncode == 0
+    gone = wirewatch("mutes", "rm", str(data[0]["id"]), "--config", cfg)
+    assert gone.returncode == 1 and "no mute" in gone.stderr
+    assert "story 1" not in wirewatch("mutes", "--config", cfg).stdout
