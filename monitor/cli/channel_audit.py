@@ -117,14 +117,24 @@ def compare(
     """Discrepancies between ``shown`` (top-level messages as Slack lists them, each with
     its ``replies``; ``older`` ones only hold replies) and the outbox's ``expected``."""
     alerts = {e.alert_id: e for e in expected}
+    top_hits = _top_hits(shown, alerts)
+    reply_hits = _reply_hits(shown, alerts)
+    out = _mislabelled(channel, shown, alerts)
+    for e in alerts.values():
+        out.extend(_verdict(channel, e, top_hits.get(e.alert_id, []), reply_hits))
+    return sorted(out, key=lambda d: (d.alert_id, d.kind))
+
+
+def _top_hits(shown: Sequence[dict[str, Any]], alerts: dict[int, Expected]) -> dict[int, list[str]]:
+    """The top-level messages (ts) showing each top-level alert. A story is shown
+    wherever a message of ours links it, whatever the metadata says (except as another
+    watchlist's alert of the same story, named so)."""
     by_marker: dict[str, list[Expected]] = defaultdict(list)
     for e in alerts.values():
         if e.kind in TOP_LEVEL:
             by_marker[marker(e.link, e.title)].append(e)
     plain = [m for m in by_marker if not m.startswith("<")]  # (entries without a link)
-    out: list[Discrepancy] = []
-    top_hits: dict[int, list[str]] = defaultdict(list)
-    reply_hits: dict[int, list[str]] = defaultdict(list)  # copy alert -> parent ts
+    hits: dict[int, list[str]] = defaultdict(list)
     for m in shown:
         # (a reply also sent to the channel is listed there too: it is a reply, shown in
         # its thread, not a second top-level message of its story)
@@ -132,17 +142,24 @@ def compare(
             continue
         content = _content(m)
         named = _named(m)
-        # a story is shown wherever a message of ours links it, whatever the metadata says
-        # (except as another watchlist's alert of the same story, named so)
         others = {(alerts[n].story_id, alerts[n].watchlist) for n in named if n in alerts}
         found = {f"<{u}|" for u in _LINKS.findall(content)}
         found.update(p for p in plain if p in content)
-        if named or _ours(m):
-            for mk in found:
-                for e in by_marker.get(mk, ()):
-                    rival = any(s == e.story_id and w != e.watchlist for s, w in others)
-                    if not rival or e.alert_id in named:
-                        top_hits[e.alert_id].append(str(m.get("ts")))
+        if not (named or _ours(m)):
+            continue
+        for mk in found:
+            for e in by_marker.get(mk, ()):
+                rival = any(s == e.story_id and w != e.watchlist for s, w in others)
+                if not rival or e.alert_id in named:
+                    hits[e.alert_id].append(str(m.get("ts")))
+    return hits
+
+
+def _mislabelled(
+    channel: str, shown: Sequence[dict[str, Any]], alerts: dict[int, Expected]
+) -> list[Discrepancy]:
+    """Messages and replies whose metadata names an alert they do not show."""
+    out: list[Discrepancy] = []
     for m in shown:
         for msg, thread in [(m, None)] + [(r, str(m.get("ts"))) for r in m.get("replies") or []]:
             if msg is m and m.get("older"):
@@ -162,57 +179,68 @@ def compare(
                         f"not show {claimed.title[:80]!r}",
                     )
                 )
-    # a copy is in its thread when a reply there links it (a reply may list several)
+    return out
+
+
+def _reply_hits(shown: Sequence[dict[str, Any]], alerts: dict[int, Expected]) -> set[int]:
+    """The replies (copies, updates) found in their story's thread: a reply there links
+    them (a reply may list several)."""
     threads = {
         str(m.get("ts")): " ".join(_content(r) for r in m.get("replies") or []) for m in shown
     }
-    for e in alerts.values():
-        in_thread = threads.get(e.thread_ts or "", "")
-        if e.kind not in TOP_LEVEL and e.thread_ts and marker(e.link, e.title) in in_thread:
-            reply_hits[e.alert_id].append(e.thread_ts)
-    for e in alerts.values():
-        if e.kind in TOP_LEVEL:
-            hits = top_hits.get(e.alert_id, [])
-            if e.state == "sent" and not hits:
-                out.append(
-                    Discrepancy(
-                        "missing",
-                        channel,
-                        e.alert_id,
-                        f"the outbox says {e.title[:80]!r} (story {e.story_id}, {e.watchlist}) "
-                        f"is shown (ts {e.ts}); no message in the channel shows it",
-                    )
-                )
-            if len(hits) > 1:
-                out.append(
-                    Discrepancy(
-                        "twice",
-                        channel,
-                        e.alert_id,
-                        f"{e.title[:80]!r} is shown at top level {len(hits)} times "
-                        f"(ts {', '.join(hits)})",
-                    )
-                )
-        elif e.state == "sent" and not e.folded and not reply_hits.get(e.alert_id):
+    return {
+        e.alert_id
+        for e in alerts.values()
+        if e.kind not in TOP_LEVEL
+        and e.thread_ts
+        and marker(e.link, e.title) in threads.get(e.thread_ts, "")
+    }
+
+
+def _verdict(channel: str, e: Expected, hits: list[str], in_thread: set[int]) -> list[Discrepancy]:
+    """What is wrong with how the channel shows alert ``e``, if anything."""
+    out: list[Discrepancy] = []
+    if e.kind in TOP_LEVEL:
+        if e.state == "sent" and not hits:
             out.append(
                 Discrepancy(
-                    "copy-missing",
+                    "missing",
                     channel,
                     e.alert_id,
-                    f"the copy from {e.source or 'another outlet'} ({e.title[:80]!r}) is not "
-                    f"in its story's thread (ts {e.ts})",
+                    f"the outbox says {e.title[:80]!r} (story {e.story_id}, {e.watchlist}) "
+                    f"is shown (ts {e.ts}); no message in the channel shows it",
                 )
             )
-        if e.state == "failed" and (top_hits.get(e.alert_id) or reply_hits.get(e.alert_id)):
+        if len(hits) > 1:
             out.append(
                 Discrepancy(
-                    "failed-visible",
+                    "twice",
                     channel,
                     e.alert_id,
-                    f"marked failed, yet the channel shows {e.title[:80]!r}",
+                    f"{e.title[:80]!r} is shown at top level {len(hits)} times "
+                    f"(ts {', '.join(hits)})",
                 )
             )
-    return sorted(out, key=lambda d: (d.alert_id, d.kind))
+    elif e.state == "sent" and not e.folded and e.alert_id not in in_thread:
+        out.append(
+            Discrepancy(
+                "copy-missing",
+                channel,
+                e.alert_id,
+                f"the copy from {e.source or 'another outlet'} ({e.title[:80]!r}) is not "
+                f"in its story's thread (ts {e.ts})",
+            )
+        )
+    if e.state == "failed" and (hits or e.alert_id in in_thread):
+        out.append(
+            Discrepancy(
+                "failed-visible",
+                channel,
+                e.alert_id,
+                f"marked failed, yet the channel shows {e.title[:80]!r}",
+            )
+        )
+    return out
 
 
 async def run_audit(rt: Runtime, *, since: datetime, channel: str | None = None) -> AuditReport:
