@@ -689,6 +689,64 @@ def _first_existing(directory: Path, *names: str) -> Path | None:
     return None
 
 
+def _load_lists(
+    directory: Path, feeds_path: Path | None, watch_path: Path | None, errors: list[str]
+) -> tuple[list[FeedConfig], list[Watchlist]]:
+    """The feeds and the watchlists, each valid one of them (problems into ``errors``);
+    watchlist scopes are checked against every feed name and tag, invalid feeds' too."""
+    feeds: list[FeedConfig] = []
+    watchlists: list[Watchlist] = []
+    scope: tuple[set[str], set[str]] = (set(), set())  # names and tags, invalid feeds' too
+    if feeds_path is None:
+        errors.append(f"{directory}/feeds.yaml: no feeds file (use --feeds FILE)")
+    else:
+        feeds = load_feeds_file(feeds_path, errors, named=scope)
+    if watch_path is None:
+        errors.append(f"{directory}/watchlists.yaml: no watchlists file (use --watchlists FILE)")
+    else:
+        watchlists = _load_watchlists(
+            watch_path,
+            errors,
+            scope[0] | {f.name for f in feeds},
+            scope[1] | {t for f in feeds for t in f.tags},
+        )
+    return feeds, watchlists
+
+
+def _check_settings(settings: Settings, settings_path: Path | None, errors: list[str]) -> None:
+    """Settings that are valid one by one but not together."""
+    if settings.poll.min_interval > settings.poll.max_interval:
+        errors.append(f"{settings_path}: poll.min_interval is larger than poll.max_interval")
+    least = max(MIN_RETENTION_S, settings.dedupe.window + 86400)
+    if settings.retention is not None and settings.retention < least:
+        errors.append(
+            f"{settings_path}: retention must be at least {least / 86400:g}d (the dedupe "
+            "window plus a day, and the week a regenerated guid is recognised in), or none"
+        )
+
+
+def _place_database(
+    settings: Settings, directory: Path, where: str, *, moved: bool, errors: list[str]
+) -> tuple[Settings, Path | None]:
+    """The database URL checked (a problem is reported as ``where``) and a relative
+    SQLite path resolved against the config directory; with ``moved``, also the SQLite
+    file an older version would have used (relative to the current directory) when it
+    exists and the resolved one does not."""
+    problem = _database_url_problem(settings.database_url)
+    if problem:
+        errors.append(f"{where}: {problem}")
+        return settings, None
+    url = settings.database_url
+    settings = settings.model_copy(update={"database_url": resolve_database_url(url, directory)})
+    old_database = None
+    if url != settings.database_url and moved:
+        before = _sqlite_file(resolve_database_url(url, Path.cwd()))
+        now = _sqlite_file(settings.database_url)
+        if before and now and before != now and before.exists() and not now.exists():
+            old_database = before
+    return settings, old_database
+
+
 def load_config(
     config_dir: Path | str = "config",
     *,
@@ -721,55 +779,22 @@ def load_config(
         if watchlists_file
         else _first_existing(directory, "watchlists.yaml", "watchlists.yml")
     )
-    feeds: list[FeedConfig] = []
-    watchlists: list[Watchlist] = []
-    scope: tuple[set[str], set[str]] = (set(), set())  # names and tags, invalid feeds' too
-    if feeds_path is None:
-        errors.append(f"{directory}/feeds.yaml: no feeds file (use --feeds FILE)")
-    else:
-        feeds = load_feeds_file(feeds_path, errors, named=scope)
-    if watch_path is None:
-        errors.append(f"{directory}/watchlists.yaml: no watchlists file (use --watchlists FILE)")
-    else:
-        watchlists = _load_watchlists(
-            watch_path,
-            errors,
-            scope[0] | {f.name for f in feeds},
-            scope[1] | {t for f in feeds for t in f.tags},
-        )
-    if settings.poll.min_interval > settings.poll.max_interval:
-        errors.append(f"{settings_path}: poll.min_interval is larger than poll.max_interval")
-    least = max(MIN_RETENTION_S, settings.dedupe.window + 86400)
-    if settings.retention is not None and settings.retention < least:
-        errors.append(
-            f"{settings_path}: retention must be at least {least / 86400:g}d (the dedupe "
-            "window plus a day, and the week a regenerated guid is recognised in), or none"
-        )
+    feeds, watchlists = _load_lists(directory, feeds_path, watch_path, errors)
+    _check_settings(settings, settings_path, errors)
     if database_url is not None:
         settings = settings.model_copy(
             update={"database_url": resolve_database_url(database_url, Path.cwd())}
         )
-    problem = _database_url_problem(settings.database_url)
-    if problem:
-        where = (
-            "--database"
-            if database_url is not None
-            else "WIREWATCH_DATABASE_URL"
-            if env.get("WIREWATCH_DATABASE_URL")
-            else f"{settings_path or directory / 'settings.yaml'}: database_url"
-        )
-        errors.append(f"{where}: {problem}")
-    old_database = None
-    if problem is None:
-        url = settings.database_url
-        settings = settings.model_copy(
-            update={"database_url": resolve_database_url(url, directory)}
-        )
-        if url != settings.database_url and database_url is None:
-            before = _sqlite_file(resolve_database_url(url, Path.cwd()))
-            now = _sqlite_file(settings.database_url)
-            if before and now and before != now and before.exists() and not now.exists():
-                old_database = before
+    where = (
+        "--database"
+        if database_url is not None
+        else "WIREWATCH_DATABASE_URL"
+        if env.get("WIREWATCH_DATABASE_URL")
+        else f"{settings_path or directory / 'settings.yaml'}: database_url"
+    )
+    settings, old_database = _place_database(
+        settings, directory, where, moved=database_url is None, errors=errors
+    )
     if errors:
         raise ConfigError(errors)
     files = [p for p in (settings_path, feeds_path, watch_path) if p is not None]
