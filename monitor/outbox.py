@@ -487,9 +487,13 @@ async def _send(
         )
         claimed_ids = set(res.scalars().all())
         await session.commit()
-        batch[:] = [r for r in batch if r.id in claimed_ids]
-        if not batch:
-            return True  # someone else took them
+        claimed = [r for r in batch if r.id in claimed_ids]
+        if not claimed:
+            # someone else took them. ``batch`` is left whole: the caller moves past
+            # its rows by its length (emptied, the caller would claim the same row
+            # again and again, for ever)
+            return True
+        batch[:] = claimed
         msgs = await build_messages(session, rt, batch)
     msg = msgs[0]
     if len(msgs) > 1 and msg.kind == "followup":
