@@ -448,9 +448,13 @@ async def _send(
         # from pending to sending may send it (no double send, even across processes)
         claimed_ids = await claim_alerts(session, [r.id or 0 for r in batch], now)
         await session.commit()
-        batch[:] = [r for r in batch if r.id in claimed_ids]
-        if not batch:
-            return True  # someone else took them
+        claimed = [r for r in batch if r.id in claimed_ids]
+        if not claimed:
+            # someone else took them. ``batch`` is left whole: the caller moves past
+            # its rows by its length (emptied, the caller would claim the same row
+            # again and again, for ever)
+            return True
+        batch[:] = claimed
         msgs = await build_messages(session, rt, batch)
     msg = msgs[0]
     if len(msgs) > 1 and msg.kind == AlertKind.FOLLOWUP:

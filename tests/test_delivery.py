@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from monitor.config import load_config
@@ -257,6 +258,58 @@ def test_burst_becomes_digest_without_dropping_any_story(
     digest = msgs[-1]["text"] + str(msgs[-1]["blocks"])
     for i in range(3, 8):
         assert f"https://a.example/{i}" in digest
+
+
+def test_an_alert_another_node_sent_meanwhile_is_passed_over_and_the_rest_still_go(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    """Nodes share the outbox: while this one sends a channel's first alert, another
+    sends the second. This node must pass over the alert it lost and send the third;
+    it used to try to claim the lost one again and again, for ever (issue 15: the
+    three-node test's deliveries that stopped with every session idle)."""
+    feed_server.set("/a.xml", _stories("a", 3))
+    cfg = write_config(
+        tmp_path,
+        feeds=[{"name": "a", "url": feed_server.url("/a.xml")}],
+        watchlists=[{"name": "w", "terms": ["Kim Jong Un"], "channel": "#desk"}],
+        settings={"delivery": {"per_channel_interval": "0s"}},
+    )
+
+    async def go() -> list[AlertRow]:
+        async with open_runtime(load_config(cfg, env=_env(slack))) as rt:
+            await startup(rt)
+            await poll_cycle(rt, all_feeds=True)
+            async with rt.sessions() as s:
+                ids = list((await s.exec(select(AlertRow.id).order_by(col(AlertRow.id)))).all())
+            assert len(ids) == 3
+            notifier = rt.notifiers["slack"]
+            send = notifier.send
+
+            async def send_while_another_node_sends_the_next(msg: Any) -> Any:
+                result = await send(msg)
+                if msg.alert_id == ids[0]:  # the other node, between two of these sends
+                    async with rt.sessions() as s:
+                        await s.exec(
+                            update(AlertRow)
+                            .where(col(AlertRow.id) == ids[1])
+                            .values(state="sent", sent_at=rt.clock())
+                        )
+                        await s.commit()
+                return result
+
+            notifier.send = send_while_another_node_sends_the_next  # type: ignore[method-assign]
+            try:
+                await asyncio.wait_for(deliver_pending(rt), 15)
+            finally:
+                for task in rt.channel_tasks.values():
+                    task.cancel()
+            async with rt.sessions() as s:
+                return list((await s.exec(select(AlertRow).order_by(col(AlertRow.id)))).all())
+
+    rows = asyncio.run(go())
+    assert [r.state for r in rows] == ["sent", "sent", "sent"]
+    posted = [m["metadata"]["event_payload"]["alert_id"] for m in slack.messages_in("#desk")]
+    assert posted == [rows[0].id, rows[2].id]  # the second is the other node's to post
 
 
 def test_routing_per_watchlist_to_webhook_and_slack(

@@ -53,11 +53,8 @@ def create_engine(url: str, *, create: bool = True) -> AsyncEngine:
     else:
         kwargs["pool_pre_ping"] = True
         # a statement that gets no answer for this long fails instead of waiting for
-        # ever. The three-node test saw a node's delivery task wait for ever on a
-        # statement (a pre-ping, a COMMIT) whose connection PostgreSQL no longer served;
-        # with the timeout the task fails and the delivery worker starts it again. Long
-        # enough for the longest legitimate wait: another node's ingest batch holding
-        # the ingest lock.
+        # ever (the task fails, and its worker starts it again). Long enough for the
+        # longest legitimate wait: another node's ingest batch holding the ingest lock.
         kwargs["connect_args"] = {"command_timeout": COMMAND_TIMEOUT_S}
     engine = create_async_engine(async_url(url), **kwargs)
     if engine.dialect.name == "sqlite":
