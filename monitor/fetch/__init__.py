@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from monitor.fetch.body import human_size
 from monitor.fetch.client import ACCEPT, ACCEPT_ENCODING, FetchLimits, make_session
+from monitor.fetch.errors import FetchErrorKind
 from monitor.fetch.request import fetch, parse_retry_after
 from monitor.fetch.result import FetchResult
 
 __all__ = [
     "ACCEPT",
     "ACCEPT_ENCODING",
+    "FetchErrorKind",
     "FetchLimits",
     "FetchResult",
     "fetch",

@@ -11,7 +11,7 @@ import zlib
 
 import aiohttp
 
-from monitor.fetch.errors import FetchFailure
+from monitor.fetch.errors import FetchErrorKind, FetchFailure
 
 _CHUNK = 64 * 1024
 
@@ -27,7 +27,9 @@ def human_size(n: int) -> str:
 async def read_body(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     """The decoded body, or ``FetchFailure`` when it is over ``max_bytes`` (as sent or
     decompressed) or its Content-Encoding is unsupported or corrupt."""
-    too_large = FetchFailure("too_large", f"response larger than {human_size(max_bytes)}")
+    too_large = FetchFailure(
+        FetchErrorKind.TOO_LARGE, f"response larger than {human_size(max_bytes)}"
+    )
     length = resp.headers.get("Content-Length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise too_large
@@ -69,13 +71,17 @@ class Inflater:
         elif encoding == "deflate":
             self._zlib = zlib.decompressobj(zlib.MAX_WBITS)
         else:
-            raise FetchFailure("encoding", f"unsupported Content-Encoding {encoding!r}")
+            raise FetchFailure(
+                FetchErrorKind.ENCODING, f"unsupported Content-Encoding {encoding!r}"
+            )
 
     def feed(self, chunk: bytes) -> bytes:
         try:
             return self._inflate(chunk)
         except zlib.error as exc:
-            raise FetchFailure("encoding", f"bad {self.encoding} data: {exc}") from None
+            raise FetchFailure(
+                FetchErrorKind.ENCODING, f"bad {self.encoding} data: {exc}"
+            ) from None
 
     def _inflate(self, chunk: bytes) -> bytes:
         if self._first and self.encoding == "deflate":
@@ -94,7 +100,9 @@ class Inflater:
             self.produced += len(piece)
             out.append(piece)
             if self.produced > self.cap:
-                raise FetchFailure("too_large", f"response larger than {human_size(self.cap)}")
+                raise FetchFailure(
+                    FetchErrorKind.TOO_LARGE, f"response larger than {human_size(self.cap)}"
+                )
             if self._zlib.eof:
                 rest = self._zlib.unused_data
                 if self.encoding in ("gzip", "x-gzip") and rest[:2] == b"\x1f\x8b":
@@ -109,8 +117,10 @@ class Inflater:
         try:
             tail = self._zlib.flush()
         except zlib.error as exc:
-            raise FetchFailure("encoding", f"bad {self.encoding} data: {exc}") from None
+            raise FetchFailure(
+                FetchErrorKind.ENCODING, f"bad {self.encoding} data: {exc}"
+            ) from None
         self.produced += len(tail)
         if not self._zlib.eof:
-            raise FetchFailure("encoding", f"truncated {self.encoding} data")
+            raise FetchFailure(FetchErrorKind.ENCODING, f"truncated {self.encoding} data")
         return tail

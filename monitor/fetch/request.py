@@ -22,7 +22,7 @@ from yarl import URL
 
 from monitor.fetch.body import read_body
 from monitor.fetch.client import ACCEPT, ACCEPT_ENCODING, FetchLimits, client_timeout
-from monitor.fetch.errors import FetchFailure, classify
+from monitor.fetch.errors import FetchErrorKind, FetchFailure, classify
 from monitor.fetch.result import FetchResult
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -49,13 +49,13 @@ async def fetch(
         async with asyncio.timeout(limits.total_timeout):
             return await _fetch(session, url, etag, last_modified, limits, state, started)
     except TimeoutError:
-        kind, reason = "timeout", f"timed out after {limits.total_timeout:g}s"
+        kind, reason = FetchErrorKind.TIMEOUT, f"timed out after {limits.total_timeout:g}s"
     except FetchFailure as exc:
         kind, reason = exc.kind, exc.reason
     except aiohttp.ClientError as exc:
         kind, reason = classify(exc, state.final_url)
     except (OSError, ValueError, UnicodeError) as exc:  # odd URLs, socket errors
-        kind, reason = "connect", f"{type(exc).__name__}: {exc}"
+        kind, reason = FetchErrorKind.CONNECT, f"{type(exc).__name__}: {exc}"
     return FetchResult(
         url=url,
         final_url=state.final_url,
@@ -120,12 +120,15 @@ async def _fetch(
                     target = current.join(URL(state.headers["location"].strip()))
                     target = _check_url(str(target))
                 except ValueError as exc:
-                    raise FetchFailure("redirect", f"bad redirect location: {exc}") from None
+                    raise FetchFailure(
+                        FetchErrorKind.REDIRECT, f"bad redirect location: {exc}"
+                    ) from None
                 if str(target) in seen:
-                    raise FetchFailure("redirect", "redirect loop")
+                    raise FetchFailure(FetchErrorKind.REDIRECT, "redirect loop")
                 if hops > limits.max_redirects:
                     raise FetchFailure(
-                        "redirect", f"too many redirects (more than {limits.max_redirects})"
+                        FetchErrorKind.REDIRECT,
+                        f"too many redirects (more than {limits.max_redirects})",
                     )
                 seen.add(str(target))
                 if all_permanent and status in _PERMANENT:
@@ -156,7 +159,9 @@ async def _fetch(
                     if status in (429, 503)
                     else None
                 )
-                kind = {410: "gone", 429: "ratelimited"}.get(status, "http")
+                kind = {410: FetchErrorKind.GONE, 429: FetchErrorKind.RATELIMITED}.get(
+                    status, FetchErrorKind.HTTP
+                )
                 reason = f"HTTP {status}" + (f" {resp.reason}" if resp.reason else "")
                 raise FetchFailure(kind, reason)
             body = await read_body(resp, limits.max_bytes)
@@ -180,12 +185,16 @@ async def _fetch(
 def _check_url(url: str) -> URL:
     parsed = URL(url)
     if parsed.scheme not in ("http", "https"):
-        raise FetchFailure("url", f"unsupported URL scheme {parsed.scheme or '(none)'!r}")
+        raise FetchFailure(
+            FetchErrorKind.URL, f"unsupported URL scheme {parsed.scheme or '(none)'!r}"
+        )
     host = (parsed.host or "").rstrip(".").lower()
     if not host:
-        raise FetchFailure("url", "URL has no host")
+        raise FetchFailure(FetchErrorKind.URL, "URL has no host")
     if host == "invalid" or host.endswith(".invalid"):  # RFC 6761: never resolves
-        raise FetchFailure("dns", f"DNS lookup failed for host {host}: .invalid never resolves")
+        raise FetchFailure(
+            FetchErrorKind.DNS, f"DNS lookup failed for host {host}: .invalid never resolves"
+        )
     return parsed
 
 

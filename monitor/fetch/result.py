@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from monitor.fetch.errors import FetchErrorKind
+
 
 @dataclass(frozen=True, slots=True)
 class FetchResult:
@@ -23,7 +25,7 @@ class FetchResult:
     permanent_redirect: str | None = None
     retry_after: float | None = None
     error: str | None = None
-    error_kind: str | None = None
+    error_kind: FetchErrorKind | None = None
     elapsed: float = 0.0
 
     @property
