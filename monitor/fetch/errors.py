@@ -18,13 +18,14 @@ FetchErrorKind
 │   └── GONE         410: disables the feed
 ├── TOO_LARGE    over ``max_bytes``, as sent or decompressed
 ├── ENCODING     an unsupported Content-Encoding, or corrupt gzip/deflate data
-└── PARSE        not from ``fetch``: the body came but gave no entries (set by the poll)
+└── PARSE        not from ``fetch``: the body did not parse (set by the poll; kept as a
+                 note when entries were recovered from a malformed feed)
 
 Retries: ``fetch`` makes one attempt. Every kind but GONE is retried at the feed's next
 poll, which backs off as failures repeat (``intervals.next_interval``) and is never
 sooner than a Retry-After. GONE (and any 410) disables the feed until the feeds file
-gives it a new URL. Failing ``failing_after`` polls in a row makes the feed "failing"
-(``health.feed_state``), whatever the kind.
+gives it a new URL. Whatever the kind, ``health.failures`` failed polls in a row make
+the feed "failing" (``health.feed_state``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from yarl import URL
 
 
 class FetchErrorKind(StrEnum):
-    """Why a poll got nothing to ingest (see the tree above)."""
+    """What went wrong with a feed's poll (see the tree above)."""
 
     URL = "url"
     DNS = "dns"
