@@ -17,7 +17,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from monitor import __version__
-from monitor.fetch import FetchLimits, FetchResult, fetch, make_session
+from monitor.fetch import FetchErrorKind, FetchLimits, FetchResult, fetch, make_session
 from tests.feedserver import (
     FeedServer,
     drip_handler,
@@ -462,3 +462,24 @@ def test_gzip_bomb_memory_stays_near_the_cap(feed_server: FeedServer) -> None:
         tracemalloc.stop()
     assert result.error_kind == "too_large"
     assert peak < 40 << 20, f"peak {peak / 2**20:.0f} MB while refusing a 1 GB bomb"
+
+
+def test_error_kinds_keep_the_names_stored_and_scraped() -> None:
+    # feeds.last_error_kind and the kind label of wirewatch_fetch_errors_total hold these
+    # strings: renaming one would split a feed's history and break dashboards
+    assert sorted(FetchErrorKind) == [
+        "connect",
+        "dns",
+        "encoding",
+        "gone",
+        "http",
+        "parse",
+        "protocol",
+        "ratelimited",
+        "redirect",
+        "timeout",
+        "tls",
+        "too_large",
+        "url",
+    ]
+    assert f"{FetchErrorKind.TOO_LARGE}" == str(FetchErrorKind.TOO_LARGE) == "too_large"

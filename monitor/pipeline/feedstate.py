@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor.fetch import FetchResult
+from monitor.fetch import FetchErrorKind, FetchResult
 from monitor.intervals import learned_cadence, next_interval, parse_cache_headers
 from monitor.parse import ParseResult
 from monitor.pipeline.runtime import Runtime
@@ -75,7 +75,7 @@ class FeedState:
         self.consecutive_failures = 0
         if parsed is not None and parsed.error:
             # entries were recovered, but the feed is malformed: keep the reason visible
-            self._error(parsed.error, "parse", now)
+            self._error(parsed.error, FetchErrorKind.PARSE, now)
         elif parsed is not None or (result.not_modified and self.last_error_kind != "parse"):
             # (a 304 says the body is unchanged: a malformed one still is, so its reason stays)
             self.last_error = self.last_error_kind = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from monitor.fetch import fetch
+from monitor.fetch import FetchErrorKind, fetch
 from monitor.pipeline.feedstate import FeedState, record_failure, record_success
 from monitor.pipeline.ingest import ingest
 from monitor.pipeline.runtime import Runtime
@@ -361,7 +361,7 @@ async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
         report.state = record_failure(
             rt, row, report.error, result.error_kind, result.status, result
         )
-        metrics.poll(error_kind=result.error_kind or "http", not_modified=False)
+        metrics.poll(error_kind=result.error_kind or FetchErrorKind.HTTP, not_modified=False)
         return report
     tags = tuple(t for t in row.tags.split(",") if t)
     started = time.perf_counter()
@@ -380,8 +380,10 @@ async def poll_feed(rt: Runtime, row: FeedRow) -> PollReport:
         report.parse_error = parsed.error
     if not parsed.entries and parsed.error:
         report.error = parsed.error
-        report.state = record_failure(rt, row, parsed.error, "parse", result.status, result)
-        metrics.poll(error_kind="parse", not_modified=False)
+        report.state = record_failure(
+            rt, row, parsed.error, FetchErrorKind.PARSE, result.status, result
+        )
+        metrics.poll(error_kind=FetchErrorKind.PARSE, not_modified=False)
         return report
     hits = None
     if parsed.hits is not None and parsed.generation == rt.pool.generation:
