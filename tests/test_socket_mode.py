@@ -65,6 +65,7 @@ class Desk:
         sock: FakeSocketMode | None,
         *,
         app_token: bool = True,
+        database_url: str | None = None,
     ) -> None:
         self.server, self.slack, self.sock = feed_server, slack, sock
         self.offset = timedelta(0)
@@ -84,7 +85,13 @@ class Desk:
         if sock is not None:
             slack.socket_url = sock.url
         self.cfg: AppConfig = load_config(
-            write_config(tmp_path, feeds=feeds, watchlists=[KOREA]), env=env
+            write_config(
+                tmp_path,
+                feeds=feeds,
+                watchlists=[KOREA],
+                settings={"database_url": database_url} if database_url else None,
+            ),
+            env=env,
         )
 
     def clock(self) -> datetime:
@@ -245,9 +252,13 @@ def test_several_terms_get_a_button_each_and_many_a_menu() -> None:
 
 
 def test_mute_story_is_acked_stored_survives_a_restart_and_expires(
-    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack, sock: FakeSocketMode
+    tmp_path: Path,
+    feed_server: FeedServer,
+    slack: FakeSlack,
+    sock: FakeSocketMode,
+    db_url: str,
 ) -> None:
-    desk = Desk(tmp_path, feed_server, slack, sock)
+    desk = Desk(tmp_path, feed_server, slack, sock, database_url=db_url)
     acks: list[float] = []
 
     async def main() -> None:
@@ -292,9 +303,13 @@ def test_mute_story_is_acked_stored_survives_a_restart_and_expires(
 
 
 def test_mute_term_24h_stops_the_term_alerting_across_a_restart_until_it_expires(
-    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack, sock: FakeSocketMode
+    tmp_path: Path,
+    feed_server: FeedServer,
+    slack: FakeSlack,
+    sock: FakeSocketMode,
+    db_url: str,
 ) -> None:
-    desk = Desk(tmp_path, feed_server, slack, sock)
+    desk = Desk(tmp_path, feed_server, slack, sock, database_url=db_url)
 
     async def main() -> None:
         async with open_runtime(desk.cfg, clock=desk.clock) as rt:
@@ -340,9 +355,13 @@ def test_mute_term_24h_stops_the_term_alerting_across_a_restart_until_it_expires
 
 
 def test_acknowledge_updates_the_card_with_who_and_when_and_is_kept(
-    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack, sock: FakeSocketMode
+    tmp_path: Path,
+    feed_server: FeedServer,
+    slack: FakeSlack,
+    sock: FakeSocketMode,
+    db_url: str,
 ) -> None:
-    desk = Desk(tmp_path, feed_server, slack, sock)
+    desk = Desk(tmp_path, feed_server, slack, sock, database_url=db_url)
 
     async def main() -> None:
         async with open_runtime(desk.cfg, clock=desk.clock) as rt:
