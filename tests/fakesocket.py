@@ -35,6 +35,7 @@ class FakeSocketMode:
         self.port = 0
         self.connections = 0  # WebSocket connections accepted so far
         self.sent: dict[str, float] = {}  # envelope id -> when it was sent (perf_counter)
+        self.sent_wall: dict[str, float] = {}  # (time.time(), for other processes' clocks)
         self.acks: dict[str, float] = {}  # envelope id -> when its ack came
         self.ack_bodies: list[dict[str, Any]] = []
         self.received: list[str] = []  # every text frame the client sent
@@ -135,6 +136,7 @@ class FakeSocketMode:
             ws = self._ws
             if ws is None:
                 raise ConnectionError("no client connected")
+            self.sent_wall[eid] = time.time()
             self.sent[eid] = time.perf_counter()
             await ws.send_str(json.dumps(envelope))
 
