@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -484,3 +485,55 @@ def _alert(card: dict[str, Any]) -> int:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def test_a_refused_app_token_is_said_once_and_the_rest_works(
+    tmp_path: Path,
+    feed_server: FeedServer,
+    slack: FakeSlack,
+    sock: FakeSocketMode,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    desk = Desk(tmp_path, feed_server, slack, sock)
+    slack.app_token = "xapp-other-token"  # Slack knows another one
+
+    async def main() -> None:
+        async with open_runtime(desk.cfg, clock=desk.clock) as rt:
+            await startup(rt)
+            async with Socket(rt) as client:
+                await asyncio.sleep(1.5)
+                assert not await client.connected()
+            desk.publish("Reuters", STORY, "missile")
+            await desk.cycle(rt)
+
+    with caplog.at_level(logging.INFO, logger="wirewatch"):
+        asyncio.run(main())
+    refused = [r for r in caplog.records if "refused the app token" in r.getMessage()]
+    assert len(refused) == 1 and "invalid_auth" in refused[0].getMessage()
+    assert "check SLACK_APP_TOKEN" in refused[0].getMessage()
+    assert "xapp-test-token" not in caplog.text, caplog.text
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.ERROR] == ["ERROR"]
+    assert len([c for c in slack.calls if c["method"] == "apps.connections.open"]) == 1
+    assert sock.connections == 0
+    assert len(desk.cards()) == 1  # alerts go out as ever
+
+
+def test_the_sdk_log_never_shows_the_connection_ticket() -> None:
+    from monitor.deliver import socket as sm
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    handler = Keep()
+    sm._SDK_LOG.addHandler(handler)
+    try:
+        try:
+            raise ConnectionError("url='wss://wss.slack.test/link/?ticket=SECRET123&app_id=A1'")
+        except ConnectionError as exc:
+            sm._SDK_LOG.error("Failed to connect (error: %s); Retrying...", exc, exc_info=True)
+    finally:
+        sm._SDK_LOG.removeHandler(handler)
+    assert records and "SECRET123" not in records[0] and "ticket=…" in records[0]

@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
@@ -25,10 +27,12 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from monitor.deliver.slack import (
+    _NETWORK_ERRORS,
     ACTION_ACK,
     ACTION_MUTE_STORY,
     ACTION_MUTE_TERM,
     DEFAULT_BASE_URL,
+    _from_api_error,
     connect_retry_handler,
 )
 from monitor.models import DeskAction, DeskActionKind
@@ -38,6 +42,25 @@ __all__ = ["SlackSocket", "parse_actions"]
 log = logging.getLogger("wirewatch.socket")
 
 OnAction = Callable[[DeskAction], Awaitable[None]]
+
+# the WebSocket URL carries a connection ticket (a credential while it is valid): the
+# socket-mode client's own log lines (under slack_sdk, which the CLI quiets to WARNING)
+# never show it
+_TICKET = re.compile(r"(ticket=)[^&\s'\"]+")
+
+
+class _NoTicket(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info:  # (an exception's text may quote the URL too)
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info, record.exc_text = None, None
+        record.msg, record.args = _TICKET.sub(r"\1…", message), None
+        return True
+
+
+_SDK_LOG = logging.getLogger("slack_sdk.socket_mode.wirewatch")
+_SDK_LOG.addFilter(_NoTicket())
 
 
 def _int(value: object) -> int | None:
@@ -130,12 +153,45 @@ class SlackSocket:
             base_url=self._base_url, retry_handlers=[connect_retry_handler()], timeout=15
         )
         self.client = SocketModeClient(
-            app_token=self._token, web_client=web, ping_interval=self._ping_interval
+            app_token=self._token,
+            web_client=web,
+            ping_interval=self._ping_interval,
+            logger=_SDK_LOG,
         )
         self.client.socket_mode_request_listeners.append(self._on_request)
         self._connecting = asyncio.create_task(self._connect(self.client), name="slack-socket")
 
     async def _connect(self, client: SocketModeClient) -> None:
+        """Ask for the WebSocket URL ourselves first: a refused app token is said once,
+        plainly, instead of the client's retry (and traceback) every few seconds;
+        Slack unreachable is retried with backoff. Then the client connects and keeps
+        the link up."""
+        delay = 1.0
+        while not client.closed:
+            try:
+                # (as the client's own issue_new_wss_url, without its error log line)
+                resp = await client.web_client.apps_connections_open(app_token=self._token)
+                client.wss_uri = str(resp["url"])
+                break
+            except SlackApiError as exc:
+                error = _from_api_error(exc)
+                if error.permanent:
+                    log.error(
+                        "Slack refused the app token (%s): check SLACK_APP_TOKEN (an "
+                        "app-level xapp- token with connections:write); the card buttons "
+                        "do nothing until it is fixed and wirewatch restarted",
+                        error.error,
+                    )
+                    return
+                log.warning("Slack Socket Mode: %s; retrying in %.0f s", error.error, delay)
+            except _NETWORK_ERRORS as exc:
+                log.warning(
+                    "Slack Socket Mode: cannot reach Slack (%s); retrying in %.0f s",
+                    type(exc).__name__,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
         await client.connect()  # type: ignore[no-untyped-call]
         if not client.closed:
             log.info("Slack Socket Mode connected: card buttons are live")
