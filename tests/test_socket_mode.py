@@ -537,3 +537,42 @@ def test_the_sdk_log_never_shows_the_connection_ticket() -> None:
     finally:
         sm._SDK_LOG.removeHandler(handler)
     assert records and "SECRET123" not in records[0] and "ticket=…" in records[0]
+
+
+def test_a_refresh_from_slack_reconnects_and_clicks_still_work(
+    tmp_path: Path,
+    feed_server: FeedServer,
+    slack: FakeSlack,
+    sock: FakeSocketMode,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Slack asks a connection to go (``disconnect``, ``refresh_requested``) every few
+    hours: the client fetches a new URL and reconnects; each click is logged with the
+    Slack user who made it."""
+    desk = Desk(tmp_path, feed_server, slack, sock)
+
+    async def main() -> None:
+        async with open_runtime(desk.cfg, clock=desk.clock) as rt:
+            await startup(rt)
+            desk.publish("Reuters", STORY, "missile")
+            await desk.cycle(rt)
+            async with Socket(rt):
+                await _connected(sock)
+                sock.send({"type": "disconnect", "reason": "refresh_requested"})
+                await _connected(sock, connections=2)
+                (card,) = desk.cards()
+                eid = sock.click(card, "mute_story", user=BOB)
+                await asyncio.to_thread(sock.wait_ack, eid)
+
+                async def muted() -> bool:
+                    async with rt.sessions() as s:
+                        return bool(await list_mutes(s, desk.clock()))
+
+                await _until(muted)
+
+    with caplog.at_level(logging.INFO, logger="wirewatch"):
+        asyncio.run(main())
+    assert len([c for c in slack.calls if c["method"] == "apps.connections.open"]) == 2
+    (line,) = [r for r in caplog.records if r.name == "wirewatch.actions"]
+    assert line.getMessage().startswith(f"{BOB} muted story ")
+    assert getattr(line, "slack_user", None) == BOB and getattr(line, "mute_id", None)
