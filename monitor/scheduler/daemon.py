@@ -556,8 +556,8 @@ class Daemon:
         scheduler.start()
         deliverer = asyncio.create_task(delivery_loop(rt, self.stopping), name="delivery")
         watcher = asyncio.create_task(self._watch_clock(scheduler), name="clock")
-        await self._start_socket()
         try:
+            await self._start_socket()
             await self.stopping.wait()
         finally:
             watcher.cancel()
