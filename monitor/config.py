@@ -108,6 +108,9 @@ class SlackSettings(_Strict):
     # printed on the console when no channel is set or no bot token
     ops_channel: str | None = None
     bot_token: str | None = None
+    # app-level token (xapp-): Slack Socket Mode, so that the buttons on a card work
+    # without a public URL; without it cards have no buttons
+    app_token: str | None = None
     webhook_url: str | None = None
     api_url: str | None = None
 
@@ -269,6 +272,11 @@ class AppConfig:
                     "channel and neither SLACK_CHANNEL nor slack.channel in the settings is "
                     f"set: their Slack alerts go to the default {slack.channel}"
                 )
+        if slack.app_token and not slack.bot_token:
+            out.append(
+                "SLACK_APP_TOKEN is set without SLACK_BOT_TOKEN: the buttons (Mute story, "
+                "Mute term, Acknowledge) are only on cards the bot posts, so there are none"
+            )
         return out
 
 
@@ -334,6 +342,7 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
             k: v
             for k, v in {
                 "bot_token": env.get("SLACK_BOT_TOKEN") or None,
+                "app_token": env.get("SLACK_APP_TOKEN") or None,
                 "channel": env.get("SLACK_CHANNEL") or None,
                 "webhook_url": env.get("SLACK_WEBHOOK_URL") or None,
                 "api_url": env.get("SLACK_API_URL") or None,

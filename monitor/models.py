@@ -101,6 +101,32 @@ class AlertMessage:
     parent_channel: str | None = None
     acked_by: str | None = None  # who acknowledged the story from Slack, and when
     acked_at: datetime | None = None
+    # a card carries the desk's buttons (Mute story, Mute term 24h, Acknowledge): only
+    # when Socket Mode is configured (SLACK_APP_TOKEN), since nothing else hears a click
+    actions: bool = False
 
     def __post_init__(self) -> None:
         self.kind = AlertKind(self.kind)  # (a plain "followup" is accepted too)
+
+
+class DeskActionKind(StrEnum):
+    """The buttons on a card (Slack Socket Mode)."""
+
+    MUTE_STORY = "mute_story"
+    MUTE_TERM = "mute_term"
+    ACK = "ack"
+
+
+@dataclass(frozen=True, slots=True)
+class DeskAction:
+    """One button pressed in Slack: who pressed it and what it names (from the JSON
+    value the renderer put on the button)."""
+
+    kind: DeskActionKind
+    user: str  # the Slack user id (U...)
+    alert_id: int | None = None
+    story_id: int | None = None
+    watchlist: str | None = None
+    term: str | None = None
+    channel: str | None = None  # where the card is (its channel id and ts)
+    message_ts: str | None = None

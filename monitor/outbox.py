@@ -146,6 +146,8 @@ async def build_messages(
                 parent_channel=parent_channels.get(alert.parent_id or 0),
                 acked_by=alert.acked_by,
                 acked_at=alert.acked_at,
+                # the desk's buttons, on the bot's cards, when Socket Mode hears them
+                actions=bool(rt.config.settings.slack.app_token) and alert.sink == "slack",
             )
         )
     return out
@@ -689,6 +691,17 @@ async def _update_parent(rt: Runtime, notifier: Notifier, parent_id: int) -> Non
     async with rt.sessions() as session:
         await set_rendered(session, where.id, rendered_hash(text, blocks), rt.clock())
         await session.commit()
+
+
+async def rerender_card(rt: Runtime, alert_id: int, sink: str) -> bool:
+    """Re-render the message showing alert ``alert_id`` on ``sink`` (it was
+    acknowledged: the card shows who and when), through the same path a new copy takes:
+    a card stays a card, a digest a digest. False when the sink is not configured now."""
+    notifier = rt.notifiers.get(sink)
+    if notifier is None:
+        return False
+    await _update_parent(rt, notifier, alert_id)
+    return True
 
 
 async def stranded(rt: Runtime) -> dict[str, int]:

@@ -10,7 +10,8 @@ Point the real slack-sdk client at ``base_url`` (``SLACK_API_URL``) or post to
         ...
         msgs = slack.wait_for(2, timeout=5)
 
-Methods: ``auth.test``, ``chat.postMessage`` and ``chat.update`` (JSON or form body,
+Methods: ``apps.connections.open`` (Socket Mode: ``socket_url`` to ``app_token``),
+``auth.test``, ``chat.postMessage`` and ``chat.update`` (JSON or form body,
 Bearer or ``token`` field), ``conversations.history`` / ``conversations.replies`` (``oldest``,
 ``latest``, ``inclusive``, ``limit``, ``cursor``; metadata only with ``include_all_metadata``;
 history newest first), ``conversations.list``, and the incoming-webhook ``POST``.
@@ -111,8 +112,13 @@ class FakeSlack:
         *,
         port: int = 0,
         webhook_channel: str = "#webhook",
+        app_token: str = "xapp-test-token",
     ) -> None:
         self.token = token
+        # Socket Mode: ``apps.connections.open`` answers ``socket_url`` (a
+        # tests/fakesocket.py server) to the app-level token ``app_token``
+        self.app_token = app_token
+        self.socket_url: str | None = None
         self.webhook_channel = webhook_channel
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -492,6 +498,8 @@ class FakeSlack:
             return 204, "", {}
         auth = h.headers.get("Authorization") or ""
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else p.get("token")
+        if method == "apps.connections.open":  # the app-level token, not the bot's
+            return 200, self._connections_open(token), {}
         if self.token is not None:
             if not token:
                 return 200, {"ok": False, "error": "not_authed"}, {}
@@ -559,7 +567,39 @@ class FakeSlack:
                 return "invalid_blocks"
             if b["type"] == "section" and not text and not fields:
                 return "invalid_blocks"
+            if b["type"] == "actions" and FakeSlack._check_actions(elements):
+                return "invalid_blocks"
         return None
+
+    @staticmethod
+    def _check_actions(elements: Any) -> bool:
+        """Whether an ``actions`` block breaks Slack's rules: 1 to 25 elements, unique
+        action ids (255 chars), button text 75 chars and value 2,000, a menu's options 1
+        to 100 with text 75 and value 150."""
+        if not isinstance(elements, list) or not 1 <= len(elements) <= 25:
+            return True
+        ids = [e.get("action_id") for e in elements if isinstance(e, dict)]
+        if len(ids) != len(elements) or len(set(ids)) != len(ids):
+            return True
+        for e in elements:
+            if not isinstance(e.get("action_id"), str) or len(e["action_id"]) > 255:
+                return True
+            if e.get("type") == "button":
+                text = e.get("text") or {}
+                if text.get("type") != "plain_text" or not 1 <= len(text.get("text", "")) <= 75:
+                    return True
+                if len(str(e.get("value", ""))) > 2000:
+                    return True
+            elif e.get("type") == "static_select":
+                options = e.get("options") or []
+                if not 1 <= len(options) <= 100:
+                    return True
+                for o in options:
+                    if len(o["text"]["text"]) > 75 or len(o["value"]) > 150:
+                        return True
+            else:
+                return True
+        return False
 
     def _check_message(self, p: dict[str, Any]) -> str | None:
         text = p.get("text")
@@ -623,6 +663,17 @@ class FakeSlack:
             return 400, problem, {}
         self._store(self.webhook_channel, p, "webhook")
         return 200, "ok", {}
+
+    def _connections_open(self, token: str | None) -> dict[str, Any]:
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if token != self.app_token:
+            # (a bot token here is refused as Slack refuses it)
+            error = "not_allowed_token_type" if token == self.token else "invalid_auth"
+            return {"ok": False, "error": error}
+        if not self.socket_url:
+            return {"ok": False, "error": "internal_error"}
+        return {"ok": True, "url": self.socket_url}
 
     @staticmethod
     def _auth_test(p: dict[str, Any]) -> dict[str, Any]:

@@ -41,11 +41,15 @@ from monitor.models import AlertKind, AlertMessage
 from monitor.normalize import ANSI, UNSAFE, clean, truncate
 
 __all__ = [
+    "ACTION_ACK",
+    "ACTION_MUTE_STORY",
+    "ACTION_MUTE_TERM",
     "EVENT_TYPE",
     "PERMANENT_ERRORS",
     "REQUEUED",
     "SlackBotNotifier",
     "SlackWebhookNotifier",
+    "action_buttons",
     "clean",
     "error_hint",
     "escape",
@@ -306,12 +310,83 @@ def _render_alert(msg: AlertMessage, *, carried: bool) -> Rendered:
     if msg.acked_by:
         at = f" at {when(msg.acked_at)}" if msg.acked_at else ""
         blocks.append(_context(f":white_check_mark: Acknowledged by {_who(msg.acked_by)}{at}"))
+    if msg.actions:
+        blocks.append(action_buttons(msg))
     text = _fallback(
         f"{mention} " if mention else "",
         f"[{escape(msg.watchlist)}] {_esc_trunc(msg.title, TITLE_LIMIT)} — "
         f"{_esc_trunc(msg.source, 200)} {safe_url(msg.link) or ''}".rstrip(),
     )
     return text, blocks
+
+
+# the buttons' action ids (``monitor.deliver.socket`` reads them back)
+ACTION_MUTE_STORY = "wirewatch.mute_story"
+ACTION_MUTE_TERM = "wirewatch.mute_term"
+ACTION_ACK = "wirewatch.ack"
+ACTIONS_BLOCK = "wirewatch.actions"
+TERM_BUTTONS = 3  # one "Mute term 24h" button per matched term up to this; then a menu
+MAX_BUTTON_TEXT = 75  # Slack's limits: a button's text, an option's text and value
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
+MAX_OPTIONS = 100
+MAX_BUTTON_VALUE = 2000
+
+
+def _value(**ids: object) -> str:
+    return json.dumps(ids, ensure_ascii=False, separators=(",", ":"))
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": truncate(text, MAX_BUTTON_TEXT), "emoji": True},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def action_buttons(msg: AlertMessage) -> dict[str, Any]:
+    """The card's ``actions`` block: *Mute story*, *Mute term 24h* (one button per
+    matched watchlist term up to three, a menu of them beyond) and *Acknowledge*. Each
+    value is JSON naming the alert, story, watchlist and term it acts on."""
+    ids: dict[str, object] = {"alert": msg.alert_id, "story": msg.story_id}
+    elements: list[dict[str, Any]] = [
+        _button("Mute story", ACTION_MUTE_STORY, _value(**ids)),
+    ]
+    # (the term as the watchlist writes it is what a mute matches; the label is cleaned)
+    terms = [t for t in msg.matched_terms if clean(t)]
+    if len(terms) <= TERM_BUTTONS:
+        for i, term in enumerate(terms):
+            name = clean(term)
+            label = f"Mute “{name}” 24h" if len(terms) > 1 else f"Mute term “{name}” 24h"
+            value = _value(**ids, watchlist=msg.watchlist, term=term)
+            if len(value) <= MAX_BUTTON_VALUE:
+                elements.append(_button(label, f"{ACTION_MUTE_TERM}:{i}", value))
+    else:
+        # an option's value holds at most 150 characters: the watchlist comes from the
+        # alert, and a term too long to fit is not offered
+        options: list[dict[str, Any]] = []
+        for term in terms:
+            value = _value(alert=msg.alert_id, term=term)
+            if len(value) > MAX_OPTION_VALUE or len(options) >= MAX_OPTIONS:
+                continue
+            text = {"type": "plain_text", "text": truncate(clean(term), MAX_OPTION_TEXT)}
+            options.append({"text": text, "value": value})
+        if options:
+            elements.append(
+                {
+                    "type": "static_select",
+                    "action_id": ACTION_MUTE_TERM,
+                    "placeholder": {"type": "plain_text", "text": "Mute term 24h"},
+                    "options": options,
+                }
+            )
+    elements.append(_button("Acknowledge", ACTION_ACK, _value(**ids), style="primary"))
+    return {"type": "actions", "block_id": ACTIONS_BLOCK, "elements": elements}
 
 
 def _who(user: str) -> str:

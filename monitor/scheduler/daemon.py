@@ -9,6 +9,9 @@
 * ``feed_states`` (every half minute) judges each feed's health and tells the ops
   channel (``slack.ops_channel``, or the console) once per change of state.
 
+With ``slack.app_token`` (``SLACK_APP_TOKEN``) it holds a Slack Socket Mode connection
+for the buttons on the cards (``monitor.deliver.socket``, ``monitor.scheduler.actions``).
+
 With ``http`` (``--http HOST:PORT``) it serves ``/healthz``, ``/readyz`` and ``/metrics``
 (``monitor.scheduler.http``).
 
@@ -34,6 +37,7 @@ from monitor import __version__
 from monitor.config import AppConfig, ConfigError, parse_http_address
 from monitor.dedupe.embed import load_in_background
 from monitor.deliver.ops import OpsSink, ops_sink
+from monitor.deliver.socket import SlackSocket
 from monitor.health import (
     announced_state,
     feed_state,
@@ -43,9 +47,11 @@ from monitor.health import (
     state_detail,
 )
 from monitor.intervals import FAILURE_CAP_S, JITTER, RETRY_AFTER_CAP_S
+from monitor.models import DeskAction
 from monitor.outbox import RECONCILE_AFTER, delivery_loop, reconcile, stranded
 from monitor.pipeline import CycleReport, Poller, PollReport, load_index
 from monitor.pipeline.runtime import Runtime
+from monitor.scheduler.actions import apply_action
 from monitor.scheduler.http import OpsServer, Probe
 from monitor.store.alerts import queued_alerts
 from monitor.store.entries import newest_published
@@ -263,6 +269,7 @@ class Daemon:
         self.poller = Poller(rt)
         self.silent: set[str] = set()  # feeds already reported silent
         self.quiet: dict[str, tuple[float, float]] = {}  # their (age, usual gap)
+        self.socket: SlackSocket | None = None  # Slack Socket Mode (SLACK_APP_TOKEN)
 
     def _tracked(self, fn: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
         async def job() -> None:
@@ -471,6 +478,19 @@ class Daemon:
                 None if ok else "the last reload failed: running on the last good config"
             )
 
+    async def _start_socket(self) -> None:
+        """Slack Socket Mode when an app token is configured: the cards' buttons."""
+        slack = self.rt.config.settings.slack
+        if not slack.app_token:
+            return
+        rt = self.rt
+
+        async def on_action(action: DeskAction) -> None:
+            await apply_action(rt, action)
+
+        self.socket = SlackSocket(slack.app_token, on_action, base_url=slack.api_url)
+        await self.socket.start()
+
     def request_stop(self) -> None:
         self.stopping.set()
 
@@ -537,10 +557,13 @@ class Daemon:
         deliverer = asyncio.create_task(delivery_loop(rt, self.stopping), name="delivery")
         watcher = asyncio.create_task(self._watch_clock(scheduler), name="clock")
         try:
+            await self._start_socket()
             await self.stopping.wait()
         finally:
             watcher.cancel()
             log.info("stopping: finishing in-flight work")
+            if self.socket is not None:  # no more clicks; those received take effect
+                await self.socket.aclose()
             scheduler.pause()
             if self.inflight:
                 await asyncio.wait(self.inflight, timeout=max(30.0, tick))

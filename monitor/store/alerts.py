@@ -280,3 +280,23 @@ def set_alert_channel(session: AsyncSession, alert: AlertRow, channel: str) -> N
     """Send ``alert`` to ``channel`` from now on; the caller commits."""
     alert.channel = channel
     session.add(alert)
+
+
+async def acknowledge(
+    session: AsyncSession, alert_id: int, user: str, now: datetime
+) -> tuple[AlertRow | None, bool]:
+    """Mark the story alert ``alert_id`` (a ``new`` alert: the card) acknowledged by
+    ``user`` at ``now``, unless someone already did: the first acknowledgement stands.
+    Returns the row (None when there is no such alert) and whether it changed."""
+    res = await session.exec(
+        update(AlertRow)
+        .where(col(AlertRow.id) == alert_id, col(AlertRow.kind) == AlertKind.NEW)
+        .where(col(AlertRow.acked_by).is_(None))
+        .values(acked_by=user, acked_at=now)
+    )
+    rows = await session.exec(
+        select(AlertRow)
+        .where(col(AlertRow.id) == alert_id, col(AlertRow.kind) == AlertKind.NEW)
+        .execution_options(populate_existing=True)
+    )
+    return rows.first(), bool(res.rowcount)

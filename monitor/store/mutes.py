@@ -54,3 +54,22 @@ async def muted_terms(session: AsyncSession, now: datetime) -> set[tuple[str, st
         select(MuteRow.watchlist, MuteRow.term).where(MuteRow.kind == TERM, _active(now))
     )
     return {(w, t) for w, t in rows.all() if w is not None and t is not None}
+
+
+async def active_mute(
+    session: AsyncSession,
+    now: datetime,
+    *,
+    story_id: int | None = None,
+    watchlist: str | None = None,
+    term: str | None = None,
+) -> MuteRow | None:
+    """The mute in force on this story (``story_id``) or this watchlist term, if any."""
+    query = select(MuteRow).where(_active(now))
+    if story_id is not None:
+        query = query.where(MuteRow.kind == STORY, MuteRow.story_id == story_id)
+    else:
+        query = query.where(MuteRow.kind == TERM, MuteRow.watchlist == watchlist)
+        query = query.where(MuteRow.term == term)
+    rows = await session.exec(query.order_by(col(MuteRow.id)))
+    return rows.first()
