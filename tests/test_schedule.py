@@ -22,6 +22,7 @@ from monitor.outbox import deliver_pending, next_due_in
 from monitor.pipeline import poll_cycle
 from monitor.pipeline.runtime import Runtime, open_runtime
 from monitor.scheduler import startup
+from monitor.store.ops import queue
 from monitor.store.tables import AlertRow
 from tests.fakeslack import FakeSlack
 from tests.feedserver import FeedServer, rss
@@ -153,6 +154,9 @@ def test_quiet_hours_hold_the_cards_then_release_them_as_one_digest(
             assert len(rows) == 3
             assert {r.next_attempt_at.astimezone(UTC) for r in rows} == {_utc(2026, 1, 15, 7)}
             assert await next_due_in(rt) is None  # (nothing waits for a retry)
+            async with rt.sessions() as session:  # (not an outbox stuck for hours)
+                held = (await queue(session)).oldest
+            assert held is not None and held.astimezone(UTC) == _utc(2026, 1, 15, 7)
             await room.tick(rt, _utc(2026, 1, 15, 6, 59, 59))
             assert room.top("#floods") == []
             await room.tick(rt, _utc(2026, 1, 15, 7, 0))
@@ -439,3 +443,31 @@ def test_hold_until_combines_digest_and_quiet_hours_and_never_holds_escalations(
 
 def test_at_is_a_time_of_day() -> None:
     assert Digest.model_validate({"at": "08:00"}).at == time(8, 0)
+
+
+def test_a_digest_days_ahead_survives_the_start_up_clamp_of_far_ahead_due_times(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    """Start-up makes due now what lies further ahead than any delay Wirewatch sets (a
+    clock that was ahead): a digest's time is such a delay, not a wrong clock."""
+    wl = {"name": "floods", "terms": ["flooding"], "channel": "#floods", "digest": {"every": "3d"}}
+    room = Room(tmp_path, feed_server, slack, [wl], _utc(2026, 5, 4, 10, 5))
+    due = next_digest(Digest.model_validate({"every": "3d"}), room.now)
+    assert due - room.now > timedelta(days=2)
+
+    async def go() -> None:
+        async with room.life() as rt:
+            await startup(rt)
+            room.publish("Reuters", 0)
+            room.publish("AFP", 1)
+            await room.tick(rt)
+        async with room.life() as rt:
+            await startup(rt)
+            await room.tick(rt, room.now + timedelta(hours=1))
+            assert room.top("#floods") == []
+            assert {r.next_attempt_at.astimezone(UTC) for r in await _rows(rt)} == {due}
+            await room.tick(rt, due)
+
+    asyncio.run(go())
+    (digest,) = room.top("#floods")
+    assert "Digest: 2 alerts" in _shown(digest)
