@@ -3,6 +3,9 @@
 Rows go pending → sending → sent | failed. Each (sink, channel) is drained in id
 order by its own task, so one failing channel never holds up another, and order is
 kept per channel: a row waiting for a retry blocks the rows behind it in its channel.
+A row its watchlist holds (quiet hours, a digest's schedule: due later and never
+tried) blocks nothing: the channel's other rows go out past it, and when the hold
+ends the cards it held go out together as one digest (see ``_held_together``).
 A row found in ``sending`` (the process died mid-send) is reconciled against the
 sink (Slack: ``conversations.history`` + message metadata) before it is sent again.
 """
@@ -32,7 +35,6 @@ from monitor.intervals import RETRY_AFTER_CAP_S
 from monitor.models import AlertKind, AlertMessage, AlertState, SourceRef
 from monitor.pipeline.runtime import Runtime
 from monitor.store.alerts import (
-    alert_state,
     alerts_by_id,
     claim_alerts,
     count_sent_new,
@@ -42,6 +44,7 @@ from monitor.store.alerts import (
     parent_headlines,
     pending_by_other_sinks,
     pending_in_channel,
+    release_held,
     stuck_sending,
 )
 from monitor.store.matches import first_matches
@@ -315,10 +318,12 @@ async def _channel_loop(rt: Runtime, key: tuple[str, str], report: DeliveryRepor
     while True:
         async with rt.sessions() as session:
             queue = await pending_in_channel(session, *key)
-        if not queue:
-            return True
-        if queue[0].next_attempt_at > rt.clock():
-            report.waiting += len(queue)
+        now = rt.clock()
+        live = [q for q in queue if not _held(q, now)]
+        if not live:
+            return True  # (what is held is due later: due_channels lists it then)
+        if live[0].next_attempt_at > now:
+            report.waiting += len(live)
             return False
         if not await _drain(rt, key, queue, rt.clock(), report):
             return False
@@ -370,8 +375,12 @@ async def _drain(
         if q.kind == AlertKind.FOLLOWUP:
             by_parent[q.parent_id].append(q)
     i = 0
+    behind_held = False  # a due row skipped: it waits for its story's held card
     while i < len(queue):
         row = queue[i]
+        if _held(row, rt.clock()):
+            i += 1  # held for later by its watchlist: the rows behind it go on
+            continue
         if row.next_attempt_at > rt.clock():
             report.waiting += len(queue) - i
             return False  # keep order: nothing behind a row that waits for its retry
@@ -379,7 +388,16 @@ async def _drain(
         kind = AlertKind(row.kind)
         if kind != AlertKind.NEW and row.parent_id is not None:
             # a reply waits for its story's message; an escalation too (it links it)
-            parent_state = await _parent_state(rt, row)
+            parent = await _parent(rt, row)
+            parent_state = AlertState(parent.state) if parent is not None else None
+            if parent is not None and _held(parent, rt.clock()):
+                if kind == AlertKind.ESCALATION:
+                    # escalations are never held: the story's card goes out now too
+                    await _release(rt, parent)
+                else:  # a reply of a held card waits with it (it folds into the card)
+                    behind_held = True
+                    i += 1
+                    continue
             if parent_state in (AlertState.PENDING, AlertState.SENDING):
                 report.waiting += len(queue) - i
                 return False
@@ -397,9 +415,12 @@ async def _drain(
                 and i + len(batch) < len(queue)
                 and queue[i + len(batch)].kind == AlertKind.FOLLOWUP
                 and queue[i + len(batch)].parent_id == row.parent_id
+                and not _held(queue[i + len(batch)], rt.clock())
                 and len(batch) < 20
             ):
                 batch.append(queue[i + len(batch)])
+        elif kind == AlertKind.NEW and (together := _held_together(rt, row, queue[i + 1 :])):
+            batch.extend(together)
         elif kind == AlertKind.NEW and recent >= delivery.burst_max and _paced(notifier):
             while (
                 i + len(batch) < len(queue)
@@ -413,25 +434,76 @@ async def _drain(
         # (a parent's follow-ups all come after it, so after the batch of new rows)
         folded = [q for b in batch if b.kind == AlertKind.NEW for q in by_parent.pop(b.id, ())]
         folded.sort(key=lambda q: q.id or 0)  # queue order: rows are loaded by id
+        # (a batch of held cards is not always a run of the queue; _send may drop rows
+        # another worker claimed: none of them is looked at again in this pass)
+        gone = {q.id for q in batch} | {q.id for q in folded}
         ok = await _send(rt, notifier, key, batch, report, folded)
         if not ok:
             return False
-        if folded:
-            gone = {q.id for q in folded}
-            queue = queue[: i + len(batch)] + [
-                q for q in queue[i + len(batch) :] if q.id not in gone
-            ]
+        queue = queue[:i] + [q for q in queue[i:] if q.id not in gone]
         if row.kind == AlertKind.NEW:
             recent += len(batch)
-        i += len(batch)
-    return True
+    return not behind_held
 
 
-async def _parent_state(rt: Runtime, row: AlertRow) -> AlertState | None:
+def _held(row: AlertRow, now: datetime) -> bool:
+    """Held by its watchlist (quiet hours, a digest's schedule) and not due yet: queued
+    for later and never tried. A retry (attempts made) is not held: it keeps its
+    channel's order."""
+    return row.attempts == 0 and row.next_attempt_at > now
+
+
+def _released(row: AlertRow, now: datetime) -> bool:
+    """A card its watchlist held (``detail`` says so, see ``monitor.pipeline.fold``)
+    that is due now."""
+    if row.kind != AlertKind.NEW or row.next_attempt_at > now or not row.detail:
+        return False
+    return bool(json.loads(row.detail).get("held"))
+
+
+HELD_DIGEST_MAX = 200  # cards one digest of held cards gathers (it posts in parts)
+
+
+def _held_together(rt: Runtime, row: AlertRow, rest: list[AlertRow]) -> list[AlertRow]:
+    """The cards that go out in one digest with card ``row`` (none: it goes alone or as
+    the burst rule says). A watchlist with a ``digest`` schedule: every card of it due in
+    the channel (its scheduled digest, or one a restart or a retry left behind). Cards
+    held by quiet hours: the other held cards of the channel due now (those of
+    watchlists without a digest), whichever watchlist held them. A digest of one card
+    is that card."""
+    now = rt.clock()
+    wl = rt.matcher.watchlists.get(row.watchlist)
+    if wl is not None and wl.digest is not None:
+        same = [
+            q
+            for q in rest
+            if q.kind == AlertKind.NEW and q.watchlist == row.watchlist and q.next_attempt_at <= now
+        ]
+        return same[: HELD_DIGEST_MAX - 1]
+    if not _released(row, now):
+        return []
+    out = []
+    for q in rest:
+        other = rt.matcher.watchlists.get(q.watchlist)
+        if _released(q, now) and (other is None or other.digest is None):
+            out.append(q)
+    return out[: HELD_DIGEST_MAX - 1]
+
+
+async def _parent(rt: Runtime, row: AlertRow) -> AlertRow | None:
     if row.parent_id is None:
         return None
     async with rt.sessions() as session:
-        return await alert_state(session, row.parent_id)
+        found = await alerts_by_id(session, [row.parent_id])
+    return found[0] if found else None
+
+
+async def _release(rt: Runtime, row: AlertRow) -> None:
+    """Make a held card due now (its story escalated; see ``monitor.pipeline.fold``)."""
+    async with rt.sessions() as session:
+        await release_held(session, [row.id or 0], rt.clock())
+        await session.commit()
+    row.next_attempt_at = rt.clock()
 
 
 async def _send(
@@ -713,9 +785,9 @@ async def stranded(rt: Runtime) -> dict[str, int]:
 
 async def next_due_in(rt: Runtime) -> float | None:
     """Seconds until the next pending alert of a configured sink is due (None when
-    nothing is pending there)."""
+    nothing is pending there but alerts held for later: quiet hours, a digest)."""
     async with rt.sessions() as session:
-        when = await next_pending_at(session, list(rt.notifiers))
+        when = await next_pending_at(session, list(rt.notifiers), held_after=rt.clock())
     if when is None:
         return None
     return max(0.0, (when - rt.clock()).total_seconds())

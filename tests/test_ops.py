@@ -455,3 +455,14 @@ def test_docker_compose_config_validates() -> None:
         timeout=60,
     )
     assert res.returncode == 0, res.stderr
+
+
+def test_the_slack_app_token_is_one_of_the_secrets_logs_never_show() -> None:
+    from monitor.cli.logs import Redactor, secrets_of
+    from monitor.config import AppConfig, Settings
+
+    settings = Settings()
+    slack = settings.slack.model_copy(update={"app_token": "xapp-1-A111-SECRET"})
+    cfg = AppConfig(settings=settings.model_copy(update={"slack": slack}), feeds=[], watchlists=[])
+    assert "xapp-1-A111-SECRET" in secrets_of(cfg)
+    assert "SECRET" not in Redactor(secrets_of(cfg))("socket opened with xapp-1-A111-SECRET")

@@ -70,7 +70,7 @@ class JsonFormatter(logging.Formatter):
     ``logger``, ``message``, and ``feed``, ``story_id``, ``alert_id``, ``entry_id`` where
     the line is about one)."""
 
-    IDS = ("feed", "story_id", "alert_id", "entry_id")
+    IDS = ("feed", "story_id", "alert_id", "entry_id", "slack_user", "mute_id")
 
     def __init__(self, redact: Redactor) -> None:
         super().__init__()
@@ -108,7 +108,15 @@ _LOG_FORMATS = ("text", "json")
 def secrets_of(cfg: AppConfig) -> tuple[str, ...]:
     s = cfg.settings
     return tuple(
-        v for v in (s.slack.bot_token, s.slack.webhook_url, s.webhook.url, s.webhook.secret) if v
+        v
+        for v in (
+            s.slack.bot_token,
+            s.slack.app_token,
+            s.slack.webhook_url,
+            s.webhook.url,
+            s.webhook.secret,
+        )
+        if v
     )
 
 

@@ -138,7 +138,9 @@ async def _status(cfg: AppConfig) -> dict[str, Any]:
         "outbox": {
             "queued": q.depth,
             "by_sink": q.pending,
-            "oldest_age_s": None if oldest is None else round((now - oldest).total_seconds(), 1),
+            "oldest_age_s": None
+            if oldest is None
+            else round(max(0.0, (now - oldest).total_seconds()), 1),
             "failed": q.failed,
         },
         "last_tick": max(ticks) if ticks else None,

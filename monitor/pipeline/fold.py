@@ -17,12 +17,19 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from monitor.dedupe import StoryItem, is_development
+from monitor.holds import hold_until
 from monitor.match import Hit
 from monitor.match.escalation import check
 from monitor.match.schema import Escalation, Watchlist
 from monitor.models import AlertKind, Entry
 from monitor.pipeline.runtime import Runtime, alert_channel, slack_sink
-from monitor.store.alerts import insert_alerts, queue_followups, story_alerts
+from monitor.store.alerts import (
+    held_until,
+    insert_alerts,
+    queue_followups,
+    release_held,
+    story_alerts,
+)
 from monitor.store.entries import insert_entries, outlets_of_stories
 from monitor.store.matches import StoredMatch, matches_of_stories, save_matches
 from monitor.store.messages import entries_by_id
@@ -57,6 +64,9 @@ class Parent:
 
     id: int | None  # None while it is queued in this batch and not inserted yet
     channel: str
+    # when it is due, while its watchlist holds it (quiet hours, a digest): its replies
+    # wait as long (they fold into it when it goes out)
+    held: datetime | None = None
 
 
 @dataclass
@@ -77,6 +87,8 @@ class Batch:
     # the headline each alerted story last announced (its card, or its last update)
     headlines: dict[int, str] = field(default_factory=dict)
     escalated: set[tuple[int, str]] = field(default_factory=set)  # (story, watchlist)
+    # held parents a story's escalation releases (it breaks through quiet hours, digests)
+    release: list[Parent] = field(default_factory=list)
     muted: set[int] = field(default_factory=set)  # stories muted from Slack
     muted_terms: set[tuple[str, str]] = field(default_factory=set)  # (watchlist, term)
     # alerts rows to insert, a follow-up with the parent it threads under
@@ -185,6 +197,10 @@ async def load_story_context(batch: Batch) -> None:
             announced[story] = (entry, json.loads(detail or "{}").get("new"))
         elif kind == AlertKind.ESCALATION:
             batch.escalated.add((story, watchlist))
+    if _holds(batch.rt) and batch.parents:
+        held = await held_until(session, [p.id or 0 for p in batch.parents.values()], batch.now)
+        for parent in batch.parents.values():
+            parent.held = held.get(parent.id or 0)
     titles = await entries_by_id(session, [e for e, new in announced.values() if new is None])
     for story, (entry, new) in announced.items():
         row = titles.get(entry)
@@ -255,6 +271,21 @@ async def queue_alerts(batch: Batch) -> None:
     follow = [{**row, "parent_id": parent.id} for row, parent in batch.alerts if parent is not None]
     # (an escalation of a story alerted in this batch links the alert inserted above)
     await queue_followups(batch.session, follow)
+    await release_held(batch.session, [p.id for p in batch.release if p.id], batch.now)
+
+
+def _holds(rt: Runtime) -> bool:
+    """Whether any watchlist holds alerts (quiet hours, a digest)."""
+    return any(w.quiet is not None or w.digest is not None for w in rt.matcher.watchlists.values())
+
+
+def _due(wl: Watchlist, kind: AlertKind, now: datetime, parent: Parent | None = None) -> datetime:
+    """When an alert of ``wl`` queued now is due: at once, or when its watchlist's
+    quiet hours end or its digest goes out; a reply not before its held card."""
+    when = hold_until(wl, kind, now)
+    if parent is not None and parent.held is not None and kind.threaded:
+        when = max(when, parent.held)
+    return when
 
 
 def _development(batch: Batch, p: Pending) -> tuple[str, str] | None:
@@ -307,6 +338,12 @@ def _alerts_for(
                 for sink in sinks:
                     made = Parent(None, alert_channel(rt.config, wl.channel, sink))
                     row = _alert_values(m, m.entry_id, sink, made.channel, AlertKind.NEW, now)
+                    row["next_attempt_at"] = _due(wl, AlertKind.NEW, now)
+                    if row["next_attempt_at"] > now:
+                        # held: when the hold ends it goes out with the channel's
+                        # other held cards, as one digest (monitor.outbox)
+                        made.held = row["next_attempt_at"]
+                        row["detail"] = json.dumps({"held": True})
                     batch.alerts.append((row, None))
                     batch.parents[(story_id, name, sink)] = made
                     queued += 1
@@ -320,6 +357,7 @@ def _alerts_for(
                 parent = batch.parents.get((story_id, name, sink))
                 if parent is not None:
                     row = _alert_values(m, p.entry_id, sink, parent.channel, kind, now)
+                    row["next_attempt_at"] = _due(wl, kind, now, parent)
                     if change:
                         row["detail"] = json.dumps({"old": change[0], "new": change[1]})
                     batch.alerts.append((row, parent))
@@ -355,6 +393,11 @@ def _escalate(
         row["detail"] = detail
         parent = batch.parents.get((p.story_id, wl.name, sink))
         batch.alerts.append((row, parent) if parent is not None else (row, None))
+        if parent is not None and parent.held is not None:
+            # a story that escalates is breaking: its held card goes out with the
+            # escalation (which links its thread), quiet hours or digest
+            parent.held = None
+            batch.release.append(parent)
     return len(sinks)
 
 
@@ -456,6 +499,10 @@ async def queue_retitles(
     ):
         if kind == AlertKind.NEW:
             parents.setdefault(story, []).append((aid, entry, watchlist, sink, channel))
+    held: dict[int, datetime] = {}
+    if _holds(rt):
+        ids = [aid for ps in parents.values() for aid, *_ in ps]
+        held = await held_until(session, ids, now)
     rows: list[dict[str, Any]] = []
     queued: dict[int, int] = defaultdict(int)
     for entry_id, story, old, new in retitled:
@@ -466,6 +513,7 @@ async def queue_retitles(
             if wl is None or wl.followups != "thread":
                 continue
             detail = {"old": old, "new": new, "broadcast": parent_entry == entry_id}
+            parent = Parent(parent_id, channel, held.get(parent_id))
             rows.append(
                 {
                     "story_id": story,
@@ -475,7 +523,7 @@ async def queue_retitles(
                     "channel": channel,
                     "kind": str(AlertKind.UPDATE),
                     "parent_id": parent_id,
-                    "next_attempt_at": now,
+                    "next_attempt_at": _due(wl, AlertKind.UPDATE, now, parent),
                     "created_at": now,
                     "terms": "[]",
                     "words": "[]",

@@ -46,6 +46,7 @@ from monitor.health import (
     span,
     state_detail,
 )
+from monitor.holds import longest_hold
 from monitor.intervals import FAILURE_CAP_S, JITTER, RETRY_AFTER_CAP_S
 from monitor.models import DeskAction
 from monitor.outbox import RECONCILE_AFTER, delivery_loop, reconcile, stranded
@@ -112,11 +113,14 @@ CLOCK_STEP_S = 60.0  # a step back larger than this moves the schedule back with
 
 def _horizons(rt: Runtime) -> dict[str, timedelta]:
     """How far ahead Wirewatch ever schedules a feed's poll or an alert's next attempt
-    (longest interval, failure backoff or Retry-After, with jitter), plus an hour."""
+    (longest interval, failure backoff or Retry-After, with jitter; a watchlist's
+    longest hold), plus an hour."""
     s = rt.config.settings
     pinned = [f.interval for f in rt.config.feeds if f.interval is not None]
     feeds = max(s.poll.max_interval, FAILURE_CAP_S, RETRY_AFTER_CAP_S, *pinned)
-    alerts = max(s.delivery.max_backoff, RETRY_AFTER_CAP_S)
+    # (an alert held by its watchlist's quiet hours or digest is due up to that far ahead)
+    held = [longest_hold(w) for w in rt.config.watchlists]
+    alerts = max(s.delivery.max_backoff, RETRY_AFTER_CAP_S, *held)
     return {
         "feeds_within": timedelta(seconds=feeds * (1 + JITTER) + 3600),
         "alerts_within": timedelta(seconds=alerts + 3600),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import func, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -175,16 +175,55 @@ async def pending_by_other_sinks(session: AsyncSession, sinks: Sequence[str]) ->
     return {sink: int(n) for sink, n in rows.all()}
 
 
-async def next_pending_at(session: AsyncSession, sinks: Sequence[str]) -> datetime | None:
-    """When the next pending alert of these sinks is due."""
-    when: datetime | None = (
-        await session.exec(
-            select(func.min(AlertRow.next_attempt_at))
-            .where(AlertRow.state == PENDING)
-            .where(col(AlertRow.sink).in_(list(sinks)))
+async def next_pending_at(
+    session: AsyncSession, sinks: Sequence[str], *, held_after: datetime | None = None
+) -> datetime | None:
+    """When the next pending alert of these sinks is due; with ``held_after``, leaving
+    out the alerts held past it (never tried, due later: quiet hours, a digest)."""
+    stmt = (
+        select(func.min(AlertRow.next_attempt_at))
+        .where(AlertRow.state == PENDING)
+        .where(col(AlertRow.sink).in_(list(sinks)))
+    )
+    if held_after is not None:
+        stmt = stmt.where(
+            or_(col(AlertRow.attempts) > 0, col(AlertRow.next_attempt_at) <= held_after)
         )
-    ).one()
+    when: datetime | None = (await session.exec(stmt)).one()
     return when
+
+
+async def held_until(
+    session: AsyncSession, alert_ids: Sequence[int], now: datetime
+) -> dict[int, datetime]:
+    """Of these alerts, those held past ``now`` (pending, never tried, due later: their
+    watchlist's quiet hours or digest), with when they are due."""
+    out: dict[int, datetime] = {}
+    ids = sorted(set(alert_ids))
+    for start in range(0, len(ids), 500):
+        rows = await session.exec(
+            select(AlertRow.id, AlertRow.next_attempt_at)
+            .where(col(AlertRow.id).in_(ids[start : start + 500]))
+            .where(AlertRow.state == PENDING, AlertRow.attempts == 0)
+            .where(col(AlertRow.next_attempt_at) > now)
+        )
+        out.update((int(aid or 0), when) for aid, when in rows.all())
+    return out
+
+
+async def release_held(session: AsyncSession, alert_ids: Sequence[int], now: datetime) -> int:
+    """Make these held alerts due now (a story that escalates breaks through its
+    watchlist's quiet hours or digest). How many."""
+    if not alert_ids:
+        return 0
+    res = await session.exec(
+        update(AlertRow)
+        .where(col(AlertRow.id).in_(list(alert_ids)))
+        .where(col(AlertRow.state) == PENDING, col(AlertRow.attempts) == 0)
+        .where(col(AlertRow.next_attempt_at) > now)
+        .values(next_attempt_at=now)
+    )
+    return int(res.rowcount)
 
 
 async def queued_alerts(session: AsyncSession) -> int:

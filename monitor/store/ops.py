@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, text, update
+from sqlalchemy import case, func, or_, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -55,7 +55,9 @@ async def nodes(session: AsyncSession) -> list[NodeRow]:
 @dataclass
 class Queue:
     pending: dict[str, int] = field(default_factory=dict)  # per sink: pending or sending
-    oldest: datetime | None = None  # created_at of the oldest of them
+    # since when the oldest of them is due to go out: when it was queued (a held alert:
+    # when its quiet hours end or its digest goes out, which may be ahead)
+    oldest: datetime | None = None
     failed: int = 0
 
     @property
@@ -66,7 +68,16 @@ class Queue:
 async def queue(session: AsyncSession) -> Queue:
     out = Queue()
     rows = await session.exec(
-        select(AlertRow.sink, func.count(), func.min(AlertRow.created_at))
+        select(
+            AlertRow.sink,
+            func.count(),
+            func.min(
+                case(
+                    (col(AlertRow.attempts) == 0, col(AlertRow.next_attempt_at)),
+                    else_=col(AlertRow.created_at),
+                )
+            ),
+        )
         .where(col(AlertRow.state).in_(QUEUED))
         .group_by(col(AlertRow.sink))
     )
