@@ -301,7 +301,7 @@ def test_an_alert_another_node_sent_meanwhile_is_passed_over_and_the_rest_still_
             try:
                 await asyncio.wait_for(deliver_pending(rt), 15)
             finally:
-                for task in rt.channel_tasks.values():
+                for task in rt.delivery.channel_tasks.values():
                     task.cancel()
             async with rt.sessions() as s:
                 return list((await s.exec(select(AlertRow).order_by(col(AlertRow.id)))).all())
