@@ -37,6 +37,12 @@ class AlertKind(StrEnum):
         return self in (AlertKind.FOLLOWUP, AlertKind.UPDATE)
 
 
+def came_out(published: datetime | None, seen: datetime) -> datetime:
+    """When a copy came out: its publication time, never later than when it was seen
+    (a feed's clock may run ahead), or when it was seen when it has no date."""
+    return min(published, seen) if published is not None else seen
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One normalised feed item, as the parser hands it to the rest of the pipeline.

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from monitor.match import Matcher
 from monitor.match.escalation import EscalationCheck, check
-from monitor.models import Entry
+from monitor.models import Entry, came_out
 from monitor.normalize import clean
 
 
@@ -115,10 +115,9 @@ def replay(
 
 def _time_of(e: StoredEntry) -> datetime | None:
     """When a copy came out: published, never later than stored (as ingest judges it)."""
-    published = e.entry.published
-    if published is None or e.seen_at is None:
-        return published or e.seen_at
-    return min(published, e.seen_at)
+    if e.seen_at is None:
+        return e.entry.published
+    return came_out(e.entry.published, e.seen_at)
 
 
 def format_replay(report: list[WatchlistReplay], days: float, entries: int) -> str:

@@ -73,6 +73,16 @@ Database = Annotated[
     ),
 ]
 
+MaxAge = Annotated[
+    str | None,
+    typer.Option(
+        "--max-age",
+        metavar="DURATION",
+        help="Alert only on items newer than this (24h), or none for any age.",
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
 
 def load(
     config: Path, feeds: Path | None, watchlists: Path | None, database: str | None = None

@@ -26,6 +26,7 @@ from monitor.cli.app import (
     FeedsFile,
     LogFormat,
     LogLevel,
+    MaxAge,
     WatchFile,
     app,
     load,
@@ -94,14 +95,7 @@ def run(
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
-    max_age: Annotated[
-        str | None,
-        typer.Option(
-            "--max-age",
-            metavar="DURATION",
-            help="Alert only on items newer than this (24h), or none for any age.",
-        ),
-    ] = None,
+    max_age: MaxAge = None,
     log_level: LogLevel = None,
     database: Database = None,
     heartbeat: Annotated[

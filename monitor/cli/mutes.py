@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from monitor.cli.app import (
+    AsJson,
     ConfigDir,
     Database,
     FeedsFile,
@@ -36,7 +37,7 @@ app.add_typer(mutes_app, name="mutes")
 @mutes_app.callback()
 def mutes_list(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: AsJson = False,
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,

@@ -25,6 +25,7 @@ from monitor.cli.app import (
     FeedsFile,
     LogFormat,
     LogLevel,
+    MaxAge,
     WatchFile,
     app,
     load,
@@ -54,14 +55,7 @@ def once(
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
-    max_age: Annotated[
-        str | None,
-        typer.Option(
-            "--max-age",
-            metavar="DURATION",
-            help="Alert only on items newer than this (24h), or none for any age.",
-        ),
-    ] = None,
+    max_age: MaxAge = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print alerts instead of sending; state untouched.")
     ] = False,

@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from monitor import __version__
 from monitor.cli.app import (
+    AsJson,
     ConfigDir,
     Database,
     FeedsFile,
@@ -38,7 +39,7 @@ def status(
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
     database: Database = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """What is running and whether it keeps up: the nodes alive (ticking, or holding
     feed leases), feeds due and overdue, the outbox's depth and its oldest alert's age,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from monitor.cli.app import (
+    AsJson,
     ConfigDir,
     Database,
     FeedsFile,
@@ -105,7 +106,7 @@ def explain(
     feed: Annotated[
         str, typer.Option("--feed", metavar="NAME", help="Feed name for scope checks.")
     ] = "",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: AsJson = False,
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,
@@ -205,7 +206,7 @@ def replay(
     since: Annotated[
         str, typer.Option("--since", metavar="DURATION", help="How far back: e.g. 7d, 48h.")
     ] = "7d",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: AsJson = False,
     config: ConfigDir = Path("config"),
     feeds: FeedsFile = None,
     watchlists: WatchFile = None,

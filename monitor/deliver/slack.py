@@ -37,6 +37,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from monitor.deliver.base import DeliveryResult, LookupFailed, network_error
 from monitor.deliver.diff import describe_change
+from monitor.health import span
 from monitor.models import AlertKind, AlertMessage
 from monitor.normalize import ANSI, UNSAFE, clean, truncate
 
@@ -408,19 +409,8 @@ def _provenance(msg: AlertMessage) -> str:
     second = next((r for r in dated[1:] if r.source != first.source), None)
     if second is not None and second.when is not None and first.when is not None:
         gap = (second.when - first.when).total_seconds()
-        line += f" · second outlet after {_span(gap)}"
+        line += f" · second outlet after {span(max(0.0, gap))}"
     return line
-
-
-def _span(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
 
 
 def _render_development(msg: AlertMessage) -> Rendered:

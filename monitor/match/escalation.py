@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from monitor.health import span
 from monitor.match.schema import Escalation
 
 
@@ -42,16 +43,12 @@ class EscalationCheck:
         if self.at is not None and self.span is not None:
             return (
                 f"escalated at {self.at:%Y-%m-%d %H:%M} UTC: {self.needed} outlets within "
-                f"{_minutes(self.span)} (rule: {self.rule})"
+                f"{span(self.span)} (rule: {self.rule})"
             )
         return (
             f"not escalated: at most {self.best} of {self.outlets} outlets within the "
             f"rule's span (rule: {self.rule})"
         )
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.0f} min"
 
 
 def check(times: Sequence[datetime], rule: Escalation) -> EscalationCheck:

@@ -21,7 +21,7 @@ from monitor.holds import hold_until
 from monitor.match import Hit
 from monitor.match.escalation import check
 from monitor.match.schema import Escalation, Watchlist
-from monitor.models import AlertKind, Entry
+from monitor.models import AlertKind, Entry, came_out
 from monitor.pipeline.runtime import Runtime, alert_channel, slack_sink
 from monitor.store.alerts import (
     held_until,
@@ -222,7 +222,7 @@ async def count_outlets(batch: Batch) -> None:
         outlets = batch.outlets.setdefault(p.story_id, {})
         p.new_outlet = p.entry.source not in outlets
         if p.new_outlet:
-            outlets[p.entry.source] = _time_of(p.entry, batch.now)
+            outlets[p.entry.source] = came_out(p.entry.published, batch.now)
             counts[p.story_id] = counts.get(p.story_id, 0) + 1
         p.outlets = counts[p.story_id]
     for sid, st in batch.stories.items():
@@ -401,11 +401,6 @@ def _escalate(
     return len(sinks)
 
 
-def _time_of(e: Entry, now: datetime) -> datetime:
-    """When a copy came out: its publication time, never later than now."""
-    return min(e.published, now) if e.published is not None else now
-
-
 def _entry_values(feed_id: int, e: Entry, now: datetime, story_id: int) -> dict[str, Any]:
     """The entries row of a new entry."""
     return {
@@ -514,22 +509,12 @@ async def queue_retitles(
                 continue
             detail = {"old": old, "new": new, "broadcast": parent_entry == entry_id}
             parent = Parent(parent_id, channel, held.get(parent_id))
-            rows.append(
-                {
-                    "story_id": story,
-                    "entry_id": entry_id,
-                    "watchlist": watchlist,
-                    "sink": sink,
-                    "channel": channel,
-                    "kind": str(AlertKind.UPDATE),
-                    "parent_id": parent_id,
-                    "next_attempt_at": _due(wl, AlertKind.UPDATE, now, parent),
-                    "created_at": now,
-                    "terms": "[]",
-                    "words": "[]",
-                    "detail": json.dumps(detail),
-                }
-            )
+            m = StoredMatch(None, story, entry_id, watchlist, [], [], True)
+            row = _alert_values(m, entry_id, sink, channel, AlertKind.UPDATE, now)
+            row["parent_id"] = parent_id
+            row["next_attempt_at"] = _due(wl, AlertKind.UPDATE, now, parent)
+            row["detail"] = json.dumps(detail)
+            rows.append(row)
             queued[entry_id] += 1
     await queue_followups(session, rows)
     return queued

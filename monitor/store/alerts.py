@@ -129,11 +129,6 @@ async def count_sent_new(session: AsyncSession, sink: str, channel: str, since: 
     return int(n)
 
 
-async def alert_state(session: AsyncSession, alert_id: int) -> AlertState | None:
-    row = await session.get(AlertRow, alert_id)
-    return AlertState(row.state) if row is not None else None
-
-
 async def claim_alerts(session: AsyncSession, alert_ids: Sequence[int], now: datetime) -> set[int]:
     """Move these alerts from pending to sending with one conditional UPDATE; the ids it
     moved. Only the caller that moves a row may send it (no double send, even across

@@ -11,6 +11,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from monitor.models import came_out
 from monitor.store.tables import EntryRow, FeedRow
 
 CHUNK = 500  # values per IN (...) list
@@ -93,8 +94,7 @@ async def outlets_of_stories(
             .group_by(col(EntryRow.story_id), col(EntryRow.source))
         )
         for sid, source, published, seen_at in rows.all():
-            when = min(published, seen_at) if published is not None else seen_at
-            out.setdefault(sid or 0, {})[source] = when
+            out.setdefault(sid or 0, {})[source] = came_out(published, seen_at)
     return out
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from monitor.models import came_out
 from monitor.store.tables import EntryRow, StoryRow
 
 
@@ -97,6 +98,5 @@ async def stories_sources(
             outlets = seen.setdefault(sid, set())
             if source not in outlets:
                 outlets.add(source)
-                when = min(published, seen_at) if published is not None else seen_at
-                out.setdefault(sid, []).append((source, link, title, when))
+                out.setdefault(sid, []).append((source, link, title, came_out(published, seen_at)))
     return out
