@@ -30,7 +30,7 @@ from monitor.pipeline.runtime import Runtime, open_runtime
 from monitor.scheduler import startup
 from monitor.scheduler.actions import apply_action
 from monitor.scheduler.daemon import Daemon
-from monitor.store.alerts import alerts_by_id
+from monitor.store.alerts import alerts_by_id, queued_alerts
 from monitor.store.mutes import list_mutes, muted_stories, muted_terms
 from tests.fakeslack import FakeSlack
 from tests.fakesocket import FakeSocketMode, actions_of
@@ -301,6 +301,46 @@ def test_mute_story_is_acked_stored_survives_a_restart_and_expires(
 
     asyncio.run(main())
     assert acks and acks[0] < 1.0
+
+
+def test_mute_story_withdraws_the_replies_already_queued_for_it(
+    tmp_path: Path,
+    feed_server: FeedServer,
+    slack: FakeSlack,
+    sock: FakeSocketMode,
+    db_url: str,
+) -> None:
+    """Copies seen before the click but not yet delivered never reach the thread."""
+    desk = Desk(tmp_path, feed_server, slack, sock, database_url=db_url)
+
+    async def main() -> None:
+        async with open_runtime(desk.cfg, clock=desk.clock) as rt:
+            await startup(rt)
+            desk.publish("Reuters", STORY, "missile")
+            await desk.cycle(rt)
+            (card,) = desk.cards()
+            desk.publish("AFP", STORY, "missile")
+            desk.publish("AP", STORY, "missile")
+            await poll_cycle(rt, all_feeds=True)  # queued, not yet delivered
+            async with rt.sessions() as s:
+                assert await queued_alerts(s) >= 1  # the copies wait in the outbox
+            async with Socket(rt):
+                await _connected(sock)
+                eid = sock.click(card, "mute_story", user=ANN)
+                await asyncio.to_thread(sock.wait_ack, eid)
+
+                async def muted() -> bool:
+                    async with rt.sessions() as s:
+                        return bool(await muted_stories(s, [_story(card)], desk.clock()))
+
+                await _until(muted)
+            await deliver_pending(rt)
+            async with rt.sessions() as s:
+                assert await queued_alerts(s) == 0
+        assert desk.replies() == []  # nothing posted under the muted story's card
+        assert len(desk.cards()) == 1
+
+    asyncio.run(main())
 
 
 def test_mute_term_24h_stops_the_term_alerting_across_a_restart_until_it_expires(

@@ -3,7 +3,9 @@
 
 * *Mute story*: a ``mutes`` row (kind ``story``) until the story's dedupe window has
   passed (``dedupe.window``, 48 h by default, from the click): no more thread replies
-  and no escalation for it. After the window a new copy starts a new story anyway.
+  and no escalation for it. Replies and escalations already queued in the outbox but
+  not yet claimed by a worker are withdrawn in the same transaction (the log says how
+  many). After the window a new copy starts a new story anyway.
 * *Mute term 24h*: a ``mutes`` row (kind ``term``: the watchlist and the term) for 24
   hours: a story matched only by muted terms does not alert.
 * *Acknowledge*: the card's alert records who and when (the first acknowledgement
@@ -22,7 +24,7 @@ from datetime import timedelta
 from monitor.models import DeskAction, DeskActionKind
 from monitor.outbox import rerender_card
 from monitor.pipeline.runtime import Runtime
-from monitor.store.alerts import acknowledge, alerts_by_id
+from monitor.store.alerts import acknowledge, alerts_by_id, withdraw_queued_replies
 from monitor.store.mutes import STORY, TERM, active_mute, add_mute
 from monitor.store.tables import MuteRow
 
@@ -96,13 +98,18 @@ async def _mute(rt: Runtime, action: DeskAction) -> None:
                 expires_at=until,
             ),
         )
+        withdrawn = 0
+        if kind == STORY and story_id is not None:
+            # what fold queued before the click would still reach the channel otherwise
+            withdrawn = await withdraw_queued_replies(session, story_id)
         await session.commit()
     log.info(
-        "%s muted %s until %s (mute %s)",
+        "%s muted %s until %s (mute %s)%s",
         action.user,
         what,
         until.strftime("%Y-%m-%d %H:%M UTC"),
         row.id,
+        f"; {withdrawn} queued replies or escalations withdrawn" if withdrawn else "",
         extra=_ids(action, mute_id=row.id),
     )
 

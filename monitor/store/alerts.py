@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, or_, update
+from sqlalchemy import delete, func, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -155,6 +155,22 @@ async def mark_shown_in_parent(
         update(AlertRow)
         .where(col(AlertRow.id).in_(list(alert_ids)), col(AlertRow.state) == PENDING)
         .values(state=SENT, ts=ts, sent_at=now, last_error=note)
+    )
+    return int(res.rowcount)
+
+
+async def withdraw_queued_replies(session: AsyncSession, story_id: int) -> int:
+    """Delete a story's replies and escalations still waiting in the outbox (a muted
+    story gets no more of them); rows a worker has claimed may already be in the channel
+    and are left to finish. How many."""
+    res = await session.exec(
+        delete(AlertRow).where(
+            col(AlertRow.story_id) == story_id,
+            col(AlertRow.state) == PENDING,
+            col(AlertRow.kind).in_(
+                [AlertKind.FOLLOWUP.value, AlertKind.UPDATE.value, AlertKind.ESCALATION.value]
+            ),
+        )
     )
     return int(res.rowcount)
 
