@@ -19,7 +19,8 @@ step would leave room for a few dozen examples instead of hundreds.
 
 Examples: 300 for Slack in CI (``WIREWATCH_MODEL_EXAMPLES`` sets it, e.g. 5000 by
 hand; the webhook and console runs take a third and a sixth of it). A failure prints
-the shrunk sequence of steps.
+the shrunk sequence of steps. Each run prints how many sequences were checked to the
+end (``-s`` shows it): ``model slack: 5000 sequences checked, 31874 steps``.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ class Model(RuleBasedStateMachine):
         self.channels = {n: f"#{n}-0" for n in WATCHLISTS}
         self.moves = 0
         self.kills = 0  # of them, cut off in the middle of a delivery
+        self.steps = 0
         self.offset = 0.0
         self.console = io.StringIO()
         self.stories: list[tuple[int, str, int]] = []  # (story id, watchlist, alert id)
@@ -333,6 +335,7 @@ class Model(RuleBasedStateMachine):
 
     @invariant()
     def nothing_failed(self) -> None:
+        self.steps += 1  # invariants run once at the start and after every step
         # every fault here is one Slack recovers from: nothing may be given up on
         rows = self._run(self._rows())
         failed = [(r.id, r.last_error) for r in rows if r.state == "failed"]
@@ -344,6 +347,8 @@ class Model(RuleBasedStateMachine):
         try:
             self._run(self._drain())
             self._check()
+            CHECKED[self.SINK] += 1
+            STEPS[self.SINK] += self.steps
         finally:
             self._run(self._stop_tasks())
             self._run(self._close())
@@ -480,13 +485,24 @@ def _settings(examples: int) -> settings:
     )
 
 
+CHECKED: Counter[str] = Counter()  # sequences whose invariants were checked, per sink
+STEPS: Counter[str] = Counter()
+
+
+def _run_model(model: type[Model], examples: int) -> None:
+    CHECKED[model.SINK] = STEPS[model.SINK] = 0
+    run_state_machine_as_test(model, settings=_settings(examples))
+    print(f"model {model.SINK}: {CHECKED[model.SINK]} sequences checked, {STEPS[model.SINK]} steps")
+    assert CHECKED[model.SINK] >= 1
+
+
 def test_what_the_channel_shows_under_generated_sequences(world: World) -> None:
-    run_state_machine_as_test(Model, settings=_settings(EXAMPLES))
+    _run_model(Model, EXAMPLES)
 
 
 def test_webhook_sink_loses_and_doubles_nothing_under_generated_sequences(world: World) -> None:
-    run_state_machine_as_test(WebhookModel, settings=_settings(EXAMPLES // 3))
+    _run_model(WebhookModel, EXAMPLES // 3)
 
 
 def test_console_sink_loses_and_doubles_nothing_under_generated_sequences(world: World) -> None:
-    run_state_machine_as_test(ConsoleModel, settings=_settings(EXAMPLES // 6))
+    _run_model(ConsoleModel, EXAMPLES // 6)
