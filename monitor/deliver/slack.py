@@ -593,7 +593,9 @@ def _from_status(
     return DeliveryResult(ok=False, error=code or f"http_{status}")
 
 
-def _from_api_error(exc: SlackApiError) -> DeliveryResult:
+def from_api_error(exc: SlackApiError) -> DeliveryResult:
+    """What a Slack Web API error means for the outbox (retry when, give up, ...); the
+    Socket Mode client reads its ``apps.connections.open`` errors the same way."""
     resp = exc.response
     data = getattr(resp, "data", None)
     code = data.get("error") if isinstance(data, dict) else None
@@ -609,7 +611,8 @@ def _from_exception(exc: BaseException) -> DeliveryResult:
     return DeliveryResult(ok=False, error=network_error(exc, "Slack"), uncertain=True)
 
 
-_NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+# what a call over the network may raise besides SlackApiError
+NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
 def connect_retry_handler(
@@ -697,8 +700,8 @@ class SlackBotNotifier:
         try:
             await self.client.auth_test()
         except SlackApiError as exc:
-            return _from_api_error(exc)
-        except _NETWORK_ERRORS as exc:
+            return from_api_error(exc)
+        except NETWORK_ERRORS as exc:
             return _from_exception(exc)
         return DeliveryResult(ok=True)
 
@@ -748,7 +751,7 @@ class SlackBotNotifier:
             resp = await self.client.chat_getPermalink(
                 channel=msg.parent_channel, message_ts=msg.thread_ts
             )
-        except (SlackApiError, *_NETWORK_ERRORS):
+        except (SlackApiError, *NETWORK_ERRORS):
             return None
         link = resp.get("permalink")
         return str(link) if link else None
@@ -777,8 +780,8 @@ class SlackBotNotifier:
                 **extra,
             )
         except SlackApiError as exc:
-            return _from_api_error(exc)
-        except _NETWORK_ERRORS as exc:
+            return from_api_error(exc)
+        except NETWORK_ERRORS as exc:
             return _from_exception(exc)
         channel_id = str(resp.get("channel") or "") or None
         if channel_id:
@@ -806,8 +809,8 @@ class SlackBotNotifier:
                 channel=channel, ts=ts, text=text, blocks=blocks, metadata=metadata
             )
         except SlackApiError as exc:
-            return _from_api_error(exc)
-        except _NETWORK_ERRORS as exc:
+            return from_api_error(exc)
+        except NETWORK_ERRORS as exc:
             return _from_exception(exc)
         return DeliveryResult(ok=True, ts=str(resp.get("ts") or ts), channel=channel)
 
@@ -834,10 +837,10 @@ class SlackBotNotifier:
                 if not cursor:
                     break
         except SlackApiError as exc:
-            result = _from_api_error(exc)
+            result = from_api_error(exc)
             if not result.permanent:
                 raise LookupFailed(f"conversations.list: {result.error}") from exc
-        except _NETWORK_ERRORS as exc:
+        except NETWORK_ERRORS as exc:
             raise LookupFailed(f"conversations.list: {exc}") from exc
         return channel
 
@@ -893,7 +896,7 @@ class SlackBotNotifier:
                 if not cursor or not resp.get("has_more", True):
                     break
         except SlackApiError as exc:
-            result = _from_api_error(exc)
+            result = from_api_error(exc)
             if result.error in _POST_FAILS_TOO:
                 return None  # a post would fail the same way: sending reports it
             method = "conversations.replies" if msg.kind.threaded else "conversations.history"
@@ -902,7 +905,7 @@ class SlackBotNotifier:
                 f"{method}: {lookup_hint(result.error or '')}",
                 permanent=answered and result.error not in _TRANSIENT_ANSWERS,
             ) from exc
-        except _NETWORK_ERRORS as exc:
+        except NETWORK_ERRORS as exc:
             raise LookupFailed(f"history: {type(exc).__name__}: {exc}") from exc
         if not found:
             return None
@@ -956,7 +959,7 @@ class SlackBotNotifier:
             try:
                 resp = await call(limit=200, include_all_metadata=True, cursor=cursor, **args)
             except SlackApiError as exc:
-                result = _from_api_error(exc)
+                result = from_api_error(exc)
                 if result.retry_after is not None:  # rate limited: wait as asked, go on
                     await asyncio.sleep(min(result.retry_after, 60.0))
                     continue
@@ -968,7 +971,7 @@ class SlackBotNotifier:
                     return out
                 name = method.replace("_", ".")
                 raise LookupFailed(f"{name}: {lookup_hint(result.error or '')}") from exc
-            except _NETWORK_ERRORS as exc:
+            except NETWORK_ERRORS as exc:
                 raise LookupFailed(f"{method.replace('_', '.')}: {exc}") from exc
             out.extend(m for m in resp.get("messages") or [] if isinstance(m, dict))
             cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
@@ -1012,7 +1015,7 @@ class SlackWebhookNotifier:
                 resp = await self.client.send(
                     text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
                 )
-            except _NETWORK_ERRORS as exc:
+            except NETWORK_ERRORS as exc:
                 return _from_exception(exc)
             if resp.status_code != 200:
                 code = clean(str(resp.body or ""))[:100] or None

@@ -27,13 +27,13 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from monitor.deliver.slack import (
-    _NETWORK_ERRORS,
     ACTION_ACK,
     ACTION_MUTE_STORY,
     ACTION_MUTE_TERM,
     DEFAULT_BASE_URL,
-    _from_api_error,
+    NETWORK_ERRORS,
     connect_retry_handler,
+    from_api_error,
 )
 from monitor.models import DeskAction, DeskActionKind
 
@@ -174,7 +174,7 @@ class SlackSocket:
                 client.wss_uri = str(resp["url"])
                 break
             except SlackApiError as exc:
-                error = _from_api_error(exc)
+                error = from_api_error(exc)
                 if error.permanent:
                     log.error(
                         "Slack refused the app token (%s): check SLACK_APP_TOKEN (an "
@@ -184,7 +184,7 @@ class SlackSocket:
                     )
                     return
                 log.warning("Slack Socket Mode: %s; retrying in %.0f s", error.error, delay)
-            except _NETWORK_ERRORS as exc:
+            except NETWORK_ERRORS as exc:
                 log.warning(
                     "Slack Socket Mode: cannot reach Slack (%s); retrying in %.0f s",
                     type(exc).__name__,
