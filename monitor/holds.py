@@ -10,6 +10,7 @@ happens twice in autumn happens the first time. ``every`` counts from 00:00 UTC 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -82,3 +83,22 @@ def longest_hold(wl: Watchlist) -> float:
     if wl.quiet is not None:
         hold += DAY_S  # (a window's length; a day at most, DST included, with margin)
     return hold
+
+
+def rehold(
+    held: list[tuple[int, str, str, datetime]], watchlists: Mapping[str, Watchlist], now: datetime
+) -> dict[int, datetime]:
+    """After a reload: held alerts ``(id, watchlist, kind, due)`` whose watchlist now
+    lets them out sooner (quiet hours shortened or removed, a digest made more frequent
+    or dropped), with their new due time. A hold is only ever shortened: an alert queued
+    before new quiet hours were written keeps the time it was given, and an alert of a
+    watchlist that is gone keeps its time too."""
+    out: dict[int, datetime] = {}
+    for alert_id, watchlist, kind, due in held:
+        wl = watchlists.get(watchlist)
+        if wl is None:
+            continue
+        when = hold_until(wl, AlertKind(kind), now)
+        if when < due:
+            out[alert_id] = when
+    return out

@@ -15,13 +15,13 @@ import pytest
 from sqlmodel import select
 
 from monitor.config import load_config
-from monitor.holds import hold_until, longest_hold, next_digest, quiet_end
+from monitor.holds import hold_until, longest_hold, next_digest, quiet_end, rehold
 from monitor.match.schema import Digest, Quiet, Watchlist
 from monitor.models import AlertKind
 from monitor.outbox import deliver_pending, next_due_in
 from monitor.pipeline import poll_cycle
 from monitor.pipeline.runtime import Runtime, open_runtime
-from monitor.scheduler import startup
+from monitor.scheduler import Reloader, apply_reload, startup
 from monitor.store.ops import queue
 from monitor.store.tables import AlertRow
 from tests.fakeslack import FakeSlack
@@ -255,6 +255,50 @@ def test_a_restart_in_the_middle_of_quiet_hours_loses_nothing(
     asyncio.run(third())
     (digest,) = room.top("#floods")
     assert all(STORIES[i][0] in _shown(digest) for i in range(3))
+
+
+def test_a_reload_that_removes_the_quiet_hours_lets_the_held_cards_out(
+    tmp_path: Path, feed_server: FeedServer, slack: FakeSlack
+) -> None:
+    wl = {"name": "floods", "terms": ["flooding"], "channel": "#floods", "quiet": QUIET}
+    room = Room(tmp_path, feed_server, slack, [wl], _utc(2026, 1, 14, 23, 0))
+    env = {
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_API_URL": slack.base_url,
+        "SLACK_CHANNEL": "#desk",
+    }
+
+    async def go() -> None:
+        async with room.life() as rt:
+            await startup(rt)
+            room.publish("Reuters", 0)
+            await room.tick(rt)
+            assert room.top("#floods") == []  # held till 07:00
+            feeds = [f.model_dump(mode="json") for f in room.cfg.feeds]
+            loose = {"name": "floods", "terms": ["flooding"], "channel": "#floods"}
+            path = write_config(tmp_path, feeds=feeds, watchlists=[loose])
+            reloader = Reloader(load=lambda: load_config(path, env=env), files=[path])
+            assert await apply_reload(rt, reloader)
+            await room.tick(rt, _utc(2026, 1, 14, 23, 1))
+
+    asyncio.run(go())
+    (card,) = room.top("#floods")
+    assert STORIES[0][0] in _shown(card)
+
+
+def test_a_reload_only_ever_shortens_a_hold() -> None:
+    now = _utc(2026, 1, 14, 23, 0)
+    quiet = Watchlist(name="q", terms=["x"], quiet=Quiet.model_validate(QUIET))
+    loose = Watchlist(name="l", terms=["x"])
+    seven = _utc(2026, 1, 15, 7, 0)
+    held = [
+        (1, "q", "new", _utc(2026, 1, 15, 6, 0)),
+        (2, "l", "new", seven),
+        (3, "gone", "new", seven),
+    ]
+    # 1: the new quiet hours would hold it longer than it was told: it keeps its time;
+    # 2: its watchlist has no hold any more: due now; 3: its watchlist is gone: as it was
+    assert rehold(held, {"q": quiet, "l": loose}, now) == {2: now}
 
 
 def test_held_alerts_do_not_block_other_watchlists_in_the_same_channel(

@@ -46,7 +46,7 @@ from monitor.health import (
     span,
     state_detail,
 )
-from monitor.holds import longest_hold
+from monitor.holds import longest_hold, rehold
 from monitor.intervals import FAILURE_CAP_S, JITTER, RETRY_AFTER_CAP_S
 from monitor.models import DeskAction
 from monitor.outbox import RECONCILE_AFTER, delivery_loop, reconcile, stranded
@@ -54,7 +54,7 @@ from monitor.pipeline import CycleReport, Poller, PollReport, load_index
 from monitor.pipeline.runtime import Runtime
 from monitor.scheduler.actions import apply_action
 from monitor.scheduler.http import OpsServer, Probe
-from monitor.store.alerts import queued_alerts
+from monitor.store.alerts import held_alerts, queued_alerts, set_due
 from monitor.store.entries import newest_published
 from monitor.store.feeds import (
     clamp_schedule,
@@ -239,10 +239,17 @@ async def apply_reload(rt: Runtime, reloader: Reloader) -> bool:
         )
         return False
     rt.swap_config(config)
+    now = rt.clock()
     async with rt.sessions() as session:
-        await sync_feeds(session, config.feeds, rt.clock())
+        await sync_feeds(session, config.feeds, now)
+        held = [(i, w, k, _aware(d)) for i, w, k, d in await held_alerts(session, now)]
+        sooner = rehold(held, rt.matcher.watchlists, now)
+        await set_due(session, sooner)
         await session.commit()
     log.info("configuration reloaded: %s", config.summary())
+    if sooner:
+        log.info("%d held alerts are due sooner under the new quiet hours or digests", len(sooner))
+        rt.delivery.wakeup.set()
     return True
 
 

@@ -222,6 +222,27 @@ async def held_until(
     return out
 
 
+async def held_alerts(session: AsyncSession, now: datetime) -> list[tuple[int, str, str, datetime]]:
+    """(id, watchlist, kind, due) of every alert held past ``now`` by its watchlist's
+    quiet hours or digest (pending, never tried, due later)."""
+    rows = await session.exec(
+        select(AlertRow.id, AlertRow.watchlist, AlertRow.kind, AlertRow.next_attempt_at)
+        .where(AlertRow.state == PENDING, AlertRow.attempts == 0)
+        .where(col(AlertRow.next_attempt_at) > now)
+    )
+    return [(int(aid or 0), wl, kind, when) for aid, wl, kind, when in rows.all()]
+
+
+async def set_due(session: AsyncSession, due: dict[int, datetime]) -> None:
+    """Move held alerts' due times (a reload shortened their watchlist's hold)."""
+    for alert_id, when in due.items():
+        await session.exec(
+            update(AlertRow)
+            .where(col(AlertRow.id) == alert_id, col(AlertRow.state) == PENDING)
+            .values(next_attempt_at=when)
+        )
+
+
 async def release_held(session: AsyncSession, alert_ids: Sequence[int], now: datetime) -> int:
     """Make these held alerts due now (a story that escalates breaks through its
     watchlist's quiet hours or digest). How many."""
