@@ -252,6 +252,20 @@ def test_several_terms_get_a_button_each_and_many_a_menu() -> None:
 # --------------------------------------------------------------------------- effects
 
 
+async def _mute_story(rt: Runtime, desk: Desk, sock: FakeSocketMode, card: dict[str, Any]) -> float:
+    """Click *Mute story* on ``card`` as ANN; wait for the mute to be stored. The ack's
+    delay."""
+    eid = sock.click(card, "mute_story", user=ANN)
+    ack = await asyncio.to_thread(sock.wait_ack, eid)
+
+    async def muted() -> bool:
+        async with rt.sessions() as s:
+            return bool(await muted_stories(s, [_story(card)], desk.clock()))
+
+    await _until(muted)
+    return ack
+
+
 def test_mute_story_is_acked_stored_survives_a_restart_and_expires(
     tmp_path: Path,
     feed_server: FeedServer,
@@ -270,14 +284,7 @@ def test_mute_story_is_acked_stored_survives_a_restart_and_expires(
             async with Socket(rt):
                 await _connected(sock)
                 (card,) = desk.cards()
-                eid = sock.click(card, "mute_story", user=ANN)
-                acks.append(await asyncio.to_thread(sock.wait_ack, eid))
-
-                async def muted() -> bool:
-                    async with rt.sessions() as s:
-                        return bool(await muted_stories(s, [_story(card)], desk.clock()))
-
-                await _until(muted)
+                acks.append(await _mute_story(rt, desk, sock, card))
             desk.publish("AFP", STORY, "missile")
             await desk.cycle(rt)
         assert desk.replies() == []  # no "also reported by" for a muted story
@@ -326,14 +333,7 @@ def test_mute_story_withdraws_the_replies_already_queued_for_it(
                 assert await queued_alerts(s) >= 1  # the copies wait in the outbox
             async with Socket(rt):
                 await _connected(sock)
-                eid = sock.click(card, "mute_story", user=ANN)
-                await asyncio.to_thread(sock.wait_ack, eid)
-
-                async def muted() -> bool:
-                    async with rt.sessions() as s:
-                        return bool(await muted_stories(s, [_story(card)], desk.clock()))
-
-                await _until(muted)
+                await _mute_story(rt, desk, sock, card)
             await deliver_pending(rt)
             async with rt.sessions() as s:
                 assert await queued_alerts(s) == 0
