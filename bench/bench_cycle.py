@@ -309,7 +309,11 @@ def cli_once(cfg_dir: Path, label: str, out_file: Path) -> Row:
 
 def progress(rows: list[Row]) -> None:
     for r in rows:
-        print(f"  done: {r.name}: {r.wall:.2f} s wall, {r.cpu:.2f} s CPU; {r.note}", flush=True)
+        split = f" (main {r.cpu_main:.2f} + workers {r.cpu_workers:.2f})" if r.cpu_workers else ""
+        print(
+            f"  done: {r.name}: {r.wall:.2f} s wall, {r.cpu:.2f} s CPU{split}; {r.note}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -344,6 +348,10 @@ def main() -> None:
                 rows += prow
                 progress(prow)
             if args.pipeline_only:
+                if args.profile:
+                    print("\n#### cProfile of the cold cycle (main process only)\n")
+                    print(facts["profile"])
+                    print(facts["profile_tottime"])
                 return
             plain = asyncio.run(floor(urls, args.concurrency, parse=False))
             fp = asyncio.run(floor(urls, args.concurrency, parse=True))

@@ -41,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import build_feed_bodies
 
 from monitor.dedupe import DedupeConfig, Prepared, StoryIndex, StoryItem, prepare
+from monitor.dedupe.embed import available as embed_available
+from monitor.dedupe.embed import embed
 from monitor.normalize import canonical_url
 
 NOW = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
@@ -116,6 +118,10 @@ def main() -> None:
     ready = None
     if args.prepared:
         chars = DedupeConfig().summary_chars
+        # the workers have the embedding model loaded (it loads on their start): so
+        # that their titles carry their vectors here too, load it before preparing
+        if embed_available():
+            embed("warm up")
         ready = [prepare(i.title, i.summary, i.source, chars, features=True) for i in items]
     if args.profile:
         prof = cProfile.Profile()
