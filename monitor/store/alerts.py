@@ -234,11 +234,15 @@ async def held_alerts(session: AsyncSession, now: datetime) -> list[tuple[int, s
 
 
 async def set_due(session: AsyncSession, due: dict[int, datetime]) -> None:
-    """Move held alerts' due times (a reload shortened their watchlist's hold)."""
+    """Move held alerts' due times (a reload shortened their watchlist's hold): one
+    statement per distinct new time (a watchlist's held alerts share their release)."""
+    by_time: dict[datetime, list[int]] = {}
     for alert_id, when in due.items():
+        by_time.setdefault(when, []).append(alert_id)
+    for when, ids in by_time.items():
         await session.exec(
             update(AlertRow)
-            .where(col(AlertRow.id) == alert_id, col(AlertRow.state) == PENDING)
+            .where(col(AlertRow.id).in_(ids), col(AlertRow.state) == PENDING)
             .values(next_attempt_at=when)
         )
 
