@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from monitor.cluster import cluster_lines
-from monitor.dedupe import DedupeConfig, Prepared
-from monitor.dedupe.boilerplate import Boilerplate, Seen, heads, seen, tails
+from monitor.dedupe import DedupeConfig
+from monitor.dedupe.boilerplate import Boilerplate, heads, tails
 
 T0 = datetime(2024, 3, 12, 6, 0, tzinfo=UTC)
 
@@ -299,84 +299,3 @@ def test_a_feeds_frequent_words_are_learned_and_its_frequent_names_kept_aside() 
     assert b.strip("g", "Mabeko vowel ng kasano sa parivo").text == (
         "Mabeko vowel ng kasano sa parivo"
     )  # another feed has learned nothing
-
-
-# --- computed in the parse workers --------------------------------------------------------
-
-
-def _keys_in_another_interpreter(titles: list[str]) -> list[Seen]:
-    """``seen`` of each title, computed in a freshly started interpreter (its own string
-    hash seed), as a parse worker does."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(seen, titles))
-
-
-def test_a_titles_boilerplate_keys_are_the_same_in_a_parse_worker() -> None:
-    """The parse workers compute what each title adds to its feed's statistics; the
-    process that dedupes counts those keys beside keys it computed itself (a restart's
-    stored titles, items parsed without a worker), so a key must not depend on the
-    process: a title the feed repeats whole, counted once from each side, is still one
-    rest and not boilerplate."""
-    title = "Dam bursts upstream: villages evacuated | Evening Desk"
-    (there,) = _keys_in_another_interpreter([title])
-    assert there == seen(title)
-    b = Boilerplate()
-    b.learn("f", title)
-    b.learn("f", title, there)
-    assert b.strip("f", "Flooding closes roads | Evening Desk")[0] == (
-        "Flooding closes roads | Evening Desk"
-    )
-
-
-def test_an_index_fed_by_the_workers_decides_and_learns_as_one_that_computes_itself() -> None:
-    """A feed with a programme tail and summaries: an index given what the workers
-    prepare (title keys, features, vectors, summary stems, boilerplate keys, from another
-    interpreter) takes the same decisions and learns the same boilerplate as one given
-    the bare items."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from functools import partial
-
-    from monitor.dedupe import StoryIndex, StoryItem
-
-    rng = random.Random(7)
-    show = _word(rng).title()
-    stories = [" ".join(_word(rng) for _ in range(5)).capitalize() for _ in range(12)]
-    items = []
-    for i in range(60):
-        story = stories[rng.randrange(len(stories))]
-        source = "feed-a" if i % 3 else "feed-b"
-        title = f"{story} | {show} ({1 + i % 28} March 2024)" if source == "feed-a" else story
-        summary = f"<p>{story}. {' '.join(_word(rng) for _ in range(8))}.</p>"
-        items.append(StoryItem(str(i), title, summary, T0, source, f"https://x/{i}"))
-    chars = DedupeConfig().summary_chars
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        ready = list(
-            pool.map(
-                partial(_prepare_one, chars=chars), [(i.title, i.summary, i.source) for i in items]
-            )
-        )
-    assert all(r.keys is not None and r.stems is not None for r in ready)
-    plain, fed = StoryIndex(DedupeConfig()), StoryIndex(DedupeConfig())
-    merged = 0
-    for n, (item, prep) in enumerate(zip(items, ready, strict=True)):
-        a = plain.find(item, T0)
-        b = fed.find(item, T0, prep)
-        assert (a.story_id, a.reason) == (b.story_id, b.reason), item.title
-        merged += a.story_id is not None
-        for idx, got in ((plain, a), (fed, b)):
-            idx.add(item, got.story_id if got.story_id is not None else n, T0)
-    assert merged  # (the stories repeat: some items merged, so the decisions were tested)
-    probe = f"Something else entirely | {show} (3 March 2024)"
-    assert plain._boiler.strip("feed-a", probe) == fed._boiler.strip("feed-a", probe)
-    assert plain._boiler.strip("feed-a", probe)[0] == "Something else entirely"
-
-
-def _prepare_one(args: tuple[str, str, str], chars: int) -> Prepared:
-    from monitor.dedupe import prepare
-
-    title, summary, source = args
-    return prepare(title, summary, source, chars, features=True)

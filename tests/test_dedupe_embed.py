@@ -58,7 +58,7 @@ def test_an_empty_title_or_vector_compares_as_nothing() -> None:
 def test_the_parse_workers_step_computes_the_embedding_once() -> None:
     """``prepare(..., features=True)`` (what the parse workers run) carries the title's
     quantized embedding, so the process that dedupes only compares bytes."""
-    tk, _summary, feat, vec = prepare(TITLES[0], "", "Outlet", 300, features=True)[:4]
+    tk, _summary, feat, vec = prepare(TITLES[0], "", "Outlet", 300, features=True)
     assert feat
     assert vec == embed.quantize(embed.embed(tk.stripped))
     assert prepare(TITLES[0], "", "Outlet", 300)[3] == b""

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import re
 import sys
-import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
@@ -110,11 +109,7 @@ def tails(title: str) -> list[tuple[str, str]]:
 def words(title: str) -> frozenset[str]:
     """The title's words that may be boilerplate: letters only, case folded ("COVID-19",
     "19,000" and other tokens with digits are facts, never boilerplate)."""
-    return frozenset(_letter_words(title))
-
-
-def _letter_words(title: str) -> Iterator[str]:
-    return (w for w in (t.strip(_PUNCT) for t in title.casefold().split()) if w.isalpha())
+    return frozenset(w for w in (t.strip(_PUNCT) for t in title.casefold().split()) if w.isalpha())
 
 
 class Stripped(NamedTuple):
@@ -126,37 +121,16 @@ class Stripped(NamedTuple):
 
 
 @dataclass(slots=True)
-class Seen:
-    """What one title adds to its feed's statistics: a pure function of the title
-    (``seen``), so the parse workers compute it and the process that dedupes only
-    counts it."""
-
-    affixes: tuple[tuple[str, int], ...]  # ("h" or "t" + segment, CRC-32 of the rest folded)
-    words: tuple[str, ...]  # unique (interned where they are counted)
-
-
-def seen(title: str) -> Seen:
-    """The affix and word keys of ``title`` (``FeedBoilerplate.observe`` counts them).
-
-    A rest is keyed by its CRC-32, not ``hash()``: the key must be the same in the parse
-    worker that computes it and in the process that counts it."""
-    affixes: list[tuple[str, int]] = []
-    if not _SEPARATORS.isdisjoint(title):
-        affixes = [("h" + seg, _rest_key(rest)) for seg, rest in heads(title)]
-        affixes += [("t" + seg, _rest_key(rest)) for seg, rest in tails(title)]
-    # (the words in title order: the same tuple in any process)
-    return Seen(tuple(dict.fromkeys(affixes)), tuple(dict.fromkeys(_letter_words(title))))
-
-
-def _rest_key(rest: str) -> int:
-    return zlib.crc32(_norm(rest).encode("utf-8", "surrogatepass"))
+class _Seen:
+    affixes: tuple[tuple[str, int], ...]  # ("h" or "t" + segment, hash of the rest folded)
+    words: tuple[str, ...]  # unique, interned
 
 
 @dataclass(slots=True)
 class FeedBoilerplate:
     """What one feed repeats across its recent titles."""
 
-    recent: deque[Seen] = field(default_factory=lambda: deque(maxlen=RECENT))
+    recent: deque[_Seen] = field(default_factory=lambda: deque(maxlen=RECENT))
     # (affix, rest) -> recent titles with both; affix -> distinct rests among them
     pair_count: dict[tuple[str, int], int] = field(default_factory=dict)
     affix_rests: dict[str, int] = field(default_factory=dict)
@@ -168,17 +142,16 @@ class FeedBoilerplate:
     # a title is not rewritten for nothing
     ignored: frozenset[str] = frozenset()
 
-    def learn(self, title: str, keys: Seen | None = None) -> Stripped:
+    def learn(self, title: str) -> Stripped:
         """``observe(title)`` then ``strip(title)``, sharing their work: what the index
-        calls once per new title. ``keys``: ``seen(title)`` when a parse worker computed
-        it."""
-        keys = self._intern(keys) if keys is not None else self._seen(title)
-        self._count(keys)
-        if not self.affix_rests or not keys.affixes:
+        calls once per new title."""
+        seen = self._seen(title)
+        self._count(seen)
+        if not self.affix_rests or not seen.affixes:
             # nothing to cut: only the frequent words may go
             text = title.strip()
             frequent = self.frequent_words()
-            if not frequent or frequent.isdisjoint(keys.words):
+            if not frequent or frequent.isdisjoint(seen.words):
                 return Stripped(text, "", ())
         return self.strip(title)
 
@@ -190,18 +163,14 @@ class FeedBoilerplate:
         self._count(self._seen(title))
 
     @staticmethod
-    def _seen(title: str) -> Seen:
-        return FeedBoilerplate._intern(seen(title))
+    def _seen(title: str) -> _Seen:
+        affixes: list[tuple[str, int]] = []
+        if not _SEPARATORS.isdisjoint(title):
+            affixes = [(sys.intern("h" + seg), hash(_norm(rest))) for seg, rest in heads(title)]
+            affixes += [(sys.intern("t" + seg), hash(_norm(rest))) for seg, rest in tails(title)]
+        return _Seen(tuple(dict.fromkeys(affixes)), tuple(map(sys.intern, words(title))))
 
-    @staticmethod
-    def _intern(keys: Seen) -> Seen:
-        """``keys`` with its strings interned: the feeds' recent titles share one copy of
-        each word and segment."""
-        return Seen(
-            tuple((sys.intern(a), h) for a, h in keys.affixes), tuple(map(sys.intern, keys.words))
-        )
-
-    def _count(self, seen: Seen) -> None:
+    def _count(self, seen: _Seen) -> None:
         full = len(self.recent) == RECENT
         if full:
             old = self.recent[0]
@@ -284,16 +253,15 @@ class Boilerplate:
         self._feeds: dict[str, FeedBoilerplate] = {}
         self._ignored = ignored
 
-    def learn(self, source: str, title: str, keys: Seen | None = None) -> Stripped:
+    def learn(self, source: str, title: str) -> Stripped:
         """Count ``title`` in its feed's boilerplate; the title with it taken out, and the
-        digits the stripped affixes held (``FeedBoilerplate.strip``). ``keys``:
-        ``seen(title)``, when it was computed elsewhere."""
+        digits the stripped affixes held (``FeedBoilerplate.strip``)."""
         if not source or not title:
             return Stripped(title.strip(), "", ())
         feed = self._feeds.get(source)
         if feed is None:
             feed = self._feeds[source] = FeedBoilerplate(ignored=self._ignored)
-        return feed.learn(title, keys)
+        return feed.learn(title)
 
     def observe(self, source: str, title: str) -> None:
         if not source or not title:

@@ -51,11 +51,11 @@ import math
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, NamedTuple
+from typing import Final
 
 from rapidfuzz import fuzz
 
-from monitor.dedupe.boilerplate import Boilerplate, Seen, seen, tail_cut, tails
+from monitor.dedupe.boilerplate import Boilerplate, tail_cut, tails
 from monitor.dedupe.embed import cosine
 from monitor.dedupe.embed import loaded as embed_loaded
 from monitor.dedupe.scoring import (
@@ -222,15 +222,9 @@ def _title_key(url: str, tk: TitleKey, ts: float, min_words: int, sig: int = 0) 
 _PROFILE_CACHE = 1 << 13  # titles whose profile is kept (at most 2 KB each: 16 MB at most)
 
 
-class Prepared(NamedTuple):
-    """What ``find`` computes first for a new item, when another process computed it."""
-
-    tk: TitleKey  # the title key
-    summary: str  # the cleaned summary prefix
-    feat: str = ""  # the compact guard features, or ""
-    vec: bytes = b""  # the quantized title embedding, or b""
-    stems: tuple[str, ...] | None = None  # the summary's stems (``_stem_tuple``), or None
-    keys: Seen | None = None  # what the title adds to its feed's boilerplate, or None
+# (title key, cleaned summary prefix, compact guard features or "", quantized title
+# embedding or b"")
+Prepared = tuple[TitleKey, str, str, bytes]
 
 
 def prepare(
@@ -238,26 +232,21 @@ def prepare(
 ) -> Prepared:
     """What ``find`` computes first for a new item: its title key and cleaned summary
     prefix; with ``features``, also the compact form of its guard features
-    (``_Profile.encode``), which scoring needs once a candidate is close enough, the
-    title's embedding (``embed``), the summary's stems, and what the title adds to its
-    feed's boilerplate statistics (``boilerplate.seen``). Pure, so it can run in another
-    process: the ``monitor.parse`` workers compute all of it beside the parse, which takes
-    the costliest per-title steps off the single process that dedupes. Without
-    ``features`` the index computes the rest itself, and only for titles that get that
-    far."""
+    (``_Profile.encode``), which scoring needs once a candidate is close enough. Pure, so
+    it can run in another process: the ``monitor.parse`` workers compute all three, which
+    takes the costliest per-title step off the process that dedupes. Without
+    ``features`` the index computes them only for titles that get that far. With
+    ``features`` the title's embedding is computed too (``embed``), for the same reason."""
     cleaned = clean_summary(summary[: summary_chars * 3])[:summary_chars] if summary else ""
     tk = title_key(title, source)
-    if not features:
-        return Prepared(tk, cleaned)
     feat = ""
     vec = b""
-    if tk.stems and not tk.series:
+    if features and tk.stems and not tk.series:
         feat = _compact_features(tk)
         # (while the model is still loading, the index computes the vector when it needs
         # it: the same vector, so the same decisions)
         vec = _vector(tk.stripped) if embed_loaded() else b""
-    keys = seen(title) if source and title else None
-    return Prepared(tk, cleaned, feat, vec, _stem_tuple(cleaned), keys)
+    return tk, cleaned, feat, vec
 
 
 _FEAT_CACHE = 1 << 12  # stripped titles whose compact features are kept (per process)
@@ -305,16 +294,10 @@ class _Fresh:
 
     def summary_set(self) -> frozenset[str]:
         if self.stems is None:
-            self.set_stems(_stem_tuple(self.summary))
+            self.stems = _stem_tuple(self.summary)
+            # (_NO_STEMS, a text without content words, compares as no stems)
+            self.stem_set = frozenset(self.stems) if self.stems is not _NO_STEMS else frozenset()
         return self.stem_set
-
-    def set_stems(self, stems: tuple[str, ...]) -> None:
-        """The summary's stems (``_stem_tuple``), computed here or in a parse worker."""
-        # (_NO_STEMS is compared by identity, and a worker sends back a copy)
-        stems = _NO_STEMS if stems == _NO_STEMS else tuple(map(sys.intern, stems))
-        self.stems = stems
-        # (_NO_STEMS, a text without content words, compares as no stems)
-        self.stem_set = frozenset(stems) if stems is not _NO_STEMS else frozenset()
 
 
 class StoryIndex:
@@ -349,15 +332,13 @@ class StoryIndex:
     def __len__(self) -> int:
         return len(self._recs)
 
-    def _learn(
-        self, source: str, title: str, keys: Seen | None = None
-    ) -> tuple[str, int, tuple[str, ...]]:
+    def _learn(self, source: str, title: str) -> tuple[str, int, tuple[str, ...]]:
         """Count ``title`` in its feed's boilerplate; the title with that boilerplate out
         (a series title, "Live updates: ...", stays whole: it names a slot), and the hash
         of the digits the stripped affixes held (0 for none): two episodes of one
         programme differ only there, so entries whose digits differ never merge; and the
         stems of the names taken out with the feed's frequent words, for the names guard."""
-        stripped, digits, names = self._boiler.learn(source, title, keys)
+        stripped, digits, names = self._boiler.learn(source, title)
         if stripped != title.strip() and maybe_series(title) and title_key(title, source).series:
             return title, 0, ()
         stems = tuple(sys.intern(canon(n)) for n in names) if names else ()
@@ -368,31 +349,25 @@ class StoryIndex:
         fresh = self._fresh
         if fresh is not None and fresh.item is item:
             return fresh
-        title, sig, names = self._learn(
-            item.source, item.title, prepared.keys if prepared is not None else None
-        )
+        title, sig, names = self._learn(item.source, item.title)
         if title != item.title.strip():
             # the feed's boilerplate changes the title: the title key, features and
             # embedding prepared elsewhere (from the whole title) do not apply; the
-            # cleaned summary and its stems do
+            # cleaned summary does
             if prepared is not None:
-                prepared = prepared._replace(
-                    tk=title_key(title, item.source), feat="", vec=b"", keys=None
-                )
+                prepared = (title_key(title, item.source), prepared[1], "", b"")
             else:
                 prepared = prepare(title, item.summary, item.source, self.config.summary_chars)
         if prepared is not None:
             # computed in another process: intern the stems, as title_key does, so every
             # window entry holding a word shares one string
-            tk, summary, feat, vec, stems, _keys = prepared
+            tk, summary, feat, vec = prepared
             tk = tk._replace(stems=tuple(map(sys.intern, tk.stems)))
         else:
-            tk, summary, feat, vec, stems, _keys = prepare(
+            tk, summary, feat, vec = prepare(
                 title, item.summary, item.source, self.config.summary_chars
             )
         fresh = self._fresh = _Fresh(item, tk, summary, feat)
-        if stems is not None:
-            fresh.set_stems(stems)
         fresh.sig = sig
         fresh.names = names
         fresh.vec = vec or None
